@@ -1,0 +1,336 @@
+"""ArchConfig: the one validated description of an architecture.
+
+Everything downstream (models, costs, evaluators, export) reads an ``ArchConfig`` and never the
+YAML it came from. The flat dictionary form (``from_dict`` / ``to_dict``) is what search spaces
+produce and what exports write: global keys plus per-layer keys that are either one value for
+every layer or a list with one value per layer. Encoder layers of a seq2seq model take
+``encoder_<key>`` when given and the decoder's (scalar) value otherwise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from archsearch.errors import InputError
+
+TASKS = ("causal_lm", "seq2seq")
+ATTENTION_KINDS = ("full", "local", "linformer", "performer", "lsh", "lsra")
+FFN_KINDS = ("dense", "switch_moe", "sparse")
+MEMORY_KINDS = ("none", "xl", "compressive")
+CONV_KINDS = ("lightweight", "dynamic")
+ACTIVATIONS = ("gelu", "relu")
+COMPRESS_FNS = ("mean", "conv")
+
+
+@dataclass(frozen=True)
+class LayerConfig:
+    """One Transformer block. Fields of families a layer does not use keep their defaults."""
+
+    attention: str = "full"
+    heads: int = 4
+    attn_dim: int | None = None  # q/k/v width (HAT's qkv_dim); None = d_model
+    window: int = 0  # local attention: keys at most `window` positions back (and ahead in encoders)
+    dilation: int = 1  # local attention: distance between attended keys
+    global_tokens: int = 0  # local attention in encoders: leading tokens seen by and seeing all
+    linformer_k: int = 64  # Linformer: projected sequence length
+    performer_features: int = 64  # Performer: random features per head
+    lsh_bucket_size: int = 32  # Reformer: tokens per hash bucket
+    lsh_hashes: int = 1  # Reformer: rounds of hashing
+    lsra_split: float = 0.5  # LSRA: fraction of channels on the attention branch
+    conv_kernel: int = 7  # LSRA: convolution kernel size
+    conv_type: str = "lightweight"  # LSRA: lightweight or dynamic convolution
+    ffn: str = "dense"
+    ffn_dim: int | None = None  # hidden width; None = round(ffn_ratio * d_model)
+    ffn_ratio: float = 4.0
+    activation: str = "gelu"
+    experts: int = 1  # switch_moe: number of experts
+    capacity_factor: float = 1.25  # switch_moe: expert capacity relative to an even split
+    sparsity: int = 1  # sparse: hidden units per block, one active per block (Scaling Transformer)
+
+    def __post_init__(self) -> None:
+        _check_choice("attention", self.attention, ATTENTION_KINDS)
+        _check_choice("ffn", self.ffn, FFN_KINDS)
+        _check_choice("conv_type", self.conv_type, CONV_KINDS)
+        _check_choice("activation", self.activation, ACTIVATIONS)
+        for name in ("heads", "dilation", "linformer_k", "performer_features"):
+            _check_int(name, getattr(self, name), minimum=1)
+        for name in ("lsh_bucket_size", "lsh_hashes", "conv_kernel", "experts", "sparsity"):
+            _check_int(name, getattr(self, name), minimum=1)
+        _check_int("window", self.window, minimum=0)
+        _check_int("global_tokens", self.global_tokens, minimum=0)
+        for name in ("attn_dim", "ffn_dim"):
+            if getattr(self, name) is not None:
+                _check_int(name, getattr(self, name), minimum=1)
+        _check_float("lsra_split", self.lsra_split, low=0.0, high=1.0, low_open=True)
+        _check_float("ffn_ratio", self.ffn_ratio, low=0.0, low_open=True)
+        _check_float("capacity_factor", self.capacity_factor, low=0.0, low_open=True)
+        if self.attention == "local" and self.window < 1:
+            raise InputError("local attention needs window >= 1", key="window")
+
+    def qkv_dim(self, d_model: int) -> int:
+        """Width of the query/key/value projections."""
+        return self.attn_dim if self.attn_dim is not None else d_model
+
+    def hidden_dim(self, d_model: int) -> int:
+        """Width of the feed-forward hidden layer."""
+        if self.ffn_dim is not None:
+            return self.ffn_dim
+        return max(1, round(self.ffn_ratio * d_model))
+
+
+LAYER_KEYS = tuple(f.name for f in fields(LayerConfig))
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    """A whole model: global settings plus one ``LayerConfig`` per block."""
+
+    layers: tuple[LayerConfig, ...] = field(default_factory=lambda: (LayerConfig(),) * 2)
+    task: str = "causal_lm"
+    vocab_size: int = 256
+    max_seq_len: int = 256
+    d_model: int = 128
+    embed_dim: int | None = None  # ALBERT factorized embedding width; None = d_model, no projection
+    tie_embeddings: bool = True
+    share_layers: bool = False  # ALBERT cross-layer sharing: every block uses layer 0's weights
+    dropout: float = 0.0
+    memory: str = "none"
+    mem_len: int = 0  # Transformer-XL / compressive: tokens of recurrent memory per layer
+    compress_rate: int = 4  # compressive: old memories per compressed slot
+    compress_len: int = 0  # compressive: compressed slots per layer
+    compress_fn: str = "mean"
+    encoder_layers: tuple[LayerConfig, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_choice("task", self.task, TASKS)
+        _check_choice("memory", self.memory, MEMORY_KINDS)
+        _check_choice("compress_fn", self.compress_fn, COMPRESS_FNS)
+        _check_int("vocab_size", self.vocab_size, minimum=2)
+        _check_int("max_seq_len", self.max_seq_len, minimum=1)
+        _check_int("d_model", self.d_model, minimum=1)
+        if self.embed_dim is not None:
+            _check_int("embed_dim", self.embed_dim, minimum=1)
+        _check_bool("tie_embeddings", self.tie_embeddings)
+        _check_bool("share_layers", self.share_layers)
+        _check_float("dropout", self.dropout, low=0.0, high=1.0, high_open=True)
+        _check_int("mem_len", self.mem_len, minimum=0)
+        _check_int("compress_rate", self.compress_rate, minimum=1)
+        _check_int("compress_len", self.compress_len, minimum=0)
+        if not isinstance(self.layers, tuple) or not self.layers:
+            raise InputError("a model needs at least one layer", key="n_layers")
+        if self.task == "seq2seq" and not self.encoder_layers:
+            raise InputError("a seq2seq model needs n_encoder_layers >= 1", key="n_encoder_layers")
+        if self.task == "causal_lm" and self.encoder_layers:
+            raise InputError("a causal_lm model has no encoder", key="n_encoder_layers")
+        if self.memory != "none" and self.mem_len < 1:
+            raise InputError(f"memory '{self.memory}' needs mem_len >= 1", key="mem_len")
+        if self.memory == "compressive" and self.compress_len < 1:
+            raise InputError("compressive memory needs compress_len >= 1", key="compress_len")
+        if self.memory != "none" and self.task != "causal_lm":
+            raise InputError("recurrent memory is supported for causal_lm only", key="memory")
+        for stack in (self.layers, self.encoder_layers):
+            for layer in stack:
+                if layer.qkv_dim(self.d_model) % layer.heads:
+                    raise InputError(
+                        f"attention width {layer.qkv_dim(self.d_model)} is not divisible by "
+                        f"heads={layer.heads}",
+                        key="heads",
+                    )
+        if self.share_layers:
+            for stack in (self.layers, self.encoder_layers):
+                if len(set(stack)) > 1:
+                    raise InputError(
+                        "share_layers needs every layer of a stack to be the same",
+                        key="share_layers",
+                    )
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def n_encoder_layers(self) -> int:
+        return len(self.encoder_layers)
+
+    @property
+    def embedding_width(self) -> int:
+        return self.embed_dim if self.embed_dim is not None else self.d_model
+
+    @property
+    def causal(self) -> bool:
+        """Whether the decoder stack must never see future tokens (always, for both tasks)."""
+        return True
+
+    def replace(self, **changes: Any) -> ArchConfig:
+        return dataclasses.replace(self, **changes)
+
+    # ---- flat dictionary form -------------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ArchConfig:
+        """Build from the flat form; raises ``InputError`` naming the offending key."""
+        if not isinstance(data, dict):
+            raise InputError("an architecture must be a mapping of keys to values")
+        data = dict(data)
+        global_names = {f.name for f in fields(cls)} - {"layers", "encoder_layers"}
+        counts = {"n_layers", "n_encoder_layers"}
+        encoder_keys = {f"encoder_{k}" for k in LAYER_KEYS}
+        unknown = sorted(set(data) - global_names - counts - set(LAYER_KEYS) - encoder_keys)
+        if unknown:
+            raise InputError(f"unknown key (known: {_known_list()})", key=unknown[0])
+        n_layers = data.pop("n_layers", None)
+        if n_layers is None:
+            n_layers = _infer_count(data, LAYER_KEYS, "n_layers")
+        _check_int("n_layers", n_layers, minimum=1)
+        n_enc = data.pop("n_encoder_layers", 0)
+        _check_int("n_encoder_layers", n_enc, minimum=0)
+        decoder_values = {k: data.pop(k) for k in LAYER_KEYS if k in data}
+        encoder_values = {
+            k[len("encoder_") :]: data.pop(k) for k in list(data) if k in encoder_keys
+        }
+        layers = _build_layers(decoder_values, n_layers, prefix="")
+        encoder_defaults = {k: v for k, v in decoder_values.items() if not isinstance(v, list)}
+        for k, v in decoder_values.items():
+            if isinstance(v, list) and k not in encoder_values and n_enc:
+                raise InputError(
+                    f"'{k}' is per-layer for the decoder; give encoder_{k} for the encoder",
+                    key=f"encoder_{k}",
+                )
+        encoder = _build_layers({**encoder_defaults, **encoder_values}, n_enc, prefix="encoder_")
+        try:
+            return cls(layers=layers, encoder_layers=encoder, **data)
+        except TypeError as exc:  # pragma: no cover - unknown keys are caught above
+            raise InputError(str(exc)) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Flat form: globals, layer counts, then per-layer keys (scalar when uniform)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            if f.name in ("layers", "encoder_layers"):
+                continue
+            value = getattr(self, f.name)
+            if f.name in ("task", "vocab_size", "max_seq_len", "d_model") or value != f.default:
+                out[f.name] = value
+        out["n_layers"] = self.n_layers
+        decoder = _flatten_layers(self.layers)
+        out.update(decoder)
+        if self.encoder_layers:
+            out["n_encoder_layers"] = self.n_encoder_layers
+            for key, value in _flatten_layers(self.encoder_layers, always=LAYER_KEYS).items():
+                inherited = decoder.get(key, getattr(_LAYER_DEFAULTS, key))
+                if isinstance(inherited, list) or value != inherited:
+                    out[f"encoder_{key}"] = value
+        return out
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> ArchConfig:
+        """Read a flat-form YAML file; errors name the file."""
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except OSError as exc:
+            raise InputError(f"cannot read: {exc.strerror}", source=str(path)) from None
+        except yaml.YAMLError as exc:
+            raise InputError(f"not valid YAML: {_yaml_problem(exc)}", source=str(path)) from None
+        if isinstance(data, dict) and isinstance(data.get("arch"), dict):
+            data = data["arch"]  # exported files carry provenance beside the architecture
+        try:
+            return cls.from_dict(data)
+        except InputError as exc:
+            raise exc.located(str(path)) from None
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _known_list() -> str:
+    names = [f.name for f in fields(ArchConfig) if f.name not in ("layers", "encoder_layers")]
+    return ", ".join([*names, "n_layers", "n_encoder_layers", *LAYER_KEYS, "encoder_<layer key>"])
+
+
+def _infer_count(values: dict[str, Any], keys: tuple[str, ...], name: str) -> int:
+    for key in keys:
+        if isinstance(values.get(key), list):
+            return len(values[key])
+    raise InputError("missing (or give a per-layer list to infer it from)", key=name)
+
+
+def _build_layers(values: dict[str, Any], count: int, prefix: str) -> tuple[LayerConfig, ...]:
+    for key, value in values.items():
+        if isinstance(value, list) and len(value) != count:
+            raise InputError(
+                f"has {len(value)} per-layer values but the stack has {count} layers",
+                key=prefix + key,
+            )
+    layers = []
+    for index in range(count):
+        kwargs = {k: (v[index] if isinstance(v, list) else v) for k, v in values.items()}
+        try:
+            layers.append(LayerConfig(**kwargs))
+        except InputError as exc:
+            exc.key = f"{prefix}{exc.key}" if exc.key else prefix.rstrip("_")
+            if any(isinstance(v, list) for v in values.values()):
+                exc.message = f"{exc.message} (layer {index})"
+            raise
+    return tuple(layers)
+
+
+def _flatten_layers(layers: tuple[LayerConfig, ...], always: tuple[str, ...] = ()) -> dict:
+    out: dict[str, Any] = {}
+    for key in LAYER_KEYS:
+        values = [getattr(layer, key) for layer in layers]
+        uniform = all(v == values[0] for v in values)
+        is_default = uniform and values[0] == getattr(_LAYER_DEFAULTS, key)
+        if is_default and key not in always and key not in ("attention", "heads", "ffn"):
+            continue
+        out[key] = values[0] if uniform else values
+    return out
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    if mark is not None:
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return problem
+
+
+def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise InputError(f"{value!r} is not one of {', '.join(allowed)}", key=name)
+
+
+def _check_int(name: str, value: Any, minimum: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(f"must be an integer, got {value!r}", key=name)
+    if minimum is not None and value < minimum:
+        raise InputError(f"must be >= {minimum}, got {value}", key=name)
+
+
+def _check_bool(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise InputError(f"must be true or false, got {value!r}", key=name)
+
+
+def _check_float(
+    name: str,
+    value: Any,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(f"must be a number, got {value!r}", key=name)
+    if low is not None and (value < low or (low_open and value == low)):
+        raise InputError(f"must be {'>' if low_open else '>='} {low}, got {value}", key=name)
+    if high is not None and (value > high or (high_open and value == high)):
+        raise InputError(f"must be {'<' if high_open else '<='} {high}, got {value}", key=name)
+
+
+_LAYER_DEFAULTS = LayerConfig()

@@ -1,0 +1,32 @@
+"""One error type for bad user input, so the CLI can print one line and exit 2."""
+
+from __future__ import annotations
+
+
+class InputError(Exception):
+    """Bad input from a user file or flag: where it is, which key, what is wrong.
+
+    The CLI turns this into a single line ``file: key: message`` and exit status 2.
+    """
+
+    def __init__(self, message: str, *, key: str | None = None, source: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.key = key
+        self.source = source
+
+    def located(self, source: str) -> InputError:
+        """Return this error with its file filled in (keeps an inner, more precise source)."""
+        if self.source is None:
+            self.source = source
+        return self
+
+    def under(self, prefix: str) -> InputError:
+        """Prefix the key, so nested validation reports ``params.heads`` rather than ``heads``."""
+        self.key = prefix if self.key is None else f"{prefix}.{self.key}"
+        return self
+
+    def __str__(self) -> str:
+        parts = [p for p in (self.source, self.key) if p]
+        parts.append(self.message)
+        return ": ".join(parts)

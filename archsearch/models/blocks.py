@@ -1,0 +1,44 @@
+"""A pre-norm Transformer block assembled from registered families."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from archsearch.config import ArchConfig, LayerConfig
+from archsearch.models.attention.cross import CrossAttention
+from archsearch.models.registry import BlockContext, attention_family, ffn_family
+
+
+class Block(nn.Module):
+    """x + attn(norm(x)) [+ cross(norm(x), encoder)] + ffn(norm(x)), pre-norm like GPT-2."""
+
+    def __init__(
+        self, layer: LayerConfig, arch: ArchConfig, *, causal: bool, encoder: bool = False
+    ):
+        super().__init__()
+        ctx = BlockContext(layer=layer, arch=arch, causal=causal, encoder=encoder)
+        d = arch.d_model
+        self.attn_norm = nn.LayerNorm(d)
+        self.attn = attention_family(layer.attention).build(ctx)
+        self.cross_norm: nn.LayerNorm | None = None
+        self.cross: CrossAttention | None = None
+        if arch.task == "seq2seq" and not encoder:
+            self.cross_norm = nn.LayerNorm(d)
+            self.cross = CrossAttention(d, layer.qkv_dim(d), layer.heads)
+        self.ffn_norm = nn.LayerNorm(d)
+        self.ffn = ffn_family(layer.ffn).build(ctx)
+        self.dropout = nn.Dropout(arch.dropout)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        memory: torch.Tensor | None = None,
+        context: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.attn_norm(x)
+        x = x + self.dropout(self.attn(h) if memory is None else self.attn(h, memory))
+        if self.cross is not None and self.cross_norm is not None:
+            x = x + self.dropout(self.cross(self.cross_norm(x), context))
+        y, aux = self.ffn(self.ffn_norm(x))
+        return x + self.dropout(y), aux

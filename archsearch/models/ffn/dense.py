@@ -1,0 +1,35 @@
+"""Dense position-wise feed-forward: Linear -> activation -> Linear."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from archsearch.models.registry import FFN, BlockContext, Family, register
+
+ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU}
+
+
+class DenseFFN(nn.Module):
+    """The Transformer's FFN; ffn_ratio 1 is Lite Transformer's flattened bottleneck."""
+
+    def __init__(self, ctx: BlockContext):
+        super().__init__()
+        hidden = ctx.layer.hidden_dim(ctx.d_model)
+        self.up = nn.Linear(ctx.d_model, hidden, bias=False)
+        self.act = ACTIVATIONS[ctx.layer.activation]()
+        self.down = nn.Linear(hidden, ctx.d_model, bias=False)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.down(self.act(self.up(x))), x.new_zeros(())
+
+
+def dense_params(ctx: BlockContext) -> int:
+    return 2 * ctx.d_model * ctx.layer.hidden_dim(ctx.d_model)
+
+
+def dense_macs(ctx: BlockContext, tokens: int, extra_keys: int) -> int:
+    return tokens * dense_params(ctx)
+
+
+register(FFN, Family(name="dense", build=DenseFFN, macs=dense_macs, params=dense_params))

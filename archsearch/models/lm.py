@@ -1,0 +1,121 @@
+"""The language models: decoder-only (causal_lm) and encoder-decoder (seq2seq).
+
+Read top to bottom: embeddings (optionally ALBERT-factorized), a stack of blocks (optionally one
+shared block, ALBERT-style), a final norm, and logits tied to the embedding table by default.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from archsearch.config import ArchConfig, LayerConfig
+from archsearch.models.blocks import Block
+from archsearch.models.memory import build_memory
+from archsearch.models.output import ModelOutput
+
+
+class Embedding(nn.Module):
+    """Token table of width E, projected to d_model when E != d_model (ALBERT)."""
+
+    def __init__(self, arch: ArchConfig):
+        super().__init__()
+        self.table = nn.Embedding(arch.vocab_size, arch.embedding_width)
+        self.project = (
+            nn.Linear(arch.embedding_width, arch.d_model, bias=False)
+            if arch.embedding_width != arch.d_model
+            else None
+        )
+        nn.init.normal_(self.table.weight, std=0.02)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.table(tokens)
+        return x if self.project is None else self.project(x)
+
+
+class OutputHead(nn.Module):
+    """Final norm, projection back to E when factorized, then logits over the vocabulary."""
+
+    def __init__(self, arch: ArchConfig, embedding: Embedding):
+        super().__init__()
+        self.norm = nn.LayerNorm(arch.d_model)
+        self.project = (
+            nn.Linear(arch.d_model, arch.embedding_width, bias=False)
+            if arch.embedding_width != arch.d_model
+            else None
+        )
+        self.logits = nn.Linear(arch.embedding_width, arch.vocab_size, bias=False)
+        if arch.tie_embeddings:
+            self.logits.weight = embedding.table.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm(x)
+        if self.project is not None:
+            x = self.project(x)
+        return self.logits(x)
+
+
+def build_stack(
+    layers: tuple[LayerConfig, ...], arch: ArchConfig, *, causal: bool, encoder: bool
+) -> nn.ModuleList:
+    """One block per layer, or the same block repeated when layers are shared (ALBERT)."""
+    if arch.share_layers:
+        shared = Block(layers[0], arch, causal=causal, encoder=encoder)
+        return nn.ModuleList([shared] * len(layers))
+    return nn.ModuleList(Block(layer, arch, causal=causal, encoder=encoder) for layer in layers)
+
+
+class CausalLM(nn.Module):
+    """Decoder-only language model; with memory, state carries across consecutive segments."""
+
+    def __init__(self, arch: ArchConfig):
+        super().__init__()
+        self.arch = arch
+        self.embed = Embedding(arch)
+        self.blocks = build_stack(arch.layers, arch, causal=True, encoder=False)
+        self.memory = build_memory(arch)
+        self.head = OutputHead(arch, self.embed)
+        self.dropout = nn.Dropout(arch.dropout)
+
+    def forward(self, tokens: torch.Tensor, state: Any = None) -> ModelOutput:
+        x = self.dropout(self.embed(tokens))
+        aux = x.new_zeros(())
+        layer_states = []
+        for index, block in enumerate(self.blocks):
+            context = self.memory.context(state, index)
+            layer_states.append(self.memory.update(state, index, x))
+            x, block_aux = block(x, memory=context)
+            aux = aux + block_aux
+        return ModelOutput(self.head(x), aux, self.memory.finish(layer_states))
+
+
+class Seq2SeqLM(nn.Module):
+    """Encoder-decoder with cross-attention; source and target share one embedding table."""
+
+    def __init__(self, arch: ArchConfig):
+        super().__init__()
+        self.arch = arch
+        self.embed = Embedding(arch)
+        self.encoder = build_stack(arch.encoder_layers, arch, causal=False, encoder=True)
+        self.encoder_norm = nn.LayerNorm(arch.d_model)
+        self.decoder = build_stack(arch.layers, arch, causal=True, encoder=False)
+        self.head = OutputHead(arch, self.embed)
+        self.dropout = nn.Dropout(arch.dropout)
+
+    def encode(self, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.dropout(self.embed(source))
+        aux = x.new_zeros(())
+        for block in self.encoder:
+            x, block_aux = block(x)
+            aux = aux + block_aux
+        return self.encoder_norm(x), aux
+
+    def forward(self, tokens: torch.Tensor, source: torch.Tensor, state: Any = None) -> ModelOutput:
+        context, aux = self.encode(source)
+        x = self.dropout(self.embed(tokens))
+        for block in self.decoder:
+            x, block_aux = block(x, context=context)
+            aux = aux + block_aux
+        return ModelOutput(self.head(x), aux, None)
