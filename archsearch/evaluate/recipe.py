@@ -1,0 +1,253 @@
+"""Evaluator recipes: how a candidate's quality is measured, as a YAML file in ``evaluators/``.
+
+A recipe names the task, the data, the tokenizer, the training budget, the optimizer and its
+schedule, and how validation is done. Every key except ``name`` and ``description`` is
+required, so a recipe file reads as the complete description of the measurement; a typo, a
+wrong type or a value out of range is an ``InputError`` naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from archsearch.builtins import resolve
+from archsearch.errors import InputError
+
+TASKS = ("causal_lm",)  # seq2seq joins when a seq2seq recipe and its data exist
+DATA = ("python_stdlib",)
+TOKENIZERS = {"bytes": 256}  # tokenizer -> vocabulary size
+OPTIMIZERS = ("adamw",)
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    """AdamW settings; weight decay applies to matrices only (not biases or norms)."""
+
+    name: str
+    lr: float
+    betas: tuple[float, float]
+    weight_decay: float
+
+    def __post_init__(self) -> None:
+        _choice(self, "name", OPTIMIZERS)
+        _number(self, "lr", low=0.0, low_open=True)
+        _number(self, "weight_decay", low=0.0)
+        betas = self.betas
+        if not isinstance(betas, (list, tuple)) or len(betas) != 2:
+            raise InputError(f"must be a list of two numbers, got {betas!r}", key="betas")
+        for value in betas:
+            _check_number("betas", value, low=0.0, high=1.0, high_open=True)
+        object.__setattr__(self, "betas", (float(betas[0]), float(betas[1])))
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Linear warm-up over a fraction of the steps, then cosine decay to ``final_lr_ratio``."""
+
+    warmup_fraction: float
+    final_lr_ratio: float
+
+    def __post_init__(self) -> None:
+        _number(self, "warmup_fraction", low=0.0, high=1.0, high_open=True)
+        _number(self, "final_lr_ratio", low=0.0, high=1.0)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A validated evaluator recipe. ``source`` is the file it came from (None if built in code)."""
+
+    name: str
+    task: str
+    data: str
+    tokenizer: str
+    seq_len: int
+    batch_size: int
+    token_budget: int
+    optimizer: Optimizer
+    schedule: Schedule
+    grad_clip: float
+    eval_tokens: int
+    eval_points: int
+    seed: int
+    description: str = ""
+    source: str | None = dataclasses.field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        for name in ("name", "description"):
+            if not isinstance(getattr(self, name), str):
+                raise InputError(f"must be text, got {getattr(self, name)!r}", key=name)
+        _choice(self, "task", TASKS)
+        _choice(self, "data", DATA)
+        _choice(self, "tokenizer", tuple(TOKENIZERS))
+        for name in ("seq_len", "batch_size", "token_budget", "eval_tokens", "eval_points"):
+            _integer(self, name, minimum=1)
+        _integer(self, "seed", minimum=0)
+        _number(self, "grad_clip", low=0.0, low_open=True)
+        for name, kind in (("optimizer", Optimizer), ("schedule", Schedule)):
+            if not isinstance(getattr(self, name), kind):
+                raise InputError(f"must be a mapping of {kind.__name__.lower()} settings", key=name)
+        step = self.tokens_per_step
+        for name in ("token_budget", "eval_tokens"):
+            if getattr(self, name) % step:
+                raise InputError(
+                    f"must be a multiple of batch_size x seq_len = {step}, "
+                    f"got {getattr(self, name)}",
+                    key=name,
+                )
+        if self.eval_points > self.steps:
+            raise InputError(
+                f"must be at most the number of training steps ({self.steps}), "
+                f"got {self.eval_points}",
+                key="eval_points",
+            )
+
+    @property
+    def vocab_size(self) -> int:
+        return TOKENIZERS[self.tokenizer]
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.batch_size * self.seq_len
+
+    @property
+    def steps(self) -> int:
+        return self.token_budget // self.tokens_per_step
+
+    @property
+    def eval_batches(self) -> int:
+        return self.eval_tokens // self.tokens_per_step
+
+    def replace(self, **changes: Any) -> Recipe:
+        """A copy with some keys changed, validated again (e.g. a larger budget for fidelity)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The YAML form, for storing beside results; ``from_dict`` reads it back."""
+        out = dataclasses.asdict(self)
+        out.pop("source")
+        out["optimizer"]["betas"] = list(self.optimizer.betas)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any, *, name: str = "recipe") -> Recipe:
+        """Validate the YAML form; ``name`` is used when the mapping has none."""
+        data = _mapping(data, key=None)
+        data.setdefault("name", name)
+        data.setdefault("description", "")
+        values = _take_keys(
+            data, cls, exclude=frozenset({"source"}), optional=frozenset({"name", "description"})
+        )
+        for key, kind in (("optimizer", Optimizer), ("schedule", Schedule)):
+            try:
+                section = _mapping(values[key], key=None)
+                values[key] = kind(**_take_keys(section, kind))
+            except InputError as exc:
+                raise exc.under(key) from None
+        return cls(**values)
+
+
+def load_recipe(name_or_path: str | Path) -> Recipe:
+    """A built-in recipe's name or a path to a recipe file -> a validated ``Recipe``."""
+    path = resolve("evaluators", name_or_path, option="--evaluator")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", source=str(path)) from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"not valid YAML: {_yaml_problem(exc)}", source=str(path)) from None
+    except UnicodeDecodeError:
+        raise InputError("not UTF-8 text", source=str(path)) from None
+    try:
+        recipe = Recipe.from_dict(data, name=path.stem)
+    except InputError as exc:
+        raise exc.located(str(path)) from None
+    return dataclasses.replace(recipe, source=str(path))
+
+
+def _take_keys(
+    data: dict[str, Any],
+    kind: type,
+    *,
+    exclude: frozenset[str] = frozenset(),
+    optional: frozenset[str] = frozenset(),
+) -> dict[str, Any]:
+    """Exactly the fields of ``kind``: unknown and missing keys are errors."""
+    known = [f.name for f in fields(kind) if f.name not in exclude]
+    for key in data:
+        if key not in known:
+            raise InputError(f"unknown key (known: {', '.join(known)})", key=str(key))
+    for key in known:
+        if key not in data and key not in optional:
+            raise InputError("missing", key=key)
+    return {key: data[key] for key in known if key in data}
+
+
+def _mapping(value: Any, *, key: str | None) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InputError(f"must be a mapping of keys to values, got {value!r}", key=key)
+    return dict(value)
+
+
+def _choice(obj: Any, name: str, allowed: tuple[str, ...]) -> None:
+    value = getattr(obj, name)
+    if value not in allowed:
+        raise InputError(f"{value!r} is not one of {', '.join(allowed)}", key=name)
+
+
+def _integer(obj: Any, name: str, *, minimum: int) -> None:
+    value = getattr(obj, name)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(f"must be an integer, got {value!r}", key=name)
+    if value < minimum:
+        raise InputError(f"must be >= {minimum}, got {value}", key=name)
+
+
+def _number(obj: Any, name: str, **limits: Any) -> None:
+    value = getattr(obj, name)
+    _check_number(name, value, **limits)
+    object.__setattr__(obj, name, float(value))
+
+
+def _check_number(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        hint = ""
+        if isinstance(value, str) and _looks_numeric(value):
+            dotted = re.sub(r"^([+-]?\d+)([eE])", r"\1.0\2", value.strip())
+            hint = f" (YAML reads {value} as text; write it with a dot: {dotted})"
+        raise InputError(f"must be a number, got {value!r}{hint}", key=name)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise InputError(f"must be a finite number, got {value}", key=name)
+    if low is not None and (value < low or (low_open and value == low)):
+        raise InputError(f"must be {'>' if low_open else '>='} {low}, got {value}", key=name)
+    if high is not None and (value > high or (high_open and value == high)):
+        raise InputError(f"must be {'<' if high_open else '<='} {high}, got {value}", key=name)
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    if mark is not None:
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return problem
