@@ -37,7 +37,10 @@ class Block(nn.Module):
         context: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.attn_norm(x)
-        x = x + self.dropout(self.attn(h) if memory is None else self.attn(h, memory))
+        if memory is None:
+            x = x + self.dropout(self.attn(h))
+        else:  # memory holds earlier inputs of this layer: normalise them like the segment
+            x = x + self.dropout(self.attn(h, self.attn_norm(memory)))
         if self.cross is not None and self.cross_norm is not None:
             x = x + self.dropout(self.cross(self.cross_norm(x), context))
         y, aux = self.ffn(self.ffn_norm(x))
