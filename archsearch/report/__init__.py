@@ -1,0 +1,1 @@
+"""Reading a finished (or running) study back: the Pareto front and how the search went."""

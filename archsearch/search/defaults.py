@@ -1,0 +1,3 @@
+"""Defaults the CLI needs without importing Optuna or Ray."""
+
+DEFAULT_STORAGE = "sqlite:///runs/archsearch.db"
