@@ -1,0 +1,198 @@
+"""Performer attention (FAVOR+): softmax attention through positive orthogonal random features.
+
+exp(q.k / sqrt(d)) is estimated as phi(q').phi(k') with q' = q / d^(1/4), k' = k / d^(1/4) and
+phi(x) = exp(W x - |x|^2 / 2) / sqrt(m), W holding m random rows drawn in orthogonal blocks.
+Attention then costs linear rather than quadratic time in the sequence length:
+
+- non-causal: phi(Q) (phi(K)^T [V, 1]); the last column is the softmax normaliser;
+- causal: chunked prefix sums. Within a chunk, an exact masked quadratic product; across chunks,
+  a running state phi(K)^T [V, 1] carried forward. This avoids materialising one [m, d] outer
+  product per token, which a plain cumsum would.
+
+The 1 / sqrt(m) factor and every max-subtraction cancel between numerator and normaliser, so they
+are left out or detached. The causal stabilisers only use keys at or before a query (a running
+max), so outputs are exactly causal, bit for bit, not only up to rounding. The features are a
+buffer drawn once at build time from a generator seeded by torch's global RNG: the same
+``torch.manual_seed`` gives the same model, and parameter counts stay those of the projections.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from archsearch.models.attention.common import (
+    Projections,
+    merge_heads,
+    projection_macs,
+    projection_params,
+)
+from archsearch.models.registry import ATTENTION, BlockContext, Family, register
+
+CHUNK_CANDIDATES = (16, 32, 64, 128)  # causal chunk lengths tried (the sequence length is too)
+
+
+def orthogonal_features(
+    heads: int, features: int, head_dim: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """[heads, features, head_dim] random rows, orthogonal within blocks of ``head_dim`` rows.
+
+    Each block is a Haar-random orthogonal matrix (QR of a Gaussian, signs fixed by R's
+    diagonal); each row is rescaled by the norm of an independent Gaussian vector, so rows are
+    marginally Gaussian as the unbiased estimator needs, but less redundant than i.i.d. rows.
+    """
+    blocks = math.ceil(features / head_dim)
+    gaussian = torch.randn(heads, blocks, head_dim, head_dim, generator=generator)
+    q, r = torch.linalg.qr(gaussian)
+    q = q * torch.diagonal(r, dim1=-2, dim2=-1).sign().unsqueeze(-2)
+    rows = q.transpose(-1, -2).reshape(heads, blocks * head_dim, head_dim)[:, :features]
+    norms = torch.randn(heads, features, head_dim, generator=generator).norm(dim=-1)
+    return rows * norms.unsqueeze(-1)
+
+
+def causal_chunk(tokens: int, features: int, head_dim: int) -> int:
+    """The chunk length (from CHUNK_CANDIDATES, or the whole sequence) with the fewest MACs."""
+    candidates = sorted({c for c in CHUNK_CANDIDATES if c < tokens} | {tokens})
+    return min(candidates, key=lambda c: (_causal_macs(tokens, c, features, head_dim + 1), -c))
+
+
+def favor_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    features: torch.Tensor,
+    causal: bool,
+    chunk: int | None = None,
+) -> torch.Tensor:
+    """FAVOR+ estimate of softmax(q k^T / sqrt(d)) v for [B, H, T, d] heads.
+
+    ``features`` is [H, m, d]; ``chunk`` (causal only) defaults to ``causal_chunk``.
+    """
+    scale = q.shape[-1] ** -0.25
+    q_log = _log_features(q * scale, features)
+    k_log = _log_features(k * scale, features)
+    phi_q = torch.exp(q_log - q_log.detach().amax(-1, keepdim=True))
+    values = torch.cat((v, v.new_ones((*v.shape[:-1], 1))), dim=-1)  # last column: normaliser
+    if causal:
+        tokens, m, width = q.shape[-2], features.shape[-2], q.shape[-1]
+        out = _causal_favor(phi_q, k_log, values, chunk or causal_chunk(tokens, m, width))
+    else:
+        phi_k = torch.exp(k_log - k_log.detach().amax(dim=(-2, -1), keepdim=True))
+        out = phi_q @ (phi_k.transpose(-1, -2) @ values)
+    return out[..., :-1] / out[..., -1:].clamp_min(torch.finfo(out.dtype).tiny)
+
+
+def _log_features(x: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    """log phi(x) up to the constant -log(sqrt(m)): W x - |x|^2 / 2, shape [B, H, T, m]."""
+    return torch.matmul(x, features.transpose(-1, -2)) - 0.5 * (x * x).sum(-1, keepdim=True)
+
+
+def _causal_favor(
+    phi_q: torch.Tensor, k_log: torch.Tensor, values: torch.Tensor, chunk: int
+) -> torch.Tensor:
+    """Causal numerator and normaliser [B, H, T, d+1] by chunks.
+
+    Key features are stabilised per key (``key_max``); to weigh key j for query i they are
+    multiplied by exp(key_max_j - run_max_i), run_max_i the largest key_max at or before i, so
+    every factor is <= 1 and run_max_i (which cancels in the ratio) only depends on the past.
+    """
+    b, h, tokens, m = phi_q.shape
+    e = values.shape[-1]
+    key_max = k_log.detach().amax(-1)
+    run_max = key_max.cummax(-1).values
+    phi_k = torch.exp(k_log - key_max.unsqueeze(-1))
+    n = math.ceil(tokens / chunk)
+    pad = n * chunk - tokens
+    if pad:
+        phi_q = F.pad(phi_q, (0, 0, 0, pad))
+        phi_k = F.pad(phi_k, (0, 0, 0, pad))
+        values = F.pad(values, (0, 0, 0, pad))
+        key_max = F.pad(key_max, (0, pad), value=-math.inf)
+        run_max = torch.cat((run_max, run_max[..., -1:].expand(b, h, pad)), dim=-1)
+    qc = phi_q.view(b, h, n, chunk, m)
+    kc = phi_k.view(b, h, n, chunk, m)
+    vc = values.view(b, h, n, chunk, e)
+    mc = key_max.view(b, h, n, chunk)
+    rc = run_max.view(b, h, n, chunk)
+
+    lower = torch.ones(chunk, chunk, dtype=torch.bool, device=phi_q.device).tril()
+    within = torch.where(lower, mc.unsqueeze(-2) - rc.unsqueeze(-1), -math.inf).exp()
+    out = ((qc @ kc.transpose(-1, -2)) * within) @ vc
+    if n > 1:
+        chunk_max = mc.amax(-1)  # [B, H, n]
+        local = (kc * (mc - chunk_max.unsqueeze(-1)).exp().unsqueeze(-1)).transpose(-1, -2) @ vc
+        # before[c]: max key_max over chunks < c (the first key's for chunk 0, whose state is 0)
+        before = torch.cat((key_max[..., :1], chunk_max.cummax(-1).values[..., :-1]), dim=-1)
+        earlier = torch.ones(n, n, dtype=torch.bool, device=phi_q.device).tril(-1)
+        mix = torch.where(earlier, chunk_max.unsqueeze(-2) - before.unsqueeze(-1), -math.inf).exp()
+        state = (mix @ local.flatten(-2)).view(b, h, n, m, e)
+        out = out + (qc @ state) * (before.unsqueeze(-1) - rc).exp().unsqueeze(-1)
+    return out.reshape(b, h, n * chunk, e)[:, :, :tokens]
+
+
+class PerformerAttention(nn.Module):
+    """Multi-head attention whose score matrix is never formed (linear in sequence length)."""
+
+    def __init__(self, ctx: BlockContext):
+        super().__init__()
+        width = ctx.layer.qkv_dim(ctx.d_model)
+        self.causal = ctx.causal
+        self.proj = Projections(ctx.d_model, width, ctx.layer.heads)
+        seed = int(torch.randint(0, 2**62, ()).item())
+        generator = torch.Generator().manual_seed(seed)
+        features = orthogonal_features(
+            ctx.layer.heads, ctx.layer.performer_features, width // ctx.layer.heads, generator
+        )
+        self.register_buffer("features", features)
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor | None = None) -> torch.Tensor:
+        if memory is not None:
+            raise ValueError("performer attention does not attend to recurrent memory")
+        q, k, v = self.proj.qkv(x, None)
+        y = favor_attention(q, k, v, self.features.to(q.dtype), self.causal)
+        return self.proj.out(merge_heads(y))
+
+
+def _causal_macs(tokens: int, chunk: int, features: int, width: int) -> int:
+    """Per head, ``width`` = head_dim + 1 (values plus the normaliser column)."""
+    n = math.ceil(tokens / chunk)
+    macs = n * chunk * chunk * (features + width)  # phi(Q) phi(K)^T and its product with [V, 1]
+    if n > 1:
+        macs += n * chunk * features * width  # per-chunk states phi(K_c)^T [V_c, 1]
+        macs += n * n * features * width  # mixing states across chunks (masked [n, n] matmul)
+        macs += n * chunk * features * width  # phi(Q_c) times the carried state
+    return macs
+
+
+def performer_macs(ctx: BlockContext, tokens: int, extra_keys: int) -> int:
+    """Projections plus, per head (d = head width, m = features, e = d + 1):
+
+    feature maps of q and k: 2 T m d; non-causal: 2 T m e; causal, chunk c and n = ceil(T/c)
+    chunks: n c^2 (m + e), plus when n > 1: 2 n c m e + n^2 m e. Exponentials, norms, the
+    running max and masks are element-wise and not counted. ``extra_keys`` is always 0
+    (no memory support).
+    """
+    m = ctx.layer.performer_features
+    heads = ctx.layer.heads
+    head_dim = ctx.layer.qkv_dim(ctx.d_model) // heads
+    core = 2 * tokens * m * head_dim
+    if ctx.causal:
+        core += _causal_macs(tokens, causal_chunk(tokens, m, head_dim), m, head_dim + 1)
+    else:
+        core += 2 * tokens * m * (head_dim + 1)
+    return projection_macs(ctx, tokens, 0) + heads * core
+
+
+register(
+    ATTENTION,
+    Family(
+        name="performer",
+        build=PerformerAttention,
+        macs=performer_macs,
+        params=projection_params,
+        supports_memory=False,
+    ),
+)

@@ -1,0 +1,83 @@
+"""The command line: built-ins listed, bad input answered with one line and exit status 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from archsearch import ArchConfig, estimate_costs, load_profile
+from archsearch.builtins import list_builtins
+from tests.conftest import TINY_SPACE, write_yaml
+
+
+def archsearch(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "archsearch.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("command", "kind"),
+    [("spaces", "search_spaces"), ("profiles", "hardware_profiles"), ("evaluators", "evaluators")],
+)
+def test_lists_builtins(command, kind):
+    result = archsearch(command)
+    assert result.returncode == 0
+    assert [line.split()[0] for line in result.stdout.splitlines()] == list_builtins(kind)
+
+
+def test_unknown_builtin_names_the_flag(tmp_path):
+    assert_one_line_error(archsearch("run", "--profile", "mobile_1M", cwd=tmp_path), "--profile")
+    assert_one_line_error(archsearch("run", "--space", "nope", cwd=tmp_path), "--space")
+    assert not (tmp_path / "runs").exists(), "bad input must not leave a study behind"
+
+
+def test_bad_flag_value_is_one_line(tmp_path):
+    assert_one_line_error(archsearch("run", "--trials", "many", cwd=tmp_path), "--trials")
+    assert_one_line_error(archsearch("run", "--trials", "0", cwd=tmp_path), "--trials")
+
+
+def test_malformed_space_file_names_file_and_key(tmp_path):
+    broken = {**TINY_SPACE, "params": {**TINY_SPACE["params"], "d_modle": {"choice": [32]}}}
+    path = write_yaml(tmp_path / "broken.yaml", broken)
+    assert_one_line_error(
+        archsearch("run", "--space", str(path), cwd=tmp_path), str(path), "d_modle"
+    )
+    (tmp_path / "syntax.yaml").write_text("params: {n_layers: {int: [1, 2]}\n")
+    result = archsearch("run", "--space", str(tmp_path / "syntax.yaml"), cwd=tmp_path)
+    assert_one_line_error(result, "syntax.yaml")
+
+
+def test_measure_json_agrees_with_the_library(tmp_path):
+    arch = {"n_layers": 3, "d_model": 96, "heads": [2, 4, 8], "ffn_dim": 200, "embed_dim": 32}
+    path = write_yaml(tmp_path / "arch.yaml", arch)
+    result = archsearch("measure", str(path), "--profile", "mobile_100M", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    expected = estimate_costs(ArchConfig.from_dict(arch), load_profile("mobile_100M"))
+    assert report["macs"] == expected.macs
+    assert report["params"] == expected.params
+
+
+def test_measure_rejects_a_bad_architecture(tmp_path):
+    path = tmp_path / "arch.yaml"
+    path.write_text(yaml.safe_dump({"n_layers": 2, "d_model": 100, "heads": 3}))
+    assert_one_line_error(archsearch("measure", str(path)), "arch.yaml", "heads")
