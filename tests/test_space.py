@@ -111,7 +111,9 @@ def test_every_builtin_sample_is_a_valid_config_or_flagged(name):
             if isinstance(value, list):
                 assert len(value) == values["n_layers"]
                 assert [getattr(layer, key) for layer in config.layers] == value
-    assert accepted > len(draws) // 2
+    # efficient_lm crosses per-layer attention with a global memory choice (memory needs full or
+    # local attention in every layer), so only about a quarter of its random draws pass.
+    assert accepted > len(draws) // 5
 
 
 def test_tiny_lm_is_the_small_dense_default():

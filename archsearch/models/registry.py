@@ -44,6 +44,10 @@ class Family:
     params: Callable[[BlockContext], int]
     validate: Callable[[BlockContext], None] = lambda ctx: None
     supports_memory: bool = False
+    # Width of one attention head, which rotary positions need to be even.
+    head_width: Callable[[BlockContext], int] = lambda ctx: (
+        ctx.layer.qkv_dim(ctx.d_model) // ctx.layer.heads
+    )
 
 
 ATTENTION: dict[str, Family] = {}

@@ -24,14 +24,13 @@ def validate_config(config: ArchConfig) -> None:
                     f"(layer {index})",
                     key="memory",
                 )
-            if layer.qkv_dim(config.d_model) // layer.heads % 2:
-                raise InputError(
-                    "head width (attention width / heads) must be even for rotary positions "
-                    f"(layer {index})",
-                    key=prefix + "heads",
-                )
             try:
                 attention.validate(ctx)
                 ffn.validate(ctx)
             except InputError as exc:
                 raise exc.under(prefix.rstrip("_")) if prefix else exc from None
+            if attention.head_width(ctx) % 2:
+                raise InputError(
+                    f"head width must be even for rotary positions (layer {index})",
+                    key=prefix + "heads",
+                )
