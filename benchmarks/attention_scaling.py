@@ -2,10 +2,11 @@
 
 Run: .venv/bin/python benchmarks/attention_scaling.py [--lengths 512,1024,2048,4096,8192]
 
-Each (family, length) runs in a fresh subprocess on one thread: forward latency is the median of
-a few repeats after a warm-up, peak memory is the growth of the process's peak RSS over the forwards
-(the input and weights already allocated). Printed as ratios against full attention measured in the same run, plus the scaling
-exponent between the two longest lengths (2 = quadratic, 1 = linear).
+Each (family, length) runs in a fresh subprocess on one thread: forward latency is the median
+of a few repeats after a warm-up; peak memory is the growth of the process's peak RSS over the
+forwards (input and weights already allocated). Printed as ratios against full attention
+measured in the same run, plus the scaling exponent between the two longest lengths
+(2 = quadratic, 1 = linear).
 """
 
 from __future__ import annotations

@@ -6,9 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
-import yaml
-
 import torch
+import yaml
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 # Tiny models run fastest on one thread, and timings do not depend on the machine's load.
@@ -60,9 +59,9 @@ def write_yaml(path: Path, data: dict) -> Path:
 @pytest.fixture(scope="session")
 def ray_local():
     """One local Ray (2 CPUs, no dashboard) shared by every test that needs it."""
-    from archsearch.search.ray_session import ensure_ray
-
     import ray
+
+    from archsearch.search.ray_session import ensure_ray
 
     started = ensure_ray(None, num_cpus=2)
     yield ray
