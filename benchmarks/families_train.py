@@ -1,0 +1,62 @@
+"""Train every family of the design space for a few hundred steps in the evaluator.
+
+Run: .venv/bin/python benchmarks/families_train.py [--steps 300]
+
+Small models (2 layers, d_model 64) on the default corpus, one thread; prints validation
+bits per byte at the first of three evaluation points and at the end, and wall time relative to
+the full-attention baseline of the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from archsearch import ArchConfig
+from archsearch.evaluate.recipe import load_recipe
+from archsearch.evaluate.train import evaluate
+
+BASE = {"n_layers": 2, "d_model": 64, "heads": 4, "max_seq_len": 64}
+FAMILIES = {
+    "full": {},
+    "local": {"attention": "local", "window": 16},
+    "linformer": {"attention": "linformer", "linformer_k": 16},
+    "performer": {"attention": "performer", "performer_features": 32},
+    "lsh": {"attention": "lsh", "lsh_bucket_size": 16},
+    "lsra": {"attention": "lsra", "lsra_split": 0.5, "conv_kernel": 7},
+    "lsra dynamic": {"attention": "lsra", "lsra_split": 0.5, "conv_type": "dynamic"},
+    "switch_moe": {"ffn": "switch_moe", "experts": 4},
+    "sparse ffn": {"ffn": "sparse", "sparsity": 4},
+    "albert": {"embed_dim": 32, "share_layers": True},
+    "xl memory": {"memory": "xl", "mem_len": 32},
+    "compressive": {"memory": "compressive", "mem_len": 32, "compress_len": 8},
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=300)
+    args = parser.parse_args()
+    base = load_recipe("lm_brief")
+    step_tokens = 8 * 64
+    recipe = base.replace(
+        seq_len=64,
+        batch_size=8,
+        token_budget=args.steps * step_tokens,
+        eval_tokens=16 * step_tokens,
+        eval_points=3,
+    )
+    print(f"{args.steps} steps of {step_tokens} tokens, lr {recipe.optimizer.lr}, one thread")
+    print(f"{'family':<14} {'early bpb':>9} {'end bpb':>8} {'wall s':>7} {'x full':>7}")
+    baseline = None
+    for name, extra in FAMILIES.items():
+        result = evaluate(ArchConfig.from_dict({**BASE, **extra}), recipe)
+        baseline = baseline or result.wall_s
+        start = result.curve[0]["val_bpb"]
+        print(
+            f"{name:<14} {start:>9.3f} {result.val_bpb:>8.3f} {result.wall_s:>7.1f} "
+            f"{result.wall_s / baseline:>7.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
