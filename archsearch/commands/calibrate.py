@@ -1,0 +1,186 @@
+"""``archsearch calibrate``: build this machine's latency predictor and report how good it is.
+
+``--report`` adds the calibration report: per architecture family, analytic MACs against
+FlopCounterMode, analytic peak memory against the live-tensor tracker (inference and training)
+and predicted latency against measured. ``--no-fit`` reports with the stored predictor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from typing import Any
+
+from archsearch.commands.measure import positive_int
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    calibrate = subparsers.add_parser(
+        "calibrate", help="build this machine's latency predictor; the calibration report"
+    )
+    calibrate.add_argument(
+        "--samples", type=positive_int, default=100, help="architectures to time (default 100)"
+    )
+    calibrate.add_argument("--threads", type=positive_int, default=1, help="CPU threads")
+    calibrate.add_argument("--seed", type=int, default=0, help="which random architectures")
+    calibrate.add_argument(
+        "--space",
+        action="append",
+        default=None,
+        help="search space to draw from (repeatable; 'families' draws architectures with one "
+        "family in every layer; default: efficient_lm, families and tiny_lm)",
+    )
+    calibrate.add_argument(
+        "--report", action="store_true", help="also check MACs, memory and latency per family"
+    )
+    calibrate.add_argument(
+        "--no-fit", action="store_true", help="keep the stored predictor (use with --report)"
+    )
+    calibrate.add_argument("--json", action="store_true", help="print JSON")
+    calibrate.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from archsearch.costs import calibration
+    from archsearch.costs.predictor import cache_path, load_predictor, machine_info
+    from archsearch.errors import InputError
+
+    spaces = tuple(args.space) if args.space else tuple(calibration.DEFAULT_SPACES)
+    for space in spaces:  # fail on a bad name before any timing
+        from archsearch.space import load_space
+
+        if space != calibration.FAMILIES:
+            load_space(space)
+    output: dict[str, Any] = {}
+    if args.no_fit:
+        predictor = load_predictor(args.threads)
+        if predictor is None and not args.report:
+            raise InputError(
+                f"no stored predictor for {args.threads} thread(s) to report on", key="--no-fit"
+            )
+    else:
+        info = machine_info(args.threads)
+        if not args.json:
+            print(
+                f"timing {args.samples} architectures from {', '.join(dict.fromkeys(spaces))} "
+                f"on {info['cpu']}, {args.threads} thread(s), torch {info['torch']}"
+            )
+        predictor = calibration.calibrate(
+            args.samples,
+            threads=args.threads,
+            seed=args.seed,
+            spaces=spaces,
+            progress=None if args.json else _progress,
+        )
+    if predictor is not None:
+        output["predictor"] = _predictor_summary(predictor, str(cache_path(args.threads)))
+        if not args.json:
+            _print_predictor(output["predictor"])
+    if args.report:
+        report = calibration.calibration_report(
+            threads=args.threads, progress=None if args.json else _family_progress
+        )
+        output["report"] = report
+        if not args.json:
+            _print_report(report)
+    if args.json:
+        print(json.dumps(output, indent=2, default=_json_default))
+    return 0
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return str(value)
+
+
+def _progress(done: int, total: int, sample: Any) -> None:
+    if done % 10 == 0 or done == total:
+        print(f"  {done}/{total} timed", flush=True)
+
+
+def _family_progress(name: str) -> None:
+    print(f"  checking {name}", flush=True)
+
+
+def _predictor_summary(predictor: Any, path: str) -> dict[str, Any]:
+    validation = {k: v for k, v in predictor.validation.items() if k != "predicted_ms"}
+    return {
+        "path": path,
+        "machine": predictor.machine,
+        "validation": validation,
+        "sigma_log": predictor.sigma_log,
+        "interval_factor_90": math.exp(1.645 * predictor.sigma_log),
+        "coefficients_ms": predictor.coefficients(),
+    }
+
+
+def _print_predictor(summary: dict[str, Any]) -> None:
+    validation, machine = summary["validation"], summary["machine"]
+    print(f"latency predictor: {summary['path']}")
+    print(
+        f"  {machine.get('cpu')}, {machine.get('threads')} thread(s), torch "
+        f"{machine.get('torch')}, {machine.get('clock', 'wall')} clock"
+    )
+    print(
+        f"  held-out error ({validation['method']}, {validation['samples']} samples): "
+        f"MAPE {validation['mape']:.1%}, median {validation['median_ape']:.1%}, "
+        f"p90 {validation['p90_ape']:.1%}"
+    )
+    print(
+        f"  uncertainty: sigma {summary['sigma_log']:.3f} in log space; 90% interval = "
+        f"prediction x/÷ {summary['interval_factor_90']:.2f}"
+    )
+    repeat = validation.get("repeatability")
+    if repeat:
+        print(
+            f"  noise floor: the same {repeat['samples']} architectures timed twice differ by "
+            f"{repeat['mean_abs_difference']:.1%} on average (max "
+            f"{repeat['max_abs_difference']:.0%})"
+        )
+    print("  coefficients (ms per unit; MACs in millions):")
+    for name, value in summary["coefficients_ms"].items():
+        if value > 0:
+            print(f"    {name:<30} {value:.4g}")
+
+
+def _pct(value: Any) -> str:
+    if not isinstance(value, (int, float)) or math.isnan(value):
+        return "-"
+    return f"{value:+.1%}"
+
+
+def _memory(figures: dict[str, Any]) -> str:
+    analytic, measured = figures["analytic"] / 1e6, figures["measured"] / 1e6
+    return f"{analytic:>8.1f}/{measured:<6.1f}MB {_pct(figures['error']):>7}"
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    print()
+    print(
+        f"{'family':<22} {'MACs (FlopCounter)':>19} {'inference memory':>26} "
+        f"{'training memory':>26} {'latency predicted/measured':>30}"
+    )
+    for name, row in report["families"].items():
+        macs, memory, latency = row["macs"], row["memory"], row["latency"]
+        inf, train = memory["inference"], memory["training"]
+        measured = latency["measured"]["median_ms"]
+        if "predicted" in latency:
+            lat = f"{latency['predicted']['ms']:.3g}/{measured:.3g} ms {_pct(latency['error'])}"
+        else:
+            lat = f"-/{measured:.3g} ms" + (" (not predicted)" if "note" in latency else "")
+        print(f"{name:<22} {_pct(macs['error']):>19} {_memory(inf)} {_memory(train)} {lat:>30}")
+    summary = report["summary"]
+    print(
+        f"worst |error|: MACs {summary['max_abs_macs_error']:.2%}, inference memory "
+        f"{summary['max_abs_inference_memory_error']:.2%}, training memory "
+        f"{summary['max_abs_training_memory_error']:.2%}"
+        + (
+            f"; latency MAPE over these held-out families {summary['latency_mape_held_out']:.1%}"
+            if summary["latency_mape_held_out"] is not None
+            else ""
+        )
+    )
+    for note in report["notes"]:
+        print(f"note: {note}")

@@ -1,0 +1,419 @@
+"""Calibration on this machine: build the latency predictor, and the calibration report.
+
+``calibrate`` times random architectures drawn from search spaces (each at a random sequence
+length and batch), fits ``predictor.fit_predictor`` and stores it in the per-machine cache.
+
+``calibration_report`` puts every figure archsearch predicts next to its measurement, one
+representative architecture per family: MACs (analytic vs ``FlopCounterMode``), peak memory
+(analytic vs the live-tensor tracker, inference and training) and forward latency (predicted vs
+measured). The family architectures are fixed here and are never among the random calibration
+samples (their ``max_seq_len`` alone differs), so their latency errors are held out.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from archsearch.config import ArchConfig
+from archsearch.costs.analytic import analytic_costs
+from archsearch.costs.convention import CountingConvention
+from archsearch.costs.latency import TimingOptions, measure_forward
+from archsearch.costs.memory import inference_memory, training_memory
+from archsearch.costs.predictor import (
+    LatencyPredictor,
+    Sample,
+    cache_path,
+    fit_predictor,
+    latency_features,
+    load_predictor,
+    machine_info,
+)
+from archsearch.errors import InputError
+
+FAMILIES = "families"  # a source of its own: architectures with one family in every layer
+DEFAULT_SPACES = ("efficient_lm", FAMILIES, "efficient_lm", FAMILIES, "tiny_lm")  # in turn
+DEFAULT_SEQ_LENS = (32, 64, 128, 256)
+DEFAULT_BATCHES = (1, 1, 1, 2)
+MAX_SAMPLE_MACS = 1.5e9  # keeps one timed forward around 0.1 s here, so calibration takes minutes
+
+
+def calibration_timing(threads: int) -> TimingOptions:
+    """Short, adaptive timing per sample; the CPU clock where it is valid (one thread), so a
+    loaded machine is calibrated on what forwards cost rather than on how busy it was."""
+    return TimingOptions(
+        warmup=1,
+        min_repeats=3,
+        max_repeats=50,
+        min_time_s=0.1,
+        max_time_s=1.0,
+        rel_error=0.03,
+        clock="cpu" if threads == 1 else "wall",
+    )
+
+
+Progress = Callable[[int, int, Sample], None]
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One architecture to time, at one sequence length and batch size."""
+
+    config: ArchConfig
+    tokens: int
+    batch: int
+
+
+def sample_workloads(
+    count: int,
+    *,
+    seed: int = 0,
+    spaces: Sequence[str] | None = None,
+    seq_lens: Sequence[int] | None = None,
+    batches: Sequence[int] | None = None,
+    max_macs: float | None = None,
+) -> list[Workload]:
+    """``count`` random valid architectures from ``spaces`` (in turn), each with a random length
+    and batch, skipping those over ``max_macs`` per forward (they would take too long to time).
+    Unset arguments take this module's ``DEFAULT_*`` / ``MAX_SAMPLE_MACS`` when called."""
+    from archsearch.space import load_space
+
+    spaces = spaces or DEFAULT_SPACES
+    seq_lens = seq_lens or DEFAULT_SEQ_LENS
+    batches = batches or DEFAULT_BATCHES
+    max_macs = max_macs if max_macs is not None else MAX_SAMPLE_MACS
+    rng = random.Random(seed)
+    loaded = [None if name == FAMILIES else load_space(name) for name in spaces]
+    workloads: list[Workload] = []
+    attempts = 0
+    while len(workloads) < count:
+        attempts += 1
+        if attempts > 200 * count:
+            raise RuntimeError("could not draw enough affordable architectures")
+        space = loaded[len(workloads) % len(loaded)]
+        tokens, batch = rng.choice(list(seq_lens)), rng.choice(list(batches))
+        try:
+            if space is None:
+                config = single_family(rng)
+            else:
+                values = space.sample(rng)
+                if space.violations(values):
+                    continue
+                config = space.to_config(values)
+            if tokens > config.max_seq_len:
+                config = config.replace(max_seq_len=tokens)
+            costs = analytic_costs(config, CountingConvention(tokens=tokens, exclude=()))
+        except InputError:
+            continue
+        if costs.total_macs * batch > max_macs:
+            continue
+        workloads.append(Workload(config, tokens, batch))
+    return workloads
+
+
+def single_family(rng: random.Random) -> ArchConfig:
+    """A random architecture with one attention and one feed-forward family in every layer, so
+    each family's own cost is seen apart from the others' (search spaces mix them per layer).
+    Raises ``InputError`` for the odd invalid combination; the caller draws again."""
+    from archsearch.models.registry import ATTENTION, FFN, attention_family
+
+    attention_family("full")  # load the registry
+    attention = rng.choice(sorted(ATTENTION))
+    ffn = rng.choice(["dense", "dense", *sorted(FFN)])
+    settings: dict[str, Any] = {
+        "vocab_size": 256,
+        "max_seq_len": 256,
+        "d_model": rng.choice([64, 128, 192, 256, 384]),
+        "n_layers": rng.randint(1, 4),
+        "heads": rng.choice([2, 4]),
+        "ffn_ratio": rng.choice([1, 2, 4]),
+        "attention": attention,
+        "ffn": ffn,
+        "window": rng.choice([16, 32, 64]) if attention == "local" else 0,
+        "dilation": rng.choice([1, 1, 2]) if attention == "local" else 1,
+        "linformer_k": rng.choice([32, 64, 128]),
+        "performer_features": rng.choice([32, 64, 128]),
+        "lsh_bucket_size": rng.choice([16, 32, 64]),
+        "lsh_hashes": rng.choice([1, 2, 4]),
+        "lsra_split": 0.5,
+        "conv_kernel": rng.choice([3, 7, 15]),
+        "conv_type": rng.choice(["lightweight", "dynamic"]),
+        "experts": rng.choice([2, 4, 8]) if ffn == "switch_moe" else 1,
+        "sparsity": rng.choice([2, 4, 8]) if ffn == "sparse" else 1,
+    }
+    if attention in ("full", "local") and rng.random() < 0.3:
+        settings.update(memory="xl", mem_len=rng.choice([32, 64, 128]))
+    return ArchConfig.from_dict(settings)
+
+
+def measure_sample(workload: Workload, threads: int, options: TimingOptions) -> Sample:
+    stats = measure_forward(
+        workload.config, workload.tokens, workload.batch, threads=threads, options=options
+    )
+    return Sample(
+        arch=workload.config.to_dict(),
+        tokens=workload.tokens,
+        batch=workload.batch,
+        median_ms=stats.median,
+        iqr_ms=stats.iqr,
+        features=latency_features(workload.config, workload.tokens, workload.batch),
+    )
+
+
+def calibrate(
+    samples: int = 100,
+    *,
+    threads: int = 1,
+    seed: int = 0,
+    spaces: Sequence[str] | None = None,
+    seq_lens: Sequence[int] | None = None,
+    max_macs: float | None = None,
+    options: TimingOptions | None = None,
+    progress: Progress | None = None,
+    save: bool = True,
+    repeat: int = 10,
+) -> LatencyPredictor:
+    """Time ``samples`` random workloads with ``threads`` threads, fit, and store the predictor
+    in this machine's cache (``predictor.cache_path``). The first ``repeat`` workloads are timed
+    a second time: their run-to-run difference is the noise floor the predictor's held-out
+    error should be read against."""
+    options = options or calibration_timing(threads)
+    spaces = spaces or DEFAULT_SPACES
+    workloads = sample_workloads(
+        samples, seed=seed, spaces=spaces, seq_lens=seq_lens, max_macs=max_macs
+    )
+    measured: list[Sample] = []
+    for index, workload in enumerate(workloads):
+        sample = measure_sample(workload, threads, options)
+        measured.append(sample)
+        if progress is not None:
+            progress(index + 1, len(workloads), sample)
+    info = machine_info(threads)
+    info.update(spaces=list(spaces), seed=seed, clock=options.clock)
+    predictor = fit_predictor(measured, seed=seed, machine=info)
+    if repeat:
+        predictor.validation["repeatability"] = repeatability(
+            workloads[:repeat], measured[:repeat], threads, options
+        )
+    if save:
+        predictor.save(cache_path(threads))
+    return predictor
+
+
+def repeatability(
+    workloads: Sequence[Workload],
+    first: Sequence[Sample],
+    threads: int,
+    options: TimingOptions,
+) -> dict[str, Any]:
+    """Time workloads again; the mean absolute relative difference between the two medians."""
+    differences = []
+    for workload, sample in zip(workloads, first, strict=True):
+        again = measure_sample(workload, threads, options)
+        differences.append(abs(again.median_ms / sample.median_ms - 1.0))
+    return {
+        "samples": len(differences),
+        "mean_abs_difference": sum(differences) / len(differences),
+        "max_abs_difference": max(differences),
+    }
+
+
+# ---- calibration report ------------------------------------------------------------------------
+
+BASE_ARCH: dict[str, Any] = {
+    "vocab_size": 256,
+    "max_seq_len": 1024,
+    "d_model": 128,
+    "n_layers": 2,
+    "heads": 4,
+    "ffn_ratio": 2,
+}
+
+FAMILY_ARCHS: dict[str, dict[str, Any]] = {
+    "attention=full": {},
+    "attention=local": {"attention": "local", "window": 32},
+    "attention=linformer": {"attention": "linformer", "linformer_k": 64},
+    "attention=performer": {"attention": "performer", "performer_features": 64},
+    "attention=lsh": {"attention": "lsh", "lsh_bucket_size": 32, "lsh_hashes": 2},
+    "attention=lsra": {"attention": "lsra", "lsra_split": 0.5, "conv_kernel": 7},
+    "ffn=switch_moe": {"ffn": "switch_moe", "experts": 4, "capacity_factor": 2.0},
+    "ffn=sparse": {"ffn": "sparse", "sparsity": 4},
+    "memory=xl": {"memory": "xl", "mem_len": 64},
+    "memory=compressive": {
+        "memory": "compressive",
+        "mem_len": 64,
+        "compress_len": 16,
+        "compress_rate": 4,
+        "compress_fn": "conv",
+    },
+    "task=seq2seq": {"task": "seq2seq", "n_encoder_layers": 2},
+}
+
+
+def family_configs() -> dict[str, ArchConfig]:
+    """One representative architecture per family (full attention, dense FFN, no memory
+    unless the family says otherwise)."""
+    return {
+        name: ArchConfig.from_dict({**BASE_ARCH, **extra}) for name, extra in FAMILY_ARCHS.items()
+    }
+
+
+def _relative(predicted: float, measured: float) -> float:
+    return predicted / measured - 1.0 if measured else float("nan")
+
+
+def _model_inputs(config: ArchConfig, tokens: int, batch: int) -> tuple[tuple, Any]:
+    from archsearch.models.memory import steady_state
+
+    ids = torch.randint(0, config.vocab_size, (batch, tokens))
+    if config.task == "seq2seq":
+        return (ids, torch.randint(0, config.vocab_size, (batch, tokens))), None
+    return (ids,), steady_state(config, batch)
+
+
+def check_family(
+    config: ArchConfig,
+    *,
+    memory_tokens: int = 256,
+    memory_batch: int = 4,
+    latency_tokens: int = 128,
+    threads: int = 1,
+    predictor: LatencyPredictor | None = None,
+    options: TimingOptions | None = None,
+) -> dict[str, Any]:
+    """MACs, memory and latency of one architecture, analytic or predicted against measured."""
+    from archsearch.costs.reference import measured_macs
+    from archsearch.costs.tracker import measure_inference, measure_training
+    from archsearch.models import build_model
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = build_model(config).eval()
+            inputs, state = _model_inputs(config, latency_tokens, 1)
+            kwargs = {} if state is None else {"state": state}
+            counted = measured_macs(model, *inputs, **kwargs)["total"]
+            convention = CountingConvention(tokens=latency_tokens, exclude=())
+            analytic = analytic_costs(config, convention).total_macs
+            inputs, state = _model_inputs(config, memory_tokens, memory_batch)
+            measure_inference(model, inputs, state)  # warm: cached masks are built once
+            inference = measure_inference(model, inputs, state).peak
+            training = measure_training(model, inputs, inputs[0], state).peak
+    finally:
+        torch.set_num_threads(previous)
+    memory_inf = inference_memory(config, memory_tokens, memory_batch).peak
+    memory_train = training_memory(config, memory_tokens, memory_batch).peak
+    stats = measure_forward(config, latency_tokens, 1, threads=threads, options=options)
+    latency: dict[str, Any] = {"tokens": latency_tokens, "batch": 1, "measured": stats.to_dict()}
+    if predictor is not None:
+        try:
+            predicted = predictor.predict(config, latency_tokens, 1)
+        except InputError as exc:  # a family the predictor never saw: say so, do not guess
+            latency["note"] = exc.message
+        else:
+            latency["predicted"] = predicted.to_dict()
+            latency["error"] = _relative(predicted.ms, stats.median)
+            latency["within_interval"] = predicted.low_ms <= stats.median <= predicted.high_ms
+    return {
+        "arch": config.to_dict(),
+        "macs": {
+            "tokens": latency_tokens,
+            "analytic": analytic,
+            "measured": counted,
+            "error": _relative(analytic, counted),
+        },
+        "memory": {
+            "tokens": memory_tokens,
+            "batch": memory_batch,
+            "inference": {
+                "analytic": memory_inf,
+                "measured": inference,
+                "error": _relative(memory_inf, inference),
+            },
+            "training": {
+                "analytic": memory_train,
+                "measured": training,
+                "error": _relative(memory_train, training),
+            },
+        },
+        "latency": latency,
+    }
+
+
+def calibration_report(
+    *,
+    threads: int = 1,
+    families: dict[str, ArchConfig] | None = None,
+    memory_tokens: int = 256,
+    memory_batch: int = 4,
+    latency_tokens: int = 128,
+    options: TimingOptions | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Per family: MACs, memory and latency next to their measurements; plus the predictor's
+    cross-validated figures when this machine has one. Memory is not measured on a GPU here
+    (none is lent): the tracker's figure is what ``torch.cuda.max_memory_allocated`` reports."""
+    predictor = load_predictor(threads)
+    if options is None:  # time on the clock the predictor was calibrated on
+        clock = (
+            predictor.machine.get("clock", "wall")
+            if predictor
+            else calibration_timing(threads).clock
+        )
+        options = TimingOptions(min_time_s=0.3, max_time_s=2.0, rel_error=0.02, clock=clock)
+    rows: dict[str, Any] = {}
+    for name, config in (families or family_configs()).items():
+        if progress is not None:
+            progress(name)
+        rows[name] = check_family(
+            config,
+            memory_tokens=memory_tokens,
+            memory_batch=memory_batch,
+            latency_tokens=latency_tokens,
+            threads=threads,
+            predictor=predictor,
+            options=options,
+        )
+    return {
+        "machine": machine_info(threads),
+        "predictor": None
+        if predictor is None
+        else {
+            "path": str(cache_path(threads)),
+            "features": list(predictor.features),
+            "validation": {k: v for k, v in predictor.validation.items() if k != "predicted_ms"},
+        },
+        "families": rows,
+        "summary": _summary(rows),
+        "notes": [
+            "memory: peak live tensor bytes (archsearch.costs.tracker); no GPU is available, so "
+            "torch.cuda.max_memory_allocated is not checked",
+            "latency: measured on a shared machine; figures include its load",
+        ],
+    }
+
+
+def _summary(rows: dict[str, Any]) -> dict[str, Any]:
+    def worst(path: Sequence[str]) -> float:
+        values = []
+        for row in rows.values():
+            node: Any = row
+            for key in path:
+                node = node.get(key) if isinstance(node, dict) else None
+            if isinstance(node, (int, float)):
+                values.append(abs(node))
+        return max(values) if values else float("nan")
+
+    latency = [abs(r["latency"]["error"]) for r in rows.values() if "error" in r["latency"]]
+    return {
+        "max_abs_macs_error": worst(("macs", "error")),
+        "max_abs_inference_memory_error": worst(("memory", "inference", "error")),
+        "max_abs_training_memory_error": worst(("memory", "training", "error")),
+        "latency_mape_held_out": sum(latency) / len(latency) if latency else None,
+    }

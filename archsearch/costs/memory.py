@@ -1,0 +1,416 @@
+"""Analytic peak memory: inference, generation and training, from the config alone.
+
+Three workloads, each for ``batch`` sequences of ``tokens`` (float32 throughout):
+
+- **inference**: one forward over whole sequences (no gradients): weights, the recurrent
+  memory state read and written (Transformer-XL, compressive), and the largest working set of
+  any moment of the forward (``footprints`` has each family's, the block adds the residual
+  stream around it, the head adds the logits);
+- **generation**: an incremental decoder holding ``tokens`` of context: weights, each layer's
+  KV cache (or linear-attention state, or window) and one token's activations. The models have
+  no incremental API, so this figure is analytic only (``archsearch.costs.latency`` times
+  generation by its own incremental path where a family has one);
+- **training**: a steady-state AdamW step as ``archsearch.evaluate.train.fit`` takes it: the
+  peak of (end of forward: weights, last step's gradients, two AdamW moments, every activation
+  kept for backward and the logits), (start of backward: the same without the freed gradients,
+  plus the loss gradients) and (optimizer step: weights, gradients, moments and the
+  single-tensor AdamW temporaries, three of the largest parameter).
+
+``archsearch.costs.tracker`` measures the same three figures on built models (tests and the
+calibration report check them against each other).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from archsearch.config import ArchConfig, LayerConfig
+from archsearch.costs.analytic import analytic_costs
+from archsearch.costs.convention import CountingConvention
+from archsearch.costs.footprints import (
+    ATTENTION_FOOTPRINTS,
+    F32,
+    FFN_FOOTPRINTS,
+    I64,
+    Dims,
+    Footprint,
+    attention_footprint,
+    ffn_footprint,
+)
+from archsearch.models.memory import memory_extra_keys
+from archsearch.models.registry import BlockContext
+
+ADAMW_MOMENTS = 2
+STEP_TEMPORARIES = 3  # single-tensor AdamW: sqrt, bias-corrected denominator, update
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Peak bytes of one workload and what it is made of (all in bytes)."""
+
+    workload: str  # inference | generation | training
+    batch: int
+    tokens: int
+    peak: int
+    weights: int  # parameters and buffers
+    gradients: int = 0
+    optimizer: int = 0
+    activations: int = 0  # training: kept for backward; inference: working set at the peak
+    state: int = 0  # recurrent memory state (read and written) or KV cache for generation
+    inputs: int = 0
+    phase: str = ""  # which moment sets the peak
+    parts: dict[str, int] = field(default_factory=dict)
+    approximated: tuple[str, ...] = ()  # families counted with a stand-in's footprint
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "workload": self.workload,
+            "batch": self.batch,
+            "tokens": self.tokens,
+            "peak": self.peak,
+            "weights": self.weights,
+            "gradients": self.gradients,
+            "optimizer": self.optimizer,
+            "activations": self.activations,
+            "state": self.state,
+            "inputs": self.inputs,
+            "phase": self.phase,
+            "parts": dict(self.parts),
+            "approximated": list(self.approximated),
+        }
+
+
+# ---- weights -----------------------------------------------------------------------------------
+
+
+def parameter_bytes(config: ArchConfig) -> int:
+    """Unique float32 parameters (tied and shared weights once)."""
+    return analytic_costs(config, CountingConvention()).params * F32
+
+
+def buffer_bytes(config: ArchConfig) -> int:
+    """Float32 buffers: Performer's random features, LSH's random rotations."""
+    from archsearch.models.attention.lsh import bucket_count
+
+    total = 0
+    for layers in _unique_stacks(config):
+        for layer in layers:
+            width = layer.qkv_dim(config.d_model)
+            head_dim = width // layer.heads
+            if layer.attention == "performer":
+                total += layer.heads * layer.performer_features * head_dim * F32
+            elif layer.attention == "lsh":
+                top = config.max_seq_len
+                half = max(1, bucket_count(top, layer.lsh_bucket_size, top) // 2)
+                total += layer.heads * head_dim * layer.lsh_hashes * half * F32
+    return total
+
+
+def largest_parameter(config: ArchConfig) -> int:
+    """Bytes of the largest single parameter tensor (what AdamW's per-tensor temporaries span)."""
+    from archsearch.models.attention.lsra import branch_widths
+
+    d, e, v = config.d_model, config.embedding_width, config.vocab_size
+    sizes = [v * e, e * d if e != d else 0]
+    if config.memory == "compressive" and config.compress_fn == "conv":
+        sizes.append(d * d * config.compress_rate)
+    for layers, causal, encoder in _stacks(config):
+        for layer in layers:
+            ctx = BlockContext(layer=layer, arch=config, causal=causal, encoder=encoder)
+            a, hidden = layer.qkv_dim(d), layer.hidden_dim(d)
+            sizes += [d * a, d * hidden, d * layer.experts]
+            if layer.attention == "linformer":
+                sizes.append(layer.linformer_k * config.max_seq_len)
+            if layer.attention == "lsra":
+                width, conv = branch_widths(ctx)
+                sizes += [width * width, 2 * conv * conv, conv * layer.heads * layer.conv_kernel]
+    return max(sizes) * F32
+
+
+# ---- inference ---------------------------------------------------------------------------------
+
+
+def inference_memory(config: ArchConfig, tokens: int, batch: int = 1) -> MemoryEstimate:
+    """Peak bytes of one forward over ``batch`` sequences of ``tokens`` (seq2seq: as many source
+    tokens), with recurrent memory full (steady state)."""
+    _check_sizes(tokens, batch)
+    weights = parameter_bytes(config) + buffer_bytes(config)
+    inputs = batch * tokens * I64 * (2 if config.task == "seq2seq" else 1)
+    state_in = _state_bytes(config, batch)
+    fixed = weights + inputs + state_in
+    d = config.d_model
+    x = batch * tokens * d * F32
+    moments: dict[str, int] = {"embedding": _embedding_peak(config, batch, tokens)}
+    context = 0
+    if config.task == "seq2seq":
+        for index, layer in enumerate(config.encoder_layers):
+            moments[f"encoder.{index}"] = _block_peak(config, layer, batch, tokens, encoder=True)
+        context = x  # the encoder's normalised output, kept for cross-attention
+    written = 0
+    for index, layer in enumerate(config.layers):
+        write, working = _memory_update(config, batch, tokens)
+        block = _block_peak(config, layer, batch, tokens, encoder=False)
+        moments[f"layer.{index}"] = context + written + write + max(x + working, block)
+        written += write
+    moments["head"] = context + written + _head_peak(config, batch, tokens)
+    phase = max(moments, key=lambda k: moments[k])
+    return MemoryEstimate(
+        workload="inference",
+        batch=batch,
+        tokens=tokens,
+        peak=fixed + moments[phase],
+        weights=weights,
+        activations=moments[phase] - written,
+        state=state_in + written,
+        inputs=inputs,
+        phase=phase,
+        parts={"state_in": state_in, "state_out": written},
+        approximated=approximated(config),
+    )
+
+
+def _block_peak(
+    config: ArchConfig, layer: LayerConfig, batch: int, tokens: int, *, encoder: bool
+) -> int:
+    """Most bytes held at once while a block runs, its input x (held by its caller) included."""
+    d = config.d_model
+    x = batch * tokens * d * F32
+    norm = x  # layer norm output (its statistics are dropped under no_grad)
+    ctx = BlockContext(layer=layer, arch=config, causal=not encoder, encoder=encoder)
+    extra = 0 if encoder else memory_extra_keys(config)
+    dims = _dims(config, layer, batch, tokens, extra)
+    attention = attention_footprint(ctx, dims).peak
+    memory_context = 0
+    if extra:  # the memory, normalised like the segment (and concatenated, compressive)
+        memory_context = batch * extra * d * F32 * (2 if config.memory == "compressive" else 1)
+    moments = [x + norm + memory_context + attention, x + norm + x + x + x]  # ... + x_out
+    if config.task == "seq2seq" and not encoder:
+        cross = _cross_footprint(config, layer, batch, tokens).peak
+        moments.append(x + norm + x + norm + cross)
+    moments.append(x + norm + x + norm + ffn_footprint(ctx, batch, tokens).peak)
+    return max(moments)
+
+
+def _embedding_peak(config: ArchConfig, batch: int, tokens: int) -> int:
+    e, d = config.embedding_width, config.d_model
+    lookup = batch * tokens * e * F32
+    return lookup + (batch * tokens * d * F32 if e != d else 0)
+
+
+def _head_peak(config: ArchConfig, batch: int, tokens: int) -> int:
+    """Final hidden state, its norm (or projection) and the logits."""
+    bt = batch * tokens * F32
+    x, logits = bt * config.d_model, bt * config.vocab_size
+    if config.embedding_width != config.d_model:
+        projected = bt * config.embedding_width
+        return max(x + x + projected, x + projected + logits)
+    return x + x + logits
+
+
+def _memory_update(config: ArchConfig, batch: int, tokens: int) -> tuple[int, int]:
+    """(new state kept per layer, working bytes while computing it): XL keeps a view of
+    ``cat(memory, x)``; compressive also compresses the evicted states."""
+    d = config.d_model
+    if config.memory == "none":
+        return 0, 0
+    joined = batch * (config.mem_len + tokens) * d * F32
+    if config.memory == "xl":
+        return joined, 0
+    groups = tokens // config.compress_rate
+    kept = min(groups, config.compress_len)
+    slots = batch * kept * d * F32
+    compressed = batch * (config.compress_len + kept) * d * F32
+    pooled = batch * kept * config.compress_rate * d * F32 if config.compress_fn == "mean" else 0
+    return joined + compressed, pooled + slots
+
+
+def _state_bytes(config: ArchConfig, batch: int) -> int:
+    """Recurrent memory state handed in: every layer's memory full."""
+    if config.memory == "none":
+        return 0
+    return config.n_layers * batch * memory_extra_keys(config) * config.d_model * F32
+
+
+# ---- training ----------------------------------------------------------------------------------
+
+
+def training_memory(config: ArchConfig, tokens: int, batch: int = 1) -> MemoryEstimate:
+    """Peak bytes of a steady-state AdamW training step over ``batch`` x ``tokens``."""
+    _check_sizes(tokens, batch)
+    params = parameter_bytes(config)
+    buffers = buffer_bytes(config)
+    streams = 2 if config.task == "seq2seq" else 1
+    inputs = batch * tokens * I64 * (streams + 1)  # tokens (and source) and targets
+    state_in = _state_bytes(config, batch)
+    written = sum(_memory_update(config, batch, tokens)[0] for _ in config.layers)
+    saved, forward = _saved_bytes(config, batch, tokens)
+    logits = batch * tokens * config.vocab_size * F32
+    fixed = buffers + inputs + state_in + written
+    moments = {
+        "forward": fixed + params * (2 + ADAMW_MOMENTS) + forward,
+        "backward": fixed + params * (1 + ADAMW_MOMENTS) + saved + 2 * logits,
+        "step": fixed + params * (2 + ADAMW_MOMENTS) + STEP_TEMPORARIES * largest_parameter(config),
+    }
+    phase = max(moments, key=lambda k: moments[k])
+    return MemoryEstimate(
+        workload="training",
+        batch=batch,
+        tokens=tokens,
+        peak=moments[phase],
+        weights=params + buffers,
+        gradients=params,
+        optimizer=params * ADAMW_MOMENTS,
+        activations=saved,
+        state=state_in + written,
+        inputs=inputs,
+        phase=phase,
+        parts=dict(moments),
+        approximated=approximated(config),
+    )
+
+
+def _saved_bytes(config: ArchConfig, batch: int, tokens: int) -> tuple[int, int]:
+    """Every tensor autograd keeps from the forward for the backward (the log-softmax output
+    included), and the most bytes held during the forward: what is kept so far plus the
+    largest module temporary at that point (or the logits at the end)."""
+    d = config.d_model
+    bt = batch * tokens
+    norm = bt * d * F32 + 2 * bt * F32  # layer norm input, mean and rstd
+    total = 0
+    if config.embedding_width != d:
+        total += bt * config.embedding_width * F32  # the lookup, kept by the projection
+    dropout = bt * d * F32 if config.dropout > 0 else 0  # a float keep-mask (CPU dropout)
+    streams = 2 if config.task == "seq2seq" else 1
+    total += streams * dropout  # after the embedding
+    extra = memory_extra_keys(config)
+    busiest = 0
+    for layers, causal, encoder in reversed(_stacks(config)):  # encoder first
+        for layer in layers:
+            ctx = BlockContext(layer=layer, arch=config, causal=causal, encoder=encoder)
+            keys_extra = 0 if encoder else extra
+            dims = _dims(config, layer, batch, tokens, keys_extra)
+            total += 2 * norm + 2 * dropout
+            total += attention_footprint(ctx, dims).saved
+            if keys_extra:
+                total += 2 * batch * keys_extra * F32  # statistics of the normalised memory
+                if config.memory == "compressive":
+                    total += batch * keys_extra * d * F32  # cat(compressed, memory)
+            if config.task == "seq2seq" and not encoder:
+                total += norm + _cross_footprint(config, layer, batch, tokens).saved + dropout
+            ffn = ffn_footprint(ctx, batch, tokens)
+            total += ffn.saved
+            busiest = max(busiest, total + ffn.transient)
+        if config.task == "seq2seq" and encoder:
+            total += norm + bt * d * F32  # encoder's final norm; its output (kept by cross k, v)
+    if config.memory == "compressive" and config.compress_fn == "conv":
+        kept = min(tokens // config.compress_rate, config.compress_len)
+        if kept:  # the reconstruction loss: slots, two attention outputs, log-sum-exp
+            per_layer = batch * kept * d * F32 + 3 * bt * d * F32 + bt * F32
+            total += config.n_layers * per_layer
+    total += norm + bt * d * F32  # final norm, its output (kept by the logits layer)
+    if config.embedding_width != d:
+        total += bt * config.embedding_width * F32
+    logits = bt * config.vocab_size * F32
+    total += logits  # log-softmax output
+    return total, max(busiest, total + logits)
+
+
+# ---- generation --------------------------------------------------------------------------------
+
+
+def generation_memory(config: ArchConfig, context: int, batch: int = 1) -> MemoryEstimate:
+    """Peak bytes of an incremental decoder holding ``context`` tokens per sequence: weights,
+    every layer's cache (keys/values, window, or linear-attention state), the recurrent memory,
+    and one token's activations."""
+    _check_sizes(context, batch)
+    weights = parameter_bytes(config) + buffer_bytes(config)
+    extra = memory_extra_keys(config)
+    cache = 0
+    for layer in config.layers:
+        ctx = BlockContext(layer=layer, arch=config, causal=True, encoder=False)
+        dims = _dims(config, layer, batch, context, extra)
+        cache += attention_footprint(ctx, dims).cache
+    if config.task == "seq2seq":
+        for layer in config.layers:  # cross-attention keys and values over the source
+            cache += 2 * batch * context * layer.qkv_dim(config.d_model) * F32
+    state = _state_bytes(config, batch)
+    step = inference_memory(config.replace(memory="none", mem_len=0), 1, batch)
+    one_token = step.peak - step.weights - step.inputs
+    return MemoryEstimate(
+        workload="generation",
+        batch=batch,
+        tokens=context,
+        peak=weights + cache + state + one_token,
+        weights=weights,
+        activations=one_token,
+        state=cache + state,
+        phase="decode",
+        parts={"cache": cache, "memory_state": state},
+        approximated=approximated(config),
+    )
+
+
+def approximated(config: ArchConfig) -> tuple[str, ...]:
+    """Families in ``config`` without a footprint of their own (counted as full / dense)."""
+    missing = set()
+    for layers, _, _ in _stacks(config):
+        for layer in layers:
+            if layer.attention not in ATTENTION_FOOTPRINTS:
+                missing.add(f"attention={layer.attention}")
+            if layer.ffn not in FFN_FOOTPRINTS:
+                missing.add(f"ffn={layer.ffn}")
+    return tuple(sorted(missing))
+
+
+# ---- helpers -----------------------------------------------------------------------------------
+
+
+def _cross_footprint(config: ArchConfig, layer: LayerConfig, batch: int, tokens: int) -> Footprint:
+    """Cross-attention: full, non-causal, no rotary; keys and values over the source."""
+    d, a = config.d_model, layer.qkv_dim(config.d_model)
+    dims = Dims(batch, tokens, tokens, d, a, layer.heads)
+    qkv = 3 * dims.bt(a)
+    out = dims.bt(a) + batch * layer.heads * tokens * F32
+    # SDPA lays its output out like the (head-split) query, so merging heads is a view
+    saved = dims.bt(d) + qkv + out
+    peak = qkv + out + dims.bt(d)
+    return Footprint(saved, peak, 2 * dims.bt(a))
+
+
+def _dims(config: ArchConfig, layer: LayerConfig, batch: int, tokens: int, extra: int) -> Dims:
+    d = config.d_model
+    return Dims(batch, tokens, tokens + extra, d, layer.qkv_dim(d), layer.heads)
+
+
+def _stacks(config: ArchConfig) -> list[tuple[tuple[LayerConfig, ...], bool, bool]]:
+    stacks = [(config.layers, True, False)]
+    if config.task == "seq2seq":
+        stacks.append((config.encoder_layers, False, True))
+    return stacks
+
+
+def _unique_stacks(config: ArchConfig) -> list[tuple[LayerConfig, ...]]:
+    """Layers that own weights: one per stack when layers are shared."""
+    stacks = [config.layers, config.encoder_layers]
+    return [s[:1] if config.share_layers else s for s in stacks if s]
+
+
+def _check_sizes(tokens: int, batch: int) -> None:
+    from archsearch.errors import InputError
+
+    for name, value in (("tokens", tokens), ("batch_size", batch)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InputError(f"must be a positive integer, got {value!r}", key=name)
+
+
+__all__ = [
+    "MemoryEstimate",
+    "approximated",
+    "buffer_bytes",
+    "generation_memory",
+    "inference_memory",
+    "largest_parameter",
+    "parameter_bytes",
+    "training_memory",
+]
