@@ -19,8 +19,20 @@ import yaml
 from archsearch.builtins import resolve
 from archsearch.errors import InputError
 
-TASKS = ("causal_lm",)  # seq2seq joins when a seq2seq recipe and its data exist
+TASKS = ("causal_lm", "seq2seq")
+# What ``data:`` may name. A built-in corpus by name, or a scheme and a value:
+#   files:PATH        a local text file or a folder of them (relative to the recipe's folder)
+#   hf:NAME[:CONFIG]  a Hugging Face dataset (optional extra, needs `datasets` and a network)
+#   synthetic:TASK    a generated task; the generators live in synthetic.py, which imports torch
+#                     (reading a recipe must not), so their names and task kinds are listed here.
 DATA = ("python_stdlib",)
+DATA_SCHEMES = ("files", "hf", "synthetic")
+SYNTHETIC_TASKS = {
+    "mqar": "causal_lm",
+    "selective_copy": "causal_lm",
+    "listops": "causal_lm",
+    "reverse": "seq2seq",
+}
 TOKENIZERS = {"bytes": 256}  # tokenizer -> vocabulary size
 OPTIMIZERS = ("adamw",)
 
@@ -83,7 +95,7 @@ class Recipe:
             if not isinstance(getattr(self, name), str):
                 raise InputError(f"must be text, got {getattr(self, name)!r}", key=name)
         _choice(self, "task", TASKS)
-        _choice(self, "data", DATA)
+        _check_data(self.data, self.task)
         _choice(self, "tokenizer", tuple(TOKENIZERS))
         for name in ("seq_len", "batch_size", "token_budget", "eval_tokens", "eval_points"):
             _integer(self, name, minimum=1)
@@ -106,6 +118,12 @@ class Recipe:
                 f"got {self.eval_points}",
                 key="eval_points",
             )
+
+    @property
+    def data_scheme(self) -> str:
+        """``corpus`` for a built-in corpus name, else the scheme before the colon."""
+        scheme, _ = split_data(self.data)
+        return scheme
 
     @property
     def vocab_size(self) -> int:
@@ -167,7 +185,47 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
         recipe = Recipe.from_dict(data, name=path.stem)
     except InputError as exc:
         raise exc.located(str(path)) from None
+    scheme, value = split_data(recipe.data)
+    if scheme == "files":  # a path in a recipe is relative to the recipe, not to the caller
+        located = Path(value).expanduser()
+        if not located.is_absolute():
+            located = (path.parent / located).resolve()
+        recipe = dataclasses.replace(recipe, data=f"files:{located}")
     return dataclasses.replace(recipe, source=str(path))
+
+
+def split_data(data: str) -> tuple[str, str]:
+    """``data:`` -> (scheme, value): ("corpus", "python_stdlib"), ("files", "notes/") ..."""
+    scheme, colon, value = data.partition(":")
+    if colon and scheme in DATA_SCHEMES:
+        return scheme, value
+    return "corpus", data
+
+
+def _check_data(data: Any, task: str) -> None:
+    """The data source is well formed and fits the task (checked again when it is loaded)."""
+    if not isinstance(data, str):
+        raise InputError(f"must be text, got {data!r}", key="data")
+    scheme, value = split_data(data)
+    known = (
+        f"known: {', '.join(DATA)}, files:PATH, hf:NAME[:CONFIG], "
+        f"synthetic:{{{','.join(SYNTHETIC_TASKS)}}}"
+    )
+    if scheme == "corpus" and data not in DATA:
+        raise InputError(f"unknown data source {data!r} ({known})", key="data")
+    if scheme != "corpus" and not value.strip():
+        raise InputError(f"'{scheme}:' needs a value after the colon ({known})", key="data")
+    if scheme == "synthetic" and value not in SYNTHETIC_TASKS:
+        raise InputError(
+            f"unknown synthetic task {value!r} (known: {', '.join(SYNTHETIC_TASKS)})", key="data"
+        )
+    data_task = SYNTHETIC_TASKS[value] if scheme == "synthetic" else "causal_lm"
+    if data_task != task:
+        raise InputError(
+            f"task {task} cannot be trained on {data!r}, which is {data_task} data"
+            + (" (seq2seq needs synthetic:reverse)" if task == "seq2seq" else ""),
+            key="task",
+        )
 
 
 def _take_keys(

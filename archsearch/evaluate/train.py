@@ -4,6 +4,11 @@ The training text is laid out as ``batch_size`` parallel contiguous streams, so 
 i+1 continues row b of step i and a model with recurrent memory (Transformer-XL, compressive)
 carries its state from one segment to the next, as it would in real use. Validation reads fixed
 streams of the held-out files the same way, so every candidate sees the same validation bytes.
+Synthetic tasks (synthetic.py) score only their answer positions: there ``val_bpb`` is bits per
+answer token and ``val_accuracy`` the fraction of answers predicted exactly.
+
+``fit`` can stop at any step and start again from a ``TrainState`` (checkpoint.py saves one), and
+a resumed run takes exactly the steps an uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from torch import nn
 from archsearch.config import ArchConfig
 from archsearch.errors import InputError
 from archsearch.evaluate import CandidateFailed
-from archsearch.evaluate.corpus import load_corpus
+from archsearch.evaluate.data import IGNORE, Batch, Batches, StreamBatches, make_batches
 from archsearch.evaluate.recipe import Recipe
 
 LN2 = math.log(2.0)
@@ -36,7 +41,8 @@ class EvalResult:
 
     ``diverged`` is True when training finished with finite losses but the model ended worse
     than a uniform guess over the vocabulary (NaN or inf raise ``CandidateFailed`` instead).
-    ``curve`` holds every intermediate report, in order.
+    ``curve`` holds every intermediate report, in order. ``val_accuracy`` is set for tasks
+    scored on answer positions only (synthetic tasks).
     """
 
     val_bpb: float
@@ -48,6 +54,7 @@ class EvalResult:
     diverged: bool
     data_fingerprint: str
     curve: tuple[dict[str, Any], ...] = ()
+    val_accuracy: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -80,7 +87,7 @@ def evaluate(
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        corpus = load_corpus(recipe.data)
+        batches = make_batches(recipe)
         # Seed a private copy of the global generator: weights, dropout and random features
         # draw from it, and the caller's random stream is left as it was.
         with torch.random.fork_rng(devices=[]):
@@ -88,7 +95,7 @@ def evaluate(
             from archsearch.models import build_model
 
             model = build_model(config)
-            curve = fit(model, recipe, report=report)
+            curve = fit(model, recipe, report=report, batches=batches)
     finally:
         torch.set_num_threads(previous_threads)
     last = curve[-1]
@@ -100,8 +107,9 @@ def evaluate(
         wall_s=time.perf_counter() - wall_start,
         cpu_s=time.process_time() - cpu_start,
         diverged=last["val_bpb"] > math.log2(recipe.vocab_size),
-        data_fingerprint=corpus.fingerprint,
+        data_fingerprint=batches.fingerprint,
         curve=tuple(curve),
+        val_accuracy=last.get("val_accuracy"),
     )
 
 
@@ -127,25 +135,44 @@ def check_compatible(config: ArchConfig, recipe: Recipe) -> None:
 
 
 def validation_bpb(model: nn.Module, valid: torch.Tensor, recipe: Recipe) -> float:
-    """Mean validation loss in bits per byte over the recipe's fixed validation batches."""
+    """Mean validation loss in bits per byte of a byte tensor, read as the recipe's streams."""
+    streams = StreamBatches(valid, valid, rows=recipe.batch_size, seq_len=recipe.seq_len)
+    return validate(model, streams, recipe)["val_bpb"]
+
+
+def validate(model: nn.Module, batches: Batches, recipe: Recipe) -> dict[str, float]:
+    """Validation loss in bits per scored token (and answer accuracy for answer-only tasks).
+
+    Text batches are all the same size, so the loss is the mean of the batch means; answer-only
+    tasks weigh every answer equally.
+    """
     was_training = model.training
     model.eval()
-    streams = _streams(valid, recipe.batch_size)
-    total, state = 0.0, None
+    forward = task_forward(recipe.task)
+    total, answers, correct, state = 0.0, 0, 0, None
     try:
         with torch.no_grad():
             for index in range(recipe.eval_batches):
-                inputs, targets, fresh = _segment(streams, index, recipe.seq_len)
-                loss, _, state = _task_loss(recipe.task)(
-                    model, inputs, targets, None if fresh else state
-                )
-                total += loss.item()
+                batch = batches.valid(index)
+                output = forward(model, batch, None if batch.fresh else state)
+                state = output.state
+                scored = batch.targets != IGNORE
+                loss = _loss(output.logits, batch.targets)
+                count = int(scored.sum())
+                total += loss.item() * (count if batches.answers_only else 1)
+                answers += count
+                if batches.answers_only:
+                    guesses = output.logits.argmax(-1)
+                    correct += int((guesses == batch.targets)[scored].sum())
     finally:
         model.train(was_training)
-    bpb = total / recipe.eval_batches / LN2  # equal-sized batches: the mean of means
+    denominator = answers if batches.answers_only else recipe.eval_batches
+    bpb = total / denominator / LN2
     if not math.isfinite(bpb):
         raise CandidateFailed(f"validation loss is {bpb}")
-    return bpb
+    if batches.answers_only:
+        return {"val_bpb": bpb, "val_accuracy": correct / answers}
+    return {"val_bpb": bpb}
 
 
 def learning_rate(recipe: Recipe, step: int) -> float:
@@ -159,29 +186,71 @@ def learning_rate(recipe: Recipe, step: int) -> float:
     return floor + (peak - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def fit(model: nn.Module, recipe: Recipe, *, report: Report | None = None) -> list[dict[str, Any]]:
+@dataclass
+class TrainState:
+    """Everything besides the weights that the next step depends on (what a checkpoint adds).
+
+    ``optimizer`` is the optimizer's ``state_dict()``; ``memory`` the recurrent state carried
+    into the next segment; ``rng`` the global torch generator (dropout and random features draw
+    from it). Built by ``fit`` for its ``checkpoint`` callback: tensors in it are live, so save
+    them during the call.
+    """
+
+    step: int = 0
+    optimizer: dict[str, Any] | None = None
+    memory: Any = None
+    loss_sum: float = 0.0
+    since_eval: int = 0
+    curve: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    rng: torch.Tensor | None = None
+
+
+def fit(
+    model: nn.Module,
+    recipe: Recipe,
+    *,
+    report: Report | None = None,
+    batches: Batches | None = None,
+    resume: TrainState | None = None,
+    stop_at: int | None = None,
+    checkpoint: Callable[[TrainState], None] | None = None,
+) -> list[dict[str, Any]]:
     """Train a built model for the recipe's budget; returns the validation points it reported.
 
     ``evaluate`` is this plus seeding, building and timing; ``fit`` takes any module that keeps
-    the model contract (``model(tokens, state=...) -> ModelOutput``).
+    the model contract (``model(tokens, state=...) -> ModelOutput``). ``resume`` continues from
+    a saved state (the model must already hold its weights); ``stop_at`` ends after that many
+    steps in all; ``checkpoint`` receives the state at each validation point and where training
+    stops.
     """
-    corpus = load_corpus(recipe.data)
-    train, valid = corpus.train, corpus.valid
+    batches = make_batches(recipe) if batches is None else batches
     optimizer = _optimizer(model, recipe)
     parameters = [p for p in model.parameters() if p.requires_grad]
-    loss_fn = _task_loss(recipe.task)
-    streams = _streams(train, recipe.batch_size)
+    forward = task_forward(recipe.task)
     eval_at = {k * recipe.steps // recipe.eval_points for k in range(1, recipe.eval_points + 1)}
-    curve: list[dict[str, Any]] = []
-    state, since_eval, loss_sum = None, 0, 0.0
+    run = TrainState() if resume is None else dataclasses.replace(resume, curve=list(resume.curve))
+    if resume is not None:
+        if resume.optimizer is not None:
+            optimizer.load_state_dict(resume.optimizer)
+        if resume.rng is not None:
+            torch.set_rng_state(resume.rng)
+    end = recipe.steps if stop_at is None else min(stop_at, recipe.steps)
+
+    def snapshot() -> TrainState:
+        return dataclasses.replace(
+            run, optimizer=optimizer.state_dict(), rng=torch.get_rng_state(), curve=run.curve
+        )
+
     model.train()
-    for step in range(recipe.steps):
+    for step in range(run.step, end):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(recipe, step)
-        inputs, targets, fresh = _segment(streams, step, recipe.seq_len)
-        loss, aux, state = loss_fn(model, inputs, targets, None if fresh else state)
-        state = _detach(state)  # memory is context, not a path for gradients into old segments
-        total = loss + aux
+        batch = batches.train(step)
+        output = forward(model, batch, None if batch.fresh else run.memory)
+        loss = _loss(output.logits, batch.targets)
+        # memory is context, not a path for gradients into old segments
+        run.memory = _detach(output.state)
+        total = loss + output.aux_loss
         if not torch.isfinite(total):
             raise CandidateFailed(f"training loss became {total.item()} at step {step + 1}")
         optimizer.zero_grad(set_to_none=True)
@@ -190,20 +259,30 @@ def fit(model: nn.Module, recipe: Recipe, *, report: Report | None = None) -> li
         if not torch.isfinite(norm):
             raise CandidateFailed(f"gradient norm became {norm.item()} at step {step + 1}")
         optimizer.step()
-        loss_sum += loss.item()
-        since_eval += 1
+        run.loss_sum += loss.item()
+        run.since_eval += 1
+        run.step = step + 1
         if step + 1 in eval_at:
             point = {
                 "step": step + 1,
                 "tokens": (step + 1) * recipe.tokens_per_step,
-                "val_bpb": validation_bpb(model, valid, recipe),
-                "train_bpb": loss_sum / since_eval / LN2,
+                **_renamed(validate(model, batches, recipe)),
+                "train_bpb": run.loss_sum / run.since_eval / LN2,
             }
-            curve.append(point)
+            run.curve.append(point)
             if report is not None:
                 report(dict(point))
-            since_eval, loss_sum = 0, 0.0
-    return curve
+            run.since_eval, run.loss_sum = 0, 0.0
+            if checkpoint is not None:
+                checkpoint(snapshot())
+        elif step + 1 == end and checkpoint is not None:
+            checkpoint(snapshot())
+    return list(run.curve)
+
+
+def _renamed(metrics: dict[str, float]) -> dict[str, float]:
+    """Validation metrics in report order: val_bpb first, then any others."""
+    return {"val_bpb": metrics["val_bpb"], **metrics}
 
 
 def _optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
@@ -220,44 +299,28 @@ def _optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=settings.lr, betas=settings.betas)
 
 
-LossFn = Callable[
-    [nn.Module, torch.Tensor, torch.Tensor, Any], tuple[torch.Tensor, torch.Tensor, Any]
-]
+Forward = Callable[[nn.Module, Batch, Any], Any]
 
 
-def _task_loss(task: str) -> LossFn:
-    """The one place that knows how a task's batch becomes a loss (seq2seq joins here)."""
-    return {"causal_lm": _causal_lm_loss}[task]
+def task_forward(task: str) -> Forward:
+    """The one place that knows how a task's batch enters the model."""
+    return {"causal_lm": _causal_lm_forward, "seq2seq": _seq2seq_forward}[task]
 
 
-def _causal_lm_loss(
-    model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, state: Any
-) -> tuple[torch.Tensor, torch.Tensor, Any]:
-    """Next-token cross-entropy in nats per token, the model's auxiliary loss, its new state."""
-    output = model(inputs, state=state)
-    logits = output.logits
-    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
-    return loss, output.aux_loss, output.state
+def _causal_lm_forward(model: nn.Module, batch: Batch, state: Any) -> Any:
+    return model(batch.inputs, state=state)
 
 
-def _streams(data: torch.Tensor, rows: int) -> torch.Tensor:
-    """``data`` cut into ``rows`` equal contiguous streams, one per batch row: [rows, length]."""
-    length = data.numel() // rows
-    return data[: rows * length].view(rows, length)
+def _seq2seq_forward(model: nn.Module, batch: Batch, state: Any) -> Any:
+    """Teacher-forced decoder over ``inputs`` attending to the encoded ``source``."""
+    return model(batch.inputs, batch.source)
 
 
-def _segment(streams: torch.Tensor, index: int, seq_len: int) -> tuple[Any, Any, bool]:
-    """Inputs and next-byte targets of segment ``index``; wraps around at the end of the data.
-
-    ``fresh`` is True where a segment does not continue the previous one (the first, and the
-    first after a wrap), so recurrent state must start empty there.
-    """
-    per_stream = (streams.shape[1] - 1) // seq_len
-    if per_stream < 1:
-        raise ValueError(f"data too short for segments of {seq_len} tokens")
-    start = (index % per_stream) * seq_len
-    window = streams[:, start : start + seq_len + 1].long()
-    return window[:, :-1], window[:, 1:], index % per_stream == 0
+def _loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy in nats per scored token (positions with target ``IGNORE`` left out)."""
+    return F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=IGNORE
+    )
 
 
 def _detach(state: Any) -> Any:

@@ -1,0 +1,443 @@
+"""Proxy fidelity: does brief training rank candidates the way longer training does?
+
+The whole search rests on that claim, so it is measured where a search needs it: on K feasible
+configurations whose MACs lie between half and all of the profile's budget (candidates of
+similar cost, which are hard to rank), drawn across the space's attention / feed-forward /
+memory families. Each is trained at the recipe's token budget and at ``factor`` times it (the
+reference), every zero-cost proxy is computed, and the report gives Kendall's tau-b and
+Spearman's rho of each against the reference ranking.
+
+Every correlation is signed so that +1 means "ranks exactly like long training": brief
+training's validation loss is compared with the long run's loss (both lower-is-better), and a
+proxy (higher-is-better) with the negated long loss.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import random
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from archsearch.config import ArchConfig
+from archsearch.costs import estimate_costs
+from archsearch.errors import InputError
+from archsearch.evaluate.recipe import Recipe
+from archsearch.profiles import Profile
+from archsearch.space import SearchSpace
+
+LOW_FRACTION = 0.5  # the region a search compares: MACs in [LOW_FRACTION * budget, budget]
+MIN_CONFIGS = 4  # fewer cannot give a meaningful rank correlation
+MAX_DRAWS = 20_000  # random draws tried before the region is declared too small
+MAX_STALE_DRAWS = 2_000  # ... or this many draws in a row that found nothing new
+
+Progress = Callable[[str], None]
+
+
+# ---- rank correlation (written here: scipy is not a dependency) ------------------------------
+
+
+def rankdata(values: Sequence[float]) -> list[float]:
+    """Ranks 1..n, tied values sharing the mean of the ranks they span."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ranks = [0.0] * len(values)
+    start = 0
+    while start < len(order):
+        end = start
+        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
+            end += 1
+        for position in range(start, end + 1):
+            ranks[order[position]] = (start + end) / 2 + 1
+        start = end + 1
+    return ranks
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman's rho: Pearson correlation of the (tie-averaged) ranks; NaN if one is constant."""
+    _check_pair(x, y)
+    return _pearson(rankdata(x), rankdata(y))
+
+
+def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
+    """Kendall's tau-b: (concordant - discordant) / sqrt((n0 - ties_x) (n0 - ties_y)).
+
+    A pair tied in x or in y counts neither way, and the pairs tied in x (in y) are left out
+    of the x (y) factor of the denominator; NaN if one side is constant. O(n^2), which is
+    nothing for the dozens of configurations a fidelity run trains.
+    """
+    _check_pair(x, y)
+    concordant = discordant = tied_x = tied_y = 0
+    n = len(x)
+    for i in range(n):
+        for j in range(i + 1, n):
+            dx, dy = _sign(x[i] - x[j]), _sign(y[i] - y[j])
+            tied_x += dx == 0
+            tied_y += dy == 0
+            if dx * dy > 0:
+                concordant += 1
+            elif dx * dy < 0:
+                discordant += 1
+    pairs = n * (n - 1) // 2
+    denominator = math.sqrt((pairs - tied_x) * (pairs - tied_y))
+    if denominator == 0:
+        return math.nan
+    return (concordant - discordant) / denominator
+
+
+def _check_pair(x: Sequence[float], y: Sequence[float]) -> None:
+    if len(x) != len(y):
+        raise ValueError(f"need two sequences of one length, got {len(x)} and {len(y)}")
+    if any(math.isnan(v) for v in (*x, *y)):
+        raise ValueError("rank correlation of NaN values is undefined: drop them first")
+
+
+def _sign(value: float) -> int:
+    return (value > 0) - (value < 0)
+
+
+def _pearson(x: list[float], y: list[float]) -> float:
+    n = len(x)
+    if n < 2:
+        return math.nan
+    mx, my = sum(x) / n, sum(y) / n
+    sxy = sum((a - mx) * (b - my) for a, b in zip(x, y, strict=True))
+    sxx = sum((a - mx) ** 2 for a in x)
+    syy = sum((b - my) ** 2 for b in y)
+    if sxx == 0 or syy == 0:
+        return math.nan
+    return sxy / math.sqrt(sxx * syy)
+
+
+def correlation(x: Sequence[float], y: Sequence[float]) -> dict[str, Any]:
+    """Kendall tau-b and Spearman over the pairs where both values are finite."""
+    pairs = [(a, b) for a, b in zip(x, y, strict=True) if math.isfinite(a) and math.isfinite(b)]
+    xs, ys = [a for a, _ in pairs], [b for _, b in pairs]
+    enough = len(pairs) >= 2
+    return {
+        "kendall_tau": kendall_tau(xs, ys) if enough else math.nan,
+        "spearman": spearman(xs, ys) if enough else math.nan,
+        "n": len(pairs),
+    }
+
+
+# ---- sampling the region a search compares ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One sampled configuration inside the region, with its cost and family label."""
+
+    arch: dict[str, Any]
+    macs: int
+    params: int
+    family: str
+
+    @property
+    def config(self) -> ArchConfig:
+        return ArchConfig.from_dict(self.arch)
+
+
+def family(config: ArchConfig) -> str:
+    """The attention / feed-forward / memory families a configuration uses, as one label."""
+    layers = config.layers + config.encoder_layers
+    attention = "+".join(sorted({layer.attention for layer in layers}))
+    ffn = "+".join(sorted({layer.ffn for layer in layers}))
+    return f"attention={attention} ffn={ffn} memory={config.memory}"
+
+
+def macs_budget(profile: Profile) -> float:
+    if "macs" not in profile.budgets:
+        raise InputError(
+            f"profile '{profile.name}' has no macs budget: fidelity samples near a MAC budget",
+            key="--profile",
+        )
+    return profile.budgets["macs"]
+
+
+def sample_region(
+    space: SearchSpace,
+    profile: Profile,
+    recipe: Recipe,
+    count: int,
+    *,
+    seed: int = 0,
+    low_fraction: float = LOW_FRACTION,
+    max_draws: int = MAX_DRAWS,
+) -> list[Candidate]:
+    """``count`` distinct feasible configurations with MACs in [low_fraction, 1] x budget.
+
+    Drawn at random, then picked round-robin over families (in a random order, a random
+    member each time) so that every family the region holds is represented before any is
+    repeated. Raises ``InputError`` when the region holds fewer than ``count`` distinct
+    configurations after ``max_draws`` draws.
+    """
+    from archsearch.evaluate.train import check_compatible
+
+    budget = macs_budget(profile)
+    low = low_fraction * budget
+    rng = random.Random(seed)
+    pool: dict[str, Candidate] = {}
+    target = 8 * count  # enough to pick from without scanning the whole space
+    draws = stale = 0
+    while draws < max_draws and stale < MAX_STALE_DRAWS and len(pool) < target:
+        draws += 1
+        stale += 1
+        values = space.sample(rng)
+        if space.violations(values):
+            continue
+        try:
+            config = space.to_config(values)
+            check_compatible(config, recipe)
+            costs = estimate_costs(config, profile)
+        except InputError:
+            continue
+        if profile.over_budget(costs) or costs.macs < low:
+            continue
+        arch = config.to_dict()
+        key = json.dumps(arch, sort_keys=True)
+        if key not in pool:
+            pool[key] = Candidate(arch, costs.macs, costs.params, family(config))
+            stale = 0
+    if len(pool) < count:
+        raise InputError(
+            f"only {len(pool)} distinct feasible configurations with MACs in "
+            f"[{low:,.0f}, {budget:,.0f}] found in {draws} draws from space '{space.name}'; "
+            f"ask for fewer",
+            key="--configs",
+        )
+    by_family: dict[str, list[Candidate]] = {}
+    for candidate in pool.values():
+        by_family.setdefault(candidate.family, []).append(candidate)
+    families = sorted(by_family)
+    rng.shuffle(families)
+    chosen: list[Candidate] = []
+    while len(chosen) < count:
+        for name in families:
+            members = by_family[name]
+            if members and len(chosen) < count:
+                chosen.append(members.pop(rng.randrange(len(members))))
+    return sorted(chosen, key=lambda c: c.macs)
+
+
+# ---- running it ------------------------------------------------------------------------------
+
+
+@dataclass
+class FidelityResult:
+    """One configuration's brief and long training and its proxies."""
+
+    arch: dict[str, Any]
+    family: str
+    macs: int
+    params: int
+    short_bpb: float = math.nan
+    long_bpb: float = math.nan
+    short_wall_s: float = 0.0
+    long_wall_s: float = 0.0
+    proxies: dict[str, float] = field(default_factory=dict)
+    failed: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FidelityReport:
+    """What ``archsearch fidelity`` prints (``to_dict`` is its ``--json``)."""
+
+    space: str
+    profile: str
+    evaluator: str
+    factor: int
+    seed: int
+    workers: int
+    macs_budget: float
+    macs_low: float
+    short_tokens: int
+    long_tokens: int
+    results: list[FidelityResult]
+    correlations: dict[str, dict[str, Any]]
+    wall_s: float
+    cpu_s: float
+    recipe: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["configs"] = len(self.results)
+        return _finite_or_none(out)
+
+
+def _finite_or_none(value: Any) -> Any:
+    """JSON has no NaN: undefined numbers become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_none(v) for v in value]
+    return value
+
+
+def correlations(results: Sequence[FidelityResult], proxies: Sequence[str]) -> dict[str, Any]:
+    """Signed so that +1 means the same ranking as the long runs (see the module docstring)."""
+    long_loss = [r.long_bpb for r in results]
+    out = {"brief_training": correlation([r.short_bpb for r in results], long_loss)}
+    negated = [-v for v in long_loss]
+    for name in proxies:
+        out[f"proxy:{name}"] = correlation(
+            [r.proxies.get(name, math.nan) for r in results], negated
+        )
+    return out
+
+
+def run_fidelity(
+    space: SearchSpace,
+    profile: Profile,
+    recipe: Recipe,
+    *,
+    configs: int = 12,
+    factor: int = 8,
+    workers: int = 1,
+    seed: int = 0,
+    proxies: Sequence[str] | None = None,
+    progress: Progress | None = None,
+) -> FidelityReport:
+    """Sample, train at both budgets, compute proxies, correlate (module docstring)."""
+    from archsearch.evaluate.proxies import PROXIES
+
+    proxies = list(PROXIES) if proxies is None else list(proxies)
+    for name in proxies:
+        if name not in PROXIES:
+            raise InputError(
+                f"unknown proxy {name!r} (known: {', '.join(PROXIES)})", key="--proxies"
+            )
+    for name, value, minimum in (("--configs", configs, MIN_CONFIGS), ("--factor", factor, 2)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise InputError(f"must be an integer >= {minimum}, got {value!r}", key=name)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise InputError(f"must be a positive integer, got {workers!r}", key="--workers")
+    if space.task != recipe.task:
+        raise InputError(
+            f"space '{space.name}' is {space.task} but evaluator '{recipe.name}' measures "
+            f"{recipe.task}",
+            key="--evaluator",
+        )
+    long_recipe = recipe.replace(token_budget=factor * recipe.token_budget)
+    candidates = sample_region(space, profile, recipe, configs, seed=seed)
+    results = [FidelityResult(c.arch, c.family, c.macs, c.params) for c in candidates]
+    # Longest jobs first, so the last job to finish is a short one.
+    jobs: list[tuple[str, int, Recipe]] = [("long", i, long_recipe) for i in range(len(results))]
+    jobs += [("short", i, recipe) for i in range(len(results))]
+    jobs += [("proxies", i, recipe) for i in range(len(results))] if proxies else []
+    jobs.sort(key=lambda job: -_cost(job, results, factor))
+
+    wall_start = time.perf_counter()
+    cpu_total = 0.0
+    say = progress or (lambda message: None)
+    for done, (kind, index, outcome) in enumerate(_execute(jobs, results, proxies, workers), 1):
+        cpu_total += outcome.pop("cpu_s", 0.0)
+        result = results[index]
+        if "failed" in outcome:
+            result.failed.append(f"{kind}: {outcome['failed']}")
+        if kind == "proxies":
+            result.proxies = outcome.get("proxies", {})
+            shown = " ".join(f"{k}={v:.4g}" for k, v in result.proxies.items())
+        else:
+            setattr(result, f"{kind}_bpb", outcome.get("val_bpb", math.nan))
+            setattr(result, f"{kind}_wall_s", outcome.get("wall_s", 0.0))
+            shown = (
+                f"{outcome.get('val_bpb', math.nan):.4f} bpb in {outcome.get('wall_s', 0):.1f} s"
+            )
+        say(f"[{done}/{len(jobs)}] {kind:<7} #{index + 1} ({result.macs:,} MACs): {shown}")
+    return FidelityReport(
+        space=space.name,
+        profile=profile.name,
+        evaluator=recipe.name,
+        factor=factor,
+        seed=seed,
+        workers=workers,
+        macs_budget=macs_budget(profile),
+        macs_low=LOW_FRACTION * macs_budget(profile),
+        short_tokens=recipe.token_budget,
+        long_tokens=long_recipe.token_budget,
+        results=results,
+        correlations=correlations(results, proxies),
+        wall_s=time.perf_counter() - wall_start,
+        cpu_s=cpu_total,
+        recipe=recipe.to_dict(),
+    )
+
+
+def _cost(job: tuple[str, int, Recipe], results: list[FidelityResult], factor: int) -> float:
+    kind, index, _ = job
+    weight = {"long": factor, "short": 1, "proxies": 0.1}[kind]
+    return weight * results[index].macs
+
+
+def _execute(
+    jobs: list[tuple[str, int, Recipe]],
+    results: list[FidelityResult],
+    proxies: list[str],
+    workers: int,
+):
+    """Yield (kind, index, outcome) as jobs finish: in this process, or in ``workers``
+    spawned processes of one torch thread each."""
+    calls = [(kind, results[i].arch, job_recipe, proxies) for kind, i, job_recipe in jobs]
+    if workers == 1:
+        for (kind, index, _), call in zip(jobs, calls, strict=True):
+            yield kind, index, run_job(*call)
+        return
+    context = multiprocessing.get_context("spawn")  # fork after torch threads start is unsafe
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_one_thread) as pool:
+        futures: dict[Future, tuple[str, int]] = {
+            pool.submit(run_job, *call): (kind, index)
+            for (kind, index, _), call in zip(jobs, calls, strict=True)
+        }
+        for future in as_completed(futures):
+            kind, index = futures[future]
+            yield kind, index, future.result()
+
+
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def run_job(
+    kind: str, arch: dict[str, Any], recipe: Recipe, proxies: Sequence[str]
+) -> dict[str, Any]:
+    """One unit of work (top level, so a spawned worker can run it): train or score proxies.
+
+    A candidate that fails is a result (``failed``), not a crash of the whole report.
+    """
+    import torch
+
+    from archsearch.evaluate import CandidateFailed
+
+    cpu_start = time.process_time()
+    config = ArchConfig.from_dict(arch)
+    try:
+        if kind == "proxies":
+            from archsearch.evaluate.proxies import PROXIES
+
+            previous = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                scores = {name: PROXIES[name](config, recipe) for name in proxies}
+            finally:
+                torch.set_num_threads(previous)
+            outcome: dict[str, Any] = {"proxies": scores}
+        else:
+            from archsearch.evaluate.train import evaluate
+
+            result = evaluate(config, recipe, threads=1)
+            outcome = {"val_bpb": result.val_bpb, "wall_s": result.wall_s}
+    except CandidateFailed as exc:
+        outcome = {"failed": exc.reason}
+    except (RuntimeError, MemoryError, ValueError) as exc:
+        outcome = {"failed": f"{type(exc).__name__}: {exc}"}
+    outcome["cpu_s"] = time.process_time() - cpu_start
+    return outcome

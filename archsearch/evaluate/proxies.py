@@ -1,0 +1,225 @@
+"""Zero-cost proxies: scores of an untrained candidate that may predict its trained quality.
+
+Every proxy is ``proxy(config, recipe) -> float`` and HIGHER MEANS PREDICTED BETTER (a lower
+validation loss). Each one scores the very model that ``evaluate`` would start training from
+(built under ``recipe.seed``) on one fixed minibatch of the recipe's data (``proxy_batch``:
+training batch number ``recipe.seed``), so proxies are deterministic and comparable between
+candidates. ``archsearch fidelity`` measures how well each one actually ranks.
+
+- ``params``: parameters outside the embedding table and output layer (Archai's Lightweight
+  Transformer Search ranks by decoder parameters).
+- ``synflow`` (Tanaka et al. 2020; Abdelfattah et al. 2021): the natural log of
+  ``sum |theta * dR/dtheta|`` where ``R`` is the sum of the logits of the network with every
+  weight replaced by its absolute value, fed an all-ones input. For a language model the
+  input is tokens, so the all-ones tensor replaces the OUTPUT of the embedding table (the
+  factorized projection and every block stay on the path; the table itself is scored only
+  where it is tied to the output layer). LayerNorm would map an all-ones vector to its bias
+  (zero at initialisation) and erase the signal, so during synflow every LayerNorm acts as its
+  (absolute) affine part only. Computed in float64 on a copy of the model; log-scaled because
+  the product of absolute weights grows exponentially with depth. Note that the probe makes
+  every position carry the same vector, so attention averages identical values: queries and
+  keys carry no flow (exactly zero), and synflow scores an attention layer by its value and
+  output projections alone.
+- ``grad_norm``: the L2 norm of the gradient of the training loss (plus auxiliary loss) over
+  every parameter, i.e. the size of the first training step's gradient before clipping.
+- ``jacob_cov`` (Mellor et al. 2020, v1): the per-example Jacobians of the summed logits with
+  respect to the embedded input; ``-sum(log(l + k) + 1/(l + k))`` over the eigenvalues ``l``
+  of their correlation matrix, ``k = 1e-5``. High when examples map to uncorrelated
+  Jacobians, i.e. the network tells its inputs apart.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from archsearch.config import ArchConfig
+from archsearch.costs import estimate_costs
+from archsearch.evaluate.data import IGNORE, Batch, make_batches
+from archsearch.evaluate.recipe import Recipe
+from archsearch.evaluate.train import check_compatible, task_forward
+
+Proxy = Callable[[ArchConfig, Recipe], float]
+JACOB_COV_K = 1e-5
+
+
+def proxy_batch(recipe: Recipe) -> Batch:
+    """The fixed minibatch every proxy reads: training batch number ``recipe.seed``."""
+    return make_batches(recipe).train(recipe.seed)
+
+
+def initial_model(config: ArchConfig, recipe: Recipe) -> nn.Module:
+    """The model ``evaluate`` starts training from (same seed), built without touching the
+    caller's random stream."""
+    check_compatible(config, recipe)
+    from archsearch.models import build_model
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(recipe.seed)
+        return build_model(config)
+
+
+# ---- proxies on a configuration --------------------------------------------------------------
+
+
+def param_count(config: ArchConfig, recipe: Recipe) -> float:
+    """Parameters outside the embedding table and output layer; more predicts better."""
+    return float(estimate_costs(config).counted_params)
+
+
+def synflow(config: ArchConfig, recipe: Recipe) -> float:
+    """Log synaptic flow of the initial model (module docstring); more predicts better."""
+    return synflow_score(initial_model(config, recipe), proxy_batch(recipe), recipe.task)
+
+
+def grad_norm(config: ArchConfig, recipe: Recipe) -> float:
+    """Gradient norm of the initial model's loss on the proxy batch; more predicts better."""
+    return grad_norm_score(initial_model(config, recipe), proxy_batch(recipe), recipe.task)
+
+
+def jacob_cov(config: ArchConfig, recipe: Recipe) -> float:
+    """Jacobian-correlation score of the initial model; more predicts better."""
+    return jacob_cov_score(initial_model(config, recipe), proxy_batch(recipe), recipe.task)
+
+
+PROXIES: dict[str, Proxy] = {
+    "params": param_count,
+    "synflow": synflow,
+    "grad_norm": grad_norm,
+    "jacob_cov": jacob_cov,
+}
+
+
+# ---- the scores on a built model (tests reach in here) ---------------------------------------
+
+
+def synflow_score(model: nn.Module, batch: Batch, task: str = "causal_lm") -> float:
+    """``log sum |theta * dR/dtheta|`` of ``model`` linearised by absolute values; see module.
+
+    Works on a float64 copy: ``model`` is left as it was. Returns ``-inf`` when the flow is
+    zero and NaN when it overflows.
+    """
+    linear = copy.deepcopy(model).double().eval()
+    with torch.no_grad():
+        for parameter in linear.parameters():
+            parameter.abs_()
+    handles = [_ones_instead_of_embedding(linear)]
+    handles += [
+        module.register_forward_hook(_affine_only)
+        for module in linear.modules()
+        if isinstance(module, nn.LayerNorm)
+    ]
+    probe = Batch(
+        inputs=torch.zeros_like(batch.inputs[:1]),
+        targets=batch.targets[:1],
+        fresh=True,
+        source=None if batch.source is None else torch.zeros_like(batch.source[:1]),
+    )
+    try:
+        # The fused CPU attention kernels recompute softmax in the backward pass; at synflow's
+        # magnitudes that recomputation overflows. The math kernel keeps the probabilities.
+        with torch.random.fork_rng(devices=[]), sdpa_kernel(SDPBackend.MATH):
+            torch.manual_seed(0)  # any randomness inside the forward (routing noise) is fixed
+            output = task_forward(task)(linear, probe, None)
+            output.logits.sum().backward()
+    finally:
+        for handle in handles:
+            handle.remove()
+    flow = sum(
+        float((parameter * parameter.grad).abs().sum().detach())
+        for parameter in linear.parameters()
+        if parameter.grad is not None
+    )
+    if not math.isfinite(flow):
+        return math.nan
+    return math.log(flow) if flow > 0 else -math.inf
+
+
+def grad_norm_score(model: nn.Module, batch: Batch, task: str = "causal_lm") -> float:
+    """L2 norm over all parameters of the gradient of (loss + aux loss) on ``batch``.
+
+    Gradients are computed with ``torch.autograd.grad``, so ``model``'s ``.grad`` fields are
+    left alone.
+    """
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    was_training = model.training
+    model.train()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            output = task_forward(task)(model, batch, None)
+        logits = output.logits
+        loss = F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]).float(),
+            batch.targets.reshape(-1),
+            ignore_index=IGNORE,
+        )
+        grads = torch.autograd.grad(loss + output.aux_loss, parameters, allow_unused=True)
+    finally:
+        model.train(was_training)
+    squares = sum(float(g.double().pow(2).sum()) for g in grads if g is not None)
+    return math.sqrt(squares)
+
+
+def jacob_cov_score(model: nn.Module, batch: Batch, task: str = "causal_lm") -> float:
+    """``-sum(log(l + k) + 1/(l + k))`` over eigenvalues of the examples' Jacobian correlation.
+
+    NaN when an example's Jacobian is constant (its correlation is undefined).
+    """
+    captured: list[torch.Tensor] = []
+
+    def keep(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+        output = output.detach().requires_grad_(True)
+        captured.append(output)
+        return output
+
+    handle = model.embed.register_forward_hook(keep)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            output = task_forward(task)(model, batch, None)
+        grads = torch.autograd.grad(output.logits.sum(), captured, allow_unused=True)
+    finally:
+        handle.remove()
+        model.train(was_training)
+    rows = batch.inputs.shape[0]
+    jacobian = torch.cat(
+        [
+            (g if g is not None else torch.zeros_like(x)).reshape(rows, -1)
+            for g, x in zip(grads, captured, strict=True)
+        ],
+        dim=1,
+    ).double()
+    correlation = torch.corrcoef(jacobian)
+    if not torch.isfinite(correlation).all():
+        return math.nan
+    eigenvalues = torch.linalg.eigvalsh(correlation).clamp(min=0.0)
+    shifted = eigenvalues + JACOB_COV_K
+    return float(-(shifted.log() + 1.0 / shifted).sum())
+
+
+def _ones_instead_of_embedding(model: nn.Module) -> torch.utils.hooks.RemovableHandle:
+    """Replace the embedding table's output by ones: synflow's all-ones input for tokens."""
+
+    def ones(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+        return torch.ones_like(output)
+
+    return model.embed.table.register_forward_hook(ones)
+
+
+def _affine_only(module: nn.LayerNorm, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+    """LayerNorm without the normalisation: ``x * weight + bias`` (weights already absolute)."""
+    (x,) = inputs
+    if module.weight is not None:
+        x = x * module.weight
+    if module.bias is not None:
+        x = x + module.bias
+    return x

@@ -1,0 +1,272 @@
+"""Proxy fidelity: the rank correlations, the near-budget sampler, and a real tiny run."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from conftest import TINY_PROFILE, TINY_RECIPE, TINY_SPACE, write_yaml
+
+from archsearch.cli import main
+from archsearch.costs import estimate_costs
+from archsearch.errors import InputError
+from archsearch.evaluate.fidelity import (
+    correlation,
+    family,
+    kendall_tau,
+    rankdata,
+    run_fidelity,
+    sample_region,
+    spearman,
+)
+from archsearch.evaluate.recipe import Recipe
+from archsearch.profiles import Profile
+from archsearch.space import SearchSpace
+
+# A micro space whose [0.5M, 1M]-MAC region holds a few dozen configurations of two attention
+# and two feed-forward families.
+WIDE_SPACE = {
+    "name": "micro_wide",
+    "task": "causal_lm",
+    "fixed": {"vocab_size": 256, "max_seq_len": 32, "heads": 2},
+    "params": {
+        "n_layers": {"int": [1, 3]},
+        "d_model": {"choice": [16, 24, 32, 48, 64]},
+        "ffn_ratio": {"choice": [1, 2, 3, 4]},
+        "attention": {"choice": ["full", "local"]},
+        "window": {"choice": [4, 8], "when": "attention == 'local'"},
+        "ffn": {"choice": ["dense", "switch_moe"]},
+        "experts": {"choice": [2], "when": "ffn == 'switch_moe'"},
+    },
+}
+
+
+def _inputs() -> tuple[SearchSpace, Profile, Recipe]:
+    return (
+        SearchSpace.from_dict(WIDE_SPACE),
+        Profile.from_dict(TINY_PROFILE),
+        Recipe.from_dict(TINY_RECIPE),
+    )
+
+
+# ---- correlation functions -------------------------------------------------------------------
+
+
+def test_rankdata_averages_ties() -> None:
+    assert rankdata([10, 20, 20, 30]) == [1, 2.5, 2.5, 4]
+    assert rankdata([3, 1, 2]) == [3, 1, 2]
+    assert rankdata([5, 5, 5]) == [2, 2, 2]
+
+
+def test_kendall_tau_on_hand_computed_cases() -> None:
+    assert kendall_tau([1, 2, 3, 4], [10, 20, 30, 40]) == 1.0
+    assert kendall_tau([1, 2, 3, 4], [4, 3, 2, 1]) == -1.0
+    # pairs (0,1) and (0,2) concordant, (1,2) discordant: (2 - 1) / 3
+    assert kendall_tau([1, 2, 3], [1, 3, 2]) == pytest.approx(1 / 3)
+    # tau-b: one pair tied in x leaves 2 concordant of 3 pairs; denominator sqrt(2 * 3)
+    assert kendall_tau([1, 1, 2], [1, 2, 3]) == pytest.approx(2 / math.sqrt(6))
+    assert math.isnan(kendall_tau([1, 1, 1], [1, 2, 3]))
+
+
+def test_spearman_on_hand_computed_cases() -> None:
+    # no ties: 1 - 6 sum(d^2) / (n (n^2 - 1)) = 1 - 6 * 2 / 60
+    assert spearman([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(0.8)
+    assert spearman([1, 2, 3], [30, 20, 10]) == pytest.approx(-1.0)
+    # ties: Pearson of the ranks [1.5, 1.5, 3] and [1, 2, 3]
+    assert spearman([7, 7, 9], [1, 2, 3]) == pytest.approx(math.sqrt(3) / 2)
+    assert math.isnan(spearman([1, 2, 3], [4, 4, 4]))
+
+
+def test_correlations_are_symmetric_signed_and_rank_only() -> None:
+    rng = random.Random(3)
+    for _ in range(20):
+        x = [rng.randint(0, 5) for _ in range(9)]  # small range: plenty of ties
+        y = [rng.random() for _ in range(9)]
+        for measure in (kendall_tau, spearman):
+            value = measure(x, y)
+            assert -1.0 <= value <= 1.0
+            assert measure(y, x) == pytest.approx(value)
+            assert measure(x, [-v for v in y]) == pytest.approx(-value)
+            assert measure(x, [math.exp(3 * v) for v in y]) == pytest.approx(value)
+
+
+def _matrix_references(x: list[float], y: list[float]) -> tuple[float, float]:
+    """Independent formulas: tau-b from sign matrices, Spearman from comparison-count ranks."""
+    tx, ty = torch.tensor(x, dtype=torch.float64), torch.tensor(y, dtype=torch.float64)
+    sx = torch.sign(tx[:, None] - tx[None, :])
+    sy = torch.sign(ty[:, None] - ty[None, :])
+    tau = float((sx * sy).sum() / torch.sqrt((sx * sx).sum() * (sy * sy).sum()))
+
+    def ranks(t: torch.Tensor) -> torch.Tensor:
+        below = (t[None, :] < t[:, None]).sum(1)
+        equal = (t[None, :] == t[:, None]).sum(1) - 1
+        return 1 + below + equal / 2
+
+    rho = float(torch.corrcoef(torch.stack((ranks(tx), ranks(ty))))[0, 1])
+    return tau, rho
+
+
+def test_correlations_match_independent_matrix_formulas() -> None:
+    rng = random.Random(7)
+    for _ in range(30):
+        x = [float(rng.randint(0, 4)) for _ in range(10)]
+        y = [float(rng.randint(0, 6)) for _ in range(10)]
+        tau, rho = _matrix_references(x, y)
+        assert kendall_tau(x, y) == pytest.approx(tau)
+        assert spearman(x, y) == pytest.approx(rho)
+
+
+def test_correlations_match_scipy_when_installed() -> None:
+    stats = pytest.importorskip("scipy.stats")
+    rng = random.Random(11)
+    for _ in range(20):
+        x = [rng.randint(0, 4) for _ in range(12)]
+        y = [rng.randint(0, 6) for _ in range(12)]
+        assert kendall_tau(x, y) == pytest.approx(stats.kendalltau(x, y).statistic)
+        assert spearman(x, y) == pytest.approx(stats.spearmanr(x, y).statistic)
+
+
+def test_correlation_leaves_out_undefined_values() -> None:
+    out = correlation([1.0, 2.0, math.nan, 3.0, 4.0], [1.0, 2.0, 5.0, math.inf, 3.0])
+    assert out["n"] == 3
+    assert out["kendall_tau"] == kendall_tau([1, 2, 4], [1, 2, 3]) == 1.0
+    with pytest.raises(ValueError):
+        kendall_tau([1.0, math.nan], [1.0, 2.0])
+
+
+# ---- the sampler -----------------------------------------------------------------------------
+
+
+def test_sampler_picks_distinct_feasible_configs_inside_the_region_across_families() -> None:
+    space, profile, recipe = _inputs()
+    budget = profile.budgets["macs"]
+    chosen = sample_region(space, profile, recipe, 8, seed=1)
+    assert len(chosen) == 8
+    assert len({json.dumps(c.arch, sort_keys=True) for c in chosen}) == 8
+    for candidate in chosen:
+        config = candidate.config
+        costs = estimate_costs(config, profile)
+        assert costs.macs == candidate.macs
+        assert budget / 2 <= costs.macs <= budget
+        assert not profile.over_budget(costs)
+        assert candidate.family == family(config)
+    # Round-robin over families: all four (2 attention x 2 ffn) are in the region and in 8 picks.
+    assert len({c.family for c in chosen}) == 4
+    assert [c.macs for c in chosen] == sorted(c.macs for c in chosen)
+    assert sample_region(space, profile, recipe, 8, seed=1) == chosen  # seeded
+    assert sample_region(space, profile, recipe, 8, seed=2) != chosen
+
+
+def test_sampler_says_when_the_region_is_too_small() -> None:
+    space = SearchSpace.from_dict(TINY_SPACE)  # only a handful of configs in [0.5M, 1M]
+    profile, recipe = Profile.from_dict(TINY_PROFILE), Recipe.from_dict(TINY_RECIPE)
+    with pytest.raises(InputError) as info:
+        sample_region(space, profile, recipe, 12)
+    assert info.value.key == "--configs"
+    no_macs = Profile.from_dict(
+        {**TINY_PROFILE, "budgets": {"params": 10**6}, "objectives": ["params"]}
+    )
+    with pytest.raises(InputError) as info:
+        sample_region(space, no_macs, recipe, 4)
+    assert info.value.key == "--profile"
+
+
+# ---- a real run ------------------------------------------------------------------------------
+
+
+def _recomputed(report: dict[str, Any]) -> None:
+    """Every reported correlation equals one recomputed from the per-config values."""
+    results = report["results"]
+    long_loss = [r["long_bpb"] for r in results]
+    brief = report["correlations"]["brief_training"]
+    assert brief["n"] == len(results)
+    assert brief["kendall_tau"] == pytest.approx(
+        kendall_tau([r["short_bpb"] for r in results], long_loss)
+    )
+    assert brief["spearman"] == pytest.approx(
+        spearman([r["short_bpb"] for r in results], long_loss)
+    )
+    for name, values in report["correlations"].items():
+        if name.startswith("proxy:"):
+            scores = [r["proxies"][name.removeprefix("proxy:")] for r in results]
+            expected = kendall_tau(scores, [-v for v in long_loss])
+            assert values["kendall_tau"] == pytest.approx(expected)
+
+
+def test_a_tiny_fidelity_run_reports_consistent_correlations() -> None:
+    torch.set_num_threads(1)
+    space, profile, recipe = _inputs()
+    lines: list[str] = []
+    report = run_fidelity(
+        space, profile, recipe, configs=5, factor=2, workers=1, progress=lines.append
+    )
+    data = report.to_dict()
+    json.dumps(data)  # plain JSON
+    assert data["configs"] == 5 and len(data["results"]) == 5
+    assert data["short_tokens"] == recipe.token_budget
+    assert data["long_tokens"] == 2 * recipe.token_budget
+    assert data["macs_low"] == data["macs_budget"] / 2
+    assert set(data["correlations"]) == {
+        "brief_training",
+        "proxy:params",
+        "proxy:synflow",
+        "proxy:grad_norm",
+        "proxy:jacob_cov",
+    }
+    for values in data["correlations"].values():
+        assert -1.0 <= values["kendall_tau"] <= 1.0 and -1.0 <= values["spearman"] <= 1.0
+    for result in data["results"]:
+        assert result["failed"] == []
+        assert 0 < result["long_bpb"] < 8 and 0 < result["short_bpb"] < 8
+        assert result["long_bpb"] < result["short_bpb"]  # twice the training helps
+    _recomputed(data)
+    assert len(lines) == 3 * 5 and lines[-1].startswith("[15/15]")
+    assert data["wall_s"] > 0 and data["cpu_s"] > 0
+
+
+@pytest.mark.slow
+def test_cli_in_two_processes_matches_the_serial_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Spawned one-thread workers give the very losses the in-process run gives."""
+    torch.set_num_threads(1)
+    space, profile, recipe = _inputs()
+    serial = run_fidelity(space, profile, recipe, configs=4, factor=2, workers=1, proxies=[])
+    paths = {
+        "space": write_yaml(tmp_path / "space.yaml", WIDE_SPACE),
+        "profile": write_yaml(tmp_path / "profile.yaml", TINY_PROFILE),
+        "evaluator": write_yaml(tmp_path / "recipe.yaml", TINY_RECIPE),
+    }
+    argv = ["fidelity", *(f"--{k}={v}" for k, v in paths.items())]
+    argv += ["--configs=4", "--factor=2", "--workers=2", "--proxies=none", "--json"]
+    assert main(argv) == 0
+    parallel = json.loads(capsys.readouterr().out)
+    assert parallel["workers"] == 2
+    assert [r["arch"] for r in parallel["results"]] == [r.arch for r in serial.results]
+    for ours, theirs in zip(parallel["results"], serial.results, strict=True):
+        assert ours["short_bpb"] == theirs.short_bpb and ours["long_bpb"] == theirs.long_bpb
+    _recomputed(parallel)
+    # And the plain-text report prints.
+    assert main([*argv[:-1], "--workers=1"]) == 0
+    text = capsys.readouterr().out
+    assert "brief_training" in text and "Kendall tau" in text
+
+
+@pytest.mark.parametrize(
+    ("flag", "key"),
+    [("--configs=2", "--configs"), ("--factor=1", "--factor"), ("--proxies=magic", "--proxies")],
+)
+def test_cli_rejects_bad_flags_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, key: str
+) -> None:
+    space = write_yaml(tmp_path / "space.yaml", WIDE_SPACE)
+    profile = write_yaml(tmp_path / "profile.yaml", TINY_PROFILE)
+    recipe = write_yaml(tmp_path / "recipe.yaml", TINY_RECIPE)
+    argv = ["fidelity", f"--space={space}", f"--profile={profile}", f"--evaluator={recipe}", flag]
+    assert main(argv) == 2
+    assert key in capsys.readouterr().err
