@@ -1,4 +1,5 @@
-"""``archsearch show --study S``: the Pareto front of a study."""
+"""``archsearch show --study S``: the Pareto front, baselines, best trials, search cost and the
+comparison with the Evolved Transformer's search. Reads the study only; never creates one."""
 
 from __future__ import annotations
 
@@ -7,25 +8,41 @@ import json
 
 from archsearch.search.defaults import DEFAULT_STORAGE
 
+FORMATS = ("rich", "md", "json")
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    show = subparsers.add_parser("show", help="the Pareto front of a study")
+    show = subparsers.add_parser("show", help="report on a study: front, baselines, cost, table")
     show.add_argument("--study", required=True)
     show.add_argument("--storage", default=DEFAULT_STORAGE)
-    show.add_argument("--json", action="store_true", help="print JSON")
+    show.add_argument("--format", choices=FORMATS, default="rich", help="terminal, Markdown, JSON")
+    show.add_argument("--json", dest="format", action="store_const", const="json")
+    show.add_argument("--markdown", dest="format", action="store_const", const="md")
     show.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
-    from rich.console import Console
+    from archsearch.report.comparison import compare, comparison_markdown, comparison_table
+    from archsearch.report.reading import load_existing_study
+    from archsearch.report.render import summary_markdown, summary_renderable
+    from archsearch.report.summary import summarize
 
-    from archsearch.report.front import pareto_front, print_front
-    from archsearch.search.study import load_study
+    study = load_existing_study(args.storage, args.study)
+    summary, comparison = summarize(study), compare(study)
+    if args.format == "json":
+        report = {**summary.to_dict(), "comparison": comparison.to_dict()}
+        print(json.dumps(report, indent=2, default=str))
+    elif args.format == "md":
+        print(summary_markdown(summary))
+        print(comparison_markdown(comparison))
+    else:
+        from rich.console import Console
 
-    if args.json:
-        study = load_study(args.storage, args.study)
-        rows = [row.__dict__ for row in pareto_front(study)]
-        print(json.dumps({"study": args.study, "front": rows}, indent=2, default=str))
-        return 0
-    print_front(Console(), args.storage, args.study)
+        console = Console()
+        console.print(summary_renderable(summary))
+        console.print(comparison_table(comparison))
+        console.print(
+            f"plots: archsearch plot --study {args.study} --storage {args.storage}   "
+            f"configs: archsearch export --study {args.study} --trial best --format yaml"
+        )
     return 0

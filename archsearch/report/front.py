@@ -8,7 +8,8 @@ from typing import Any
 import optuna
 from rich.table import Table
 
-from archsearch.search.constraints import is_feasible
+from archsearch.report.formatting import format_value
+from archsearch.report.trials import baseline_name, is_usable, objective_names
 
 
 @dataclass(frozen=True)
@@ -18,31 +19,37 @@ class FrontRow:
     arch: dict[str, Any]
     params: int | None
     wall_s: float | None
+    baseline: str | None = None
 
 
-def pareto_front(study: optuna.Study) -> list[FrontRow]:
-    """Non-dominated COMPLETE trials that meet every budget, best quality first.
+def front_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Non-dominated trials among those trained to the end within budget, best quality first.
 
     ``study.best_trials`` already leaves out infeasible trials; the filter below keeps that true
     even for trials whose constraints were written by an older archsearch.
     """
-    names = study.user_attrs.get("objectives") or [f"objective_{i}" for i in range(2)]
-    rows = [
+    front = [trial for trial in study.best_trials if is_usable(trial)]
+    return sorted(front, key=lambda trial: (list(trial.values), trial.number))
+
+
+def pareto_front(study: optuna.Study) -> list[FrontRow]:
+    """The front as rows (see ``front_trials``)."""
+    names = objective_names(study)
+    return [
         FrontRow(
             number=trial.number,
             values=dict(zip(names, trial.values, strict=True)),
             arch=trial.user_attrs.get("arch", {}),
             params=trial.user_attrs.get("params"),
             wall_s=trial.user_attrs.get("wall_s"),
+            baseline=baseline_name(trial),
         )
-        for trial in study.best_trials
-        if is_feasible(trial) and trial.user_attrs.get("status") == "complete"
+        for trial in front_trials(study)
     ]
-    return sorted(rows, key=lambda row: list(row.values.values()))
 
 
 def front_table(study: optuna.Study, rows: list[FrontRow]) -> Table:
-    names = study.user_attrs.get("objectives", [])
+    names = objective_names(study)
     table = Table(title=f"Pareto front of study '{study.study_name}' (feasible trials)")
     table.add_column("trial", justify="right")
     for name in names:
@@ -50,9 +57,9 @@ def front_table(study: optuna.Study, rows: list[FrontRow]) -> Table:
     table.add_column("params", justify="right")
     table.add_column("architecture")
     for row in rows:
-        cells = [str(row.number)]
-        cells += [_format(name, row.values[name]) for name in names]
-        cells.append(_millions(row.params) if row.params is not None else "-")
+        cells = [f"{row.number} ({row.baseline})" if row.baseline else str(row.number)]
+        cells += [format_value(name, row.values[name]) for name in names]
+        cells.append(format_value("params", row.params))
         cells.append(summarize_arch(row.arch))
         table.add_row(*cells)
     return table
@@ -67,19 +74,9 @@ def summarize_arch(arch: dict[str, Any]) -> str:
     return " ".join(str(p) for p in parts)
 
 
-def _format(name: str, value: float) -> str:
-    if name in ("macs", "params", "total_params"):
-        return _millions(value)
-    return f"{value:.4f}"
-
-
-def _millions(value: float) -> str:
-    return f"{value / 1e6:.2f}M"
-
-
 def print_front(console: Any, storage: str, study_name: str) -> None:
     """Load a study and print its feasible Pareto front."""
-    from archsearch.search.study import load_study
+    from archsearch.report.reading import load_existing_study
 
-    study = load_study(storage, study_name)
+    study = load_existing_study(storage, study_name)
     console.print(front_table(study, pareto_front(study)))

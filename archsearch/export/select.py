@@ -1,0 +1,39 @@
+"""Which trial ``--trial`` names: ``best`` or a trial number."""
+
+from __future__ import annotations
+
+import optuna
+from optuna.trial import FrozenTrial
+
+from archsearch.errors import InputError
+from archsearch.report.trials import best_trial
+
+BEST = "best"
+BEST_MEANING = "lowest val_bpb among trials trained to the end within every budget"
+
+
+def select_trial(study: optuna.Study, spec: str | int) -> FrozenTrial:
+    """``best`` (see ``BEST_MEANING``; baselines included) or the trial numbered ``spec``.
+
+    A numbered trial must carry an architecture; it may be any status (a baseline, or a design
+    over budget that the user wants anyway): its provenance records the status.
+    """
+    if str(spec).strip().lower() == BEST:
+        trial = best_trial(study)
+        if trial is None:
+            raise InputError(
+                f"study '{study.study_name}' has no trial trained within budget yet", key="--trial"
+            )
+        return trial
+    try:
+        number = int(str(spec))
+    except ValueError:
+        raise InputError(f"must be 'best' or a trial number, got {spec!r}", key="--trial") from None
+    trials = study.get_trials(deepcopy=False)
+    if not 0 <= number < len(trials):
+        last = len(trials) - 1
+        raise InputError(f"no trial {number} (trials are 0..{last})", key="--trial")
+    trial = trials[number]
+    if not isinstance(trial.user_attrs.get("arch"), dict):
+        raise InputError(f"trial {number} has no architecture to export", key="--trial")
+    return trial

@@ -1,0 +1,211 @@
+"""The comparison table as Lite Transformer and HAT print it: designs, their costs, the search's.
+
+Rows: the vanilla Transformer and Lite Transformer baselines at the profile's budget (the study's
+baseline trials, when the study has them), the best architecture the search found, and the
+Evolved Transformer's search as published. The Evolved Transformer's parameters, Mult-Adds and
+quality were measured on WMT translation, not on this study's task, so they are shown as not
+applicable rather than converted. Energy and CO2 follow ``footprint.Assumptions``, printed
+under the table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from rich.table import Table
+
+from archsearch.report import trials as select
+from archsearch.report.footprint import (
+    Assumptions,
+    Footprint,
+    cpu_footprint,
+    evolved_transformer_footprint,
+)
+from archsearch.report.formatting import MISSING, format_value, short_number
+from archsearch.report.markdown import markdown_table
+
+# Baselines the table always lists, in order, as (trial attr ``baseline``, display name).
+BASELINES = (("transformer", "Transformer"), ("lite_transformer", "Lite Transformer"))
+NOT_APPLICABLE = "n/a on this task"
+NOT_RUN = "not run"
+HAND_DESIGNED = "hand-designed"
+HEADERS = (
+    "model",
+    "params",
+    "Mult-Adds",
+    "val_bpb",
+    "search cost",
+    "energy (kWh)",
+    "CO2 (kg)",
+    "CO2 (lbs)",
+    "ET search / this",
+)
+
+
+@dataclass(frozen=True)
+class ComparisonRow:
+    """One design; ``note`` explains the cells that are empty (not run, not applicable)."""
+
+    name: str
+    trial: int | None = None
+    params: int | None = None
+    macs: int | None = None
+    quality: float | None = None
+    search: Footprint | None = None
+    note: str = ""
+    et_ratio: float | None = None  # Evolved Transformer's search CO2 / this row's
+
+    def cells(self) -> list[str]:
+        design = [MISSING] * 3
+        if self.trial is not None:
+            design = [
+                format_value("params", self.params),
+                format_value("macs", self.macs),
+                format_value(select.QUALITY, self.quality)
+                if self.quality is not None
+                else self.note or MISSING,
+            ]
+        elif self.note:
+            design = [self.note] * 3
+        cost = [HAND_DESIGNED if self.trial is not None else MISSING] + [MISSING] * 4
+        if self.search is not None:
+            cost = [
+                f"{short_number(self.search.hours)} {self.search.unit} h",
+                short_number(self.search.kwh),
+                short_number(self.search.co2_kg),
+                short_number(self.search.co2_lbs),
+                f"{short_number(self.et_ratio)}x" if self.et_ratio else MISSING,
+            ]
+        return [self.label, *design, *cost]
+
+    @property
+    def label(self) -> str:
+        return self.name if self.trial is None else f"{self.name} (trial {self.trial})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "trial": self.trial,
+            "params": self.params,
+            "macs": self.macs,
+            select.QUALITY: self.quality,
+            "search": self.search.to_dict() if self.search else None,
+            "note": self.note,
+            "et_ratio": self.et_ratio,
+        }
+
+
+@dataclass(frozen=True)
+class Comparison:
+    study: str
+    budget: str
+    convention: str
+    rows: list[ComparisonRow]
+    assumptions: Assumptions = field(default_factory=Assumptions)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "study": self.study,
+            "budget": self.budget,
+            "convention": self.convention,
+            "rows": [row.to_dict() for row in self.rows],
+            "assumptions": self.assumptions.to_dict(),
+            "notes": self.notes,
+        }
+
+
+def compare(study: optuna.Study, assumptions: Assumptions | None = None) -> Comparison:
+    """The table's rows for ``study``; the search's cost is the whole study's CPU time."""
+    assumptions = assumptions or Assumptions()
+    et = evolved_transformer_footprint(assumptions)
+    found = select.baseline_trials(study)
+    rows = [_design_row(study, name, found.get(key)) for key, name in BASELINES]
+    rows += [
+        _design_row(study, key.replace("_", " "), trial)
+        for key, trial in found.items()
+        if key not in dict(BASELINES)
+    ]
+    spent = cpu_footprint(float(study.user_attrs.get("search_cpu_s", 0.0)), assumptions)
+    best = select.best_trial(study, baselines=False)
+    ratio = et.co2_kg / spent.co2_kg if spent.co2_kg > 0 else None
+    if best is None:
+        rows.append(ComparisonRow("archsearch best", note="no usable trial yet"))
+    else:
+        row = _trial_row(study, "archsearch best", best)
+        rows.append(dataclasses.replace(row, search=spent, et_ratio=ratio))
+    rows.append(ComparisonRow("Evolved Transformer (as published)", search=et, note=NOT_APPLICABLE))
+    profile = study.user_attrs.get("profile", {})
+    wall_h = float(study.user_attrs.get("search_wall_s", 0.0)) / 3600.0
+    notes = [
+        f"archsearch's search cost: {short_number(spent.hours)} CPU h, the CPU time of the "
+        "driver and of every trained candidate, baselines included (Ray's daemons not "
+        f"counted); wall clock {short_number(wall_h)} h",
+        "best found: lowest val_bpb among trials trained within budget, baselines excluded",
+        "Evolved Transformer: parameters, Mult-Adds and quality were measured on WMT "
+        f"translation, so they are {NOT_APPLICABLE}",
+        *assumptions.describe(),
+    ]
+    return Comparison(
+        study=study.study_name,
+        budget=_describe_budget(profile),
+        convention=profile.get("convention", {}).get("description", ""),
+        rows=rows,
+        assumptions=assumptions,
+        notes=notes,
+    )
+
+
+def comparison_table(comparison: Comparison) -> Table:
+    table = Table(
+        title=f"Comparison under {comparison.budget} (study '{comparison.study}')",
+        caption="\n".join([comparison.convention, *comparison.notes]),
+        caption_justify="left",
+    )
+    for index, header in enumerate(HEADERS):
+        table.add_column(header, justify="left" if index == 0 else "right")
+    for row in comparison.rows:
+        table.add_row(*row.cells())
+    return table
+
+
+def comparison_markdown(comparison: Comparison) -> str:
+    lines = [
+        f"### Comparison under {comparison.budget} (study `{comparison.study}`)",
+        "",
+        markdown_table(HEADERS, [row.cells() for row in comparison.rows]),
+        "",
+    ]
+    if comparison.convention:
+        lines.append(f"- {comparison.convention}")
+    lines += [f"- {note}" for note in comparison.notes]
+    return "\n".join(lines) + "\n"
+
+
+def _design_row(study: optuna.Study, name: str, trial: Any) -> ComparisonRow:
+    if trial is None:
+        return ComparisonRow(name, note=NOT_RUN)
+    return _trial_row(study, name, trial)
+
+
+def _trial_row(study: optuna.Study, name: str, trial: optuna.trial.FrozenTrial) -> ComparisonRow:
+    values = select.objective_values(study, trial)
+    usable = select.is_usable(trial)
+    return ComparisonRow(
+        name,
+        trial=trial.number,
+        params=trial.user_attrs.get("params"),
+        macs=trial.user_attrs.get("macs"),
+        quality=values.get(select.QUALITY) if usable else None,
+        note="" if usable else select.status(trial),
+    )
+
+
+def _describe_budget(profile: dict[str, Any]) -> str:
+    budgets = profile.get("budgets", {})
+    limits = ", ".join(f"{name} <= {format_value(name, value)}" for name, value in budgets.items())
+    name = profile.get("name", "its profile")
+    return f"{name} ({limits})" if limits else name

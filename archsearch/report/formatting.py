@@ -1,0 +1,30 @@
+"""How numbers look in reports: counts in millions, quality to four places, missing as a dash."""
+
+from __future__ import annotations
+
+import math
+
+COUNTS = ("macs", "params", "total_params", "weight_bytes")
+MISSING = "-"
+
+
+def millions(value: float) -> str:
+    return f"{value / 1e6:.2f}M"
+
+
+def format_value(name: str, value: float | None) -> str:
+    """A metric as a table cell: MACs and parameters in millions, other metrics to 4 places."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return MISSING
+    if name in COUNTS:
+        return millions(value)
+    return f"{value:.4f}"
+
+
+def short_number(value: float) -> str:
+    """Compact, for quantities spanning many orders of magnitude (hours, kWh, ratios)."""
+    if value == 0:
+        return "0"
+    if 0.01 <= abs(value) < 10_000:
+        return f"{value:.3g}"
+    return f"{value:.2e}"

@@ -1,0 +1,90 @@
+"""``StudySummary`` for people: Rich tables in the terminal, or the same cells as Markdown."""
+
+from __future__ import annotations
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from archsearch.report.formatting import MISSING, format_value, short_number
+from archsearch.report.front import summarize_arch
+from archsearch.report.markdown import markdown_table
+from archsearch.report.summary import StudySummary, TrialRow
+
+
+def trial_headers(objectives: list[str]) -> list[str]:
+    return ["trial", *objectives, "params", "status", "architecture"]
+
+
+def trial_cells(row: TrialRow, objectives: list[str], label: str | None = None) -> list[str]:
+    name = label or (f"{row.number} ({row.baseline})" if row.baseline else str(row.number))
+    values = [format_value(name_, row.values.get(name_)) for name_ in objectives]
+    return [name, *values, format_value("params", row.params), row.status, summarize_arch(row.arch)]
+
+
+def sections(summary: StudySummary) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(title, headers, rows) of each table, shared by the Rich and Markdown views."""
+    objectives = summary.objectives
+    headers = trial_headers(objectives)
+    front = [trial_cells(row, objectives) for row in summary.front]
+    baselines = [trial_cells(row, objectives, name) for name, row in summary.baselines.items()]
+    best = [
+        trial_cells(row, objectives, f"min {name}: {row.number}")
+        for name, row in summary.best.items()
+    ]
+    return [
+        ("Pareto front (trained within budget)", headers, front),
+        ("Baselines", headers, baselines),
+        ("Best trial per objective", headers, best),
+    ]
+
+
+def header_lines(summary: StudySummary) -> list[str]:
+    profile = summary.profile
+    convention = profile.get("convention", {}).get("description", "")
+    fingerprint = (summary.data_fingerprint or MISSING)[:16]
+    return [
+        f"study '{summary.study}': profile {profile.get('name', MISSING)}, evaluator "
+        f"{summary.evaluator.get('name', MISSING)}, data {fingerprint}, archsearch "
+        f"{summary.archsearch_version or MISSING}",
+        convention,
+    ]
+
+
+def cost_lines(summary: StudySummary) -> list[str]:
+    cost = summary.cost
+    counts = ", ".join(f"{n} {status}" for status, n in cost.counts.items()) or "no trials"
+    return [
+        f"search cost: {short_number(cost.cpu_s / 3600)} CPU h (trained candidates "
+        f"{short_number(cost.trial_cpu_s / 3600)} h, the rest the driver), "
+        f"{short_number(cost.wall_s / 3600)} h wall clock",
+        f"trials: {cost.trained} trained, {cost.rejected} rejected before training ({counts})",
+    ]
+
+
+def summary_renderable(summary: StudySummary) -> RenderableType:
+    parts: list[RenderableType] = [Text(line) for line in header_lines(summary) if line]
+    for title, headers, rows in sections(summary):
+        if not rows:
+            parts.append(Text(f"{title}: none in this study", style="dim"))
+            continue
+        table = Table(title=title, title_justify="left")
+        for index, header in enumerate(headers):
+            table.add_column(header, justify="right" if 0 < index < len(headers) - 2 else "left")
+        for row in rows:
+            table.add_row(*row)
+        parts.append(table)
+    parts += [Text(line) for line in cost_lines(summary)]
+    return Group(*parts)
+
+
+def summary_markdown(summary: StudySummary) -> str:
+    lines = [f"## Study `{summary.study}`", ""]
+    lines += [f"- {line}" for line in header_lines(summary) if line]
+    for title, headers, rows in sections(summary):
+        lines += ["", f"### {title}", ""]
+        align = "l" + "r" * (len(headers) - 3) + "ll"
+        lines.append(markdown_table(headers, rows, align) if rows else "none in this study")
+    lines += ["", "### Search cost", ""]
+    lines += [f"- {line}" for line in cost_lines(summary)]
+    return "\n".join(lines) + "\n"

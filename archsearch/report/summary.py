@@ -1,0 +1,131 @@
+"""What ``archsearch show`` reports about a study, as plain data (rendered elsewhere).
+
+The front, the baselines, the best trial per objective and the search cost, each trial as a
+``TrialRow`` so the terminal, Markdown and JSON views print the same numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial
+
+from archsearch.report import trials as select
+from archsearch.report.front import front_trials
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    """One trial as reports show it; costs are those of the profile's counting convention."""
+
+    number: int
+    status: str
+    baseline: str | None
+    values: dict[str, float]
+    macs: int | None
+    params: int | None
+    total_params: int | None
+    arch: dict[str, Any]
+
+    @classmethod
+    def of(cls, study: optuna.Study, trial: FrozenTrial) -> TrialRow:
+        attrs = trial.user_attrs
+        return cls(
+            number=trial.number,
+            status=select.status(trial),
+            baseline=select.baseline_name(trial),
+            values=select.objective_values(study, trial),
+            macs=attrs.get("macs"),
+            params=attrs.get("params"),
+            total_params=attrs.get("total_params"),
+            arch=dict(attrs.get("arch", {})),
+        )
+
+    @property
+    def quality(self) -> float | None:
+        return self.values.get(select.QUALITY)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SearchCost:
+    """Compute spent and what became of the proposals (counts by archsearch status)."""
+
+    cpu_s: float  # driver plus trials, when the driver recorded its own CPU time
+    wall_s: float
+    trial_cpu_s: float
+    trial_wall_s: float
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def trained(self) -> int:
+        """Proposals that reached a worker (the number ``archsearch run --trials`` counts)."""
+        return sum(self.counts.get(s, 0) for s in ("complete", "failed", "stopped"))
+
+    @property
+    def rejected(self) -> int:
+        """Proposals refused before training: over budget or not a valid architecture."""
+        return self.counts.get("infeasible", 0) + self.counts.get("invalid", 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "trained": self.trained, "rejected": self.rejected}
+
+
+@dataclass(frozen=True)
+class StudySummary:
+    study: str
+    objectives: list[str]
+    profile: dict[str, Any]
+    evaluator: dict[str, Any]
+    data_fingerprint: str | None
+    archsearch_version: str | None
+    front: list[TrialRow]
+    baselines: dict[str, TrialRow]
+    best: dict[str, TrialRow]
+    cost: SearchCost
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "study": self.study,
+            "objectives": self.objectives,
+            "profile": self.profile,
+            "evaluator": self.evaluator,
+            "data_fingerprint": self.data_fingerprint,
+            "archsearch_version": self.archsearch_version,
+            "front": [row.to_dict() for row in self.front],
+            "baselines": {name: row.to_dict() for name, row in self.baselines.items()},
+            "best": {name: row.to_dict() for name, row in self.best.items()},
+            "cost": self.cost.to_dict(),
+        }
+
+
+def search_cost(study: optuna.Study) -> SearchCost:
+    attrs = study.user_attrs
+    cpu_s = float(attrs.get("search_cpu_s", 0.0))
+    return SearchCost(
+        cpu_s=cpu_s,
+        wall_s=float(attrs.get("search_wall_s", 0.0)),
+        trial_cpu_s=float(attrs.get("search_trial_cpu_s", cpu_s)),
+        trial_wall_s=float(attrs.get("search_trial_wall_s", 0.0)),
+        counts=dict(sorted(select.status_counts(study).items())),
+    )
+
+
+def summarize(study: optuna.Study) -> StudySummary:
+    attrs = study.user_attrs
+    return StudySummary(
+        study=study.study_name,
+        objectives=select.objective_names(study),
+        profile=dict(attrs.get("profile", {})),
+        evaluator=dict(attrs.get("evaluator", {})),
+        data_fingerprint=attrs.get("data_fingerprint"),
+        archsearch_version=attrs.get("archsearch_version"),
+        front=[TrialRow.of(study, t) for t in front_trials(study)],
+        baselines={n: TrialRow.of(study, t) for n, t in select.baseline_trials(study).items()},
+        best={n: TrialRow.of(study, t) for n, t in select.best_per_objective(study).items()},
+        cost=search_cost(study),
+    )
