@@ -4,22 +4,62 @@ from __future__ import annotations
 
 import argparse
 
-from archsearch.search.defaults import DEFAULT_STORAGE
+from archsearch.search.defaults import (
+    DEFAULT_SAMPLER,
+    DEFAULT_SCHEDULER,
+    DEFAULT_STORAGE,
+    SAMPLERS,
+    SCHEDULERS,
+)
+
+INTERRUPTED = 130  # the shell's status for a command ended by Ctrl-C
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    run = subparsers.add_parser("run", help="search a space under a hardware profile")
+    run = subparsers.add_parser(
+        "run",
+        help="search a space under a hardware profile",
+        description="Search a space under a hardware profile. Running the same command again "
+        "continues the study (interrupted trials are trained again, none twice).",
+    )
     run.add_argument("--profile", default="mobile_100M", help="built-in name or YAML path")
     run.add_argument("--space", default="tiny_lm", help="built-in name or YAML path")
     run.add_argument("--evaluator", default="lm_brief", help="built-in name or YAML path")
     run.add_argument("--trials", type=int, default=12, help="trained candidates in the study")
     run.add_argument("--workers", type=int, default=2, help="parallel trials, one thread each")
-    run.add_argument("--storage", default=DEFAULT_STORAGE, help="SQLAlchemy URL of the study")
+    run.add_argument(
+        "--storage",
+        default=DEFAULT_STORAGE,
+        help="SQLAlchemy URL of the study, e.g. sqlite:///runs/a.db or "
+        "postgresql+psycopg2://user:password@host/db",
+    )
     run.add_argument("--study", default=None, help="study name (default: space.profile.evaluator)")
     run.add_argument("--seed", type=int, default=0, help="sampler seed")
-    run.add_argument("--sampler", default="tpe", choices=("tpe", "nsga2", "random"))
-    run.add_argument("--address", default=None, help="join this Ray cluster instead of a local one")
-    run.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
+    run.add_argument(
+        "--sampler",
+        default=DEFAULT_SAMPLER,
+        choices=SAMPLERS,
+        help="tpe (default), nsga2, random, or grid (every configuration of a finite space once)",
+    )
+    run.add_argument(
+        "--scheduler",
+        default=DEFAULT_SCHEDULER,
+        choices=SCHEDULERS,
+        help="early stopping on intermediate val_bpb: none (default) or asha; "
+        "stopped trials are recorded as pruned, never on the front",
+    )
+    run.add_argument(
+        "--address",
+        default=None,
+        help="join this Ray cluster (e.g. 10.0.0.5:6379 from `ray start --head`) "
+        "instead of starting a local one",
+    )
+    run.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="stop after this many seconds; running trials are queued for the next run",
+    )
     run.set_defaults(handler=handle)
 
 
@@ -39,16 +79,30 @@ def handle(args: argparse.Namespace) -> int:
         study=args.study,
         seed=args.seed,
         sampler=args.sampler,
+        scheduler=args.scheduler,
         address=args.address,
         timeout=args.timeout,
     )
     console = Console()
     summary = run_search(options, console=console)
+    how = {
+        "done": "",
+        "exhausted": " (the space has no more candidates)",
+        "timeout": f" (stopped by --timeout {args.timeout:g} s)" if args.timeout else "",
+        "interrupted": " (interrupted)",
+    }.get(summary.ended, "")
     console.print(
-        f"study '{summary.study_name}': {summary.trained} trained, "
+        f"study '{summary.study_name}': {summary.trained} trained{how}, "
         f"{summary.rejected_infeasible} rejected over budget, "
         f"{summary.rejected_invalid} rejected as invalid, {summary.wall_s:.0f} s this run"
     )
+    if summary.interrupted_trials:
+        console.print(
+            f"{summary.interrupted_trials} running trial(s) were closed and queued again: "
+            "run the same command to continue"
+        )
+    if summary.interrupted:
+        return INTERRUPTED
     print_front(console, summary.storage, summary.study_name)
     console.print(
         f"open it: archsearch dashboard --storage {summary.storage}   "

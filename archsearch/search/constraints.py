@@ -5,6 +5,12 @@ writes and from the older single list attribute ``constraints``; optuna-dashboar
 only the list. Writing the list alone keeps one source of truth that both read (a value <= 0 is
 feasible). The names of the entries are kept in the study's user attribute
 ``constraint_names``.
+
+What the dashboard does with them (its HTTP API, ``/api/studies/<id>``): each trial carries the
+list as ``constraints``, which its plots use to grey out infeasible points; but its
+``best_trials`` (the "Best Trials" card and the Pareto front it highlights) are the
+non-dominated COMPLETE trials with constraints ignored. So an over-budget candidate must not be
+COMPLETE: the searcher records it PRUNED (see searcher.py), and both fronts agree.
 """
 
 from __future__ import annotations

@@ -1,3 +1,9 @@
-"""Defaults the CLI needs without importing Optuna or Ray."""
+"""Defaults and choices the CLI needs without importing Optuna or Ray."""
 
 DEFAULT_STORAGE = "sqlite:///runs/archsearch.db"
+SAMPLERS = ("tpe", "nsga2", "random", "grid")
+DEFAULT_SAMPLER = "tpe"
+# ASHA ranks candidates on val_bpb alone, which stops the small models of the front's cheap
+# end in a multi-objective search (see schedulers.py): off unless asked for.
+SCHEDULERS = ("none", "asha")
+DEFAULT_SCHEDULER = "none"

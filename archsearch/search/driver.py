@@ -1,15 +1,19 @@
 """``archsearch run``: wire the space, profile and evaluator into Optuna + Ray Tune and go.
 
 Only this process writes the study. Workers receive a candidate's flat description and report
-metrics back through Tune; the searcher records everything in the study.
+metrics back through Tune; the searcher records everything in the study. Running the same
+command again continues the study: trials interrupted last time are queued again, the
+reference architectures are queued once per study, and the search stops when the study holds
+``--trials`` trained candidates (or the time, or a grid, runs out).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
@@ -18,11 +22,16 @@ from archsearch import __version__
 from archsearch.errors import InputError
 from archsearch.evaluate.recipe import Recipe, load_recipe
 from archsearch.profiles import Profile, load_profile
-from archsearch.search.storage import DEFAULT_STORAGE, open_storage, run_folder
+from archsearch.search.defaults import (
+    DEFAULT_SAMPLER,
+    DEFAULT_SCHEDULER,
+    DEFAULT_STORAGE,
+    SAMPLERS,
+    SCHEDULERS,
+)
+from archsearch.search.samplers import grid_size
+from archsearch.search.storage import open_storage, run_folder
 from archsearch.space import SearchSpace, load_space
-
-SAMPLERS = ("tpe", "nsga2", "random")
-TRAINED_STATUSES = ("complete", "failed", "stopped")
 
 
 @dataclass
@@ -38,7 +47,8 @@ class SearchOptions:
     study: str | None = None
     seed: int = 0
     address: str | None = None
-    sampler: str = "tpe"
+    sampler: str = DEFAULT_SAMPLER
+    scheduler: str = DEFAULT_SCHEDULER
     timeout: float | None = None
 
 
@@ -51,6 +61,13 @@ class SearchSummary:
     rejected_invalid: int
     wall_s: float
     exhausted: bool
+    ended: str = "done"  # done | exhausted | timeout | interrupted
+    interrupted_trials: int = 0  # closed and queued again by this run
+    baselines: list[str] = field(default_factory=list)  # queued by this run
+
+    @property
+    def interrupted(self) -> bool:
+        return self.ended == "interrupted"
 
 
 @dataclass
@@ -61,9 +78,20 @@ class Inputs:
 
 
 def load_inputs(options: SearchOptions) -> Inputs:
-    """Read and cross-check the three YAML axes before anything starts."""
+    """Read and cross-check the three YAML axes and the flags before anything starts."""
+    for name, value, low in (("--trials", options.trials, 1), ("--workers", options.workers, 1)):
+        if value < low:
+            raise InputError(f"must be >= {low}, got {value}", key=name)
+    if options.sampler not in SAMPLERS:
+        raise InputError(f"must be one of {', '.join(SAMPLERS)}", key="--sampler")
+    if options.scheduler not in SCHEDULERS:
+        raise InputError(f"must be one of {', '.join(SCHEDULERS)}", key="--scheduler")
+    if options.timeout is not None and not options.timeout > 0:
+        message = f"must be a positive number of seconds, got {options.timeout}"
+        raise InputError(message, key="--timeout")
     space = load_space(options.space)
     profile = load_profile(options.profile)
+    profile.prepare()  # e.g. a latency budget needs this machine's calibrated predictor
     recipe = load_recipe(options.evaluator)
     if space.task != recipe.task:
         raise InputError(
@@ -71,11 +99,8 @@ def load_inputs(options: SearchOptions) -> Inputs:
             f"{recipe.task}",
             key="--evaluator",
         )
-    for name, value, low in (("--trials", options.trials, 1), ("--workers", options.workers, 1)):
-        if value < low:
-            raise InputError(f"must be >= {low}, got {value}", key=name)
-    if options.sampler not in SAMPLERS:
-        raise InputError(f"must be one of {', '.join(SAMPLERS)}", key="--sampler")
+    if options.sampler == "grid":
+        grid_size(space)  # a continuous or huge space is an input error before anything starts
     return Inputs(space=space, profile=profile, recipe=recipe)
 
 
@@ -84,92 +109,160 @@ def default_study_name(inputs: Inputs) -> str:
     return f"{inputs.space.name}.{inputs.profile.name}.{inputs.recipe.name}"
 
 
-def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
-    if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, multivariate=True)
-
-
 def run_search(options: SearchOptions, *, console: Any = None) -> SearchSummary:
     """Run (or continue) a study until it holds ``options.trials`` trained candidates."""
-    from ray import tune
-
+    from archsearch.search.accounting import RunLedger
+    from archsearch.search.baselines import design_baselines, enqueue_baselines
     from archsearch.search.progress import SearchProgress
-    from archsearch.search.ray_session import ensure_ray
     from archsearch.search.resume import recover_interrupted, trained_count
-    from archsearch.search.searcher import ArchSearcher, uniform_bits
-    from archsearch.search.trainable import train_candidate
+    from archsearch.search.samplers import make_sampler
+    from archsearch.search.searcher import ArchSearcher
 
+    started = time.perf_counter()
     inputs = load_inputs(options)
     study_name = options.study or default_study_name(inputs)
     storage = open_storage(options.storage)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    started = time.perf_counter()
 
     searcher = ArchSearcher(
         inputs.space,
         inputs.profile,
-        sampler=make_sampler(options.sampler, options.seed),
+        sampler=make_sampler(options.sampler, options.seed, inputs.space),
         storage=storage,
         study_name=study_name,
-        placeholder_quality=uniform_bits(inputs.recipe.vocab_size),
     )
     study = searcher.study
-    _describe_study(study, inputs, options)
+    searcher.data_fingerprint = _describe_study(study, inputs, options)
     recovered = recover_interrupted(study)
-    remaining = options.trials - trained_count(study)
-    progress = SearchProgress(searcher, total=options.trials, done=trained_count(study))
+    queued = enqueue_baselines(study, lambda: design_baselines(inputs.space, inputs.profile))
+    ledger = RunLedger(
+        study,
+        sampler=options.sampler,
+        scheduler=options.scheduler,
+        workers=options.workers,
+        target=options.trials,
+    )
+    done_before = trained_count(study)
+    progress = SearchProgress(searcher, total=options.trials, done=done_before, ledger=ledger)
     if console is not None:
         progress.console = console
     if recovered:
         progress.console.print(
             f"resumed: {recovered} interrupted trial(s) marked failed and queued again"
         )
-    if remaining > 0:
-        ensure_ray(options.address, num_cpus=options.workers)
-        logging.getLogger("ray.tune").setLevel(logging.ERROR)
-        trainable = tune.with_resources(
-            tune.with_parameters(train_candidate, recipe=inputs.recipe, threads=1), {"cpu": 1}
-        )
-        from ray.tune.search import ConcurrencyLimiter
+    if queued:
+        names = ", ".join(f"{b.name} ({b.macs / 1e6:.3g}M MACs)" for b in queued)
+        progress.console.print(f"baselines queued first: {names}")
 
-        tuner = tune.Tuner(
-            trainable,
-            tune_config=tune.TuneConfig(
-                search_alg=ConcurrencyLimiter(searcher, max_concurrent=options.workers),
-                num_samples=remaining,
-                time_budget_s=options.timeout,
-                reuse_actors=True,  # one worker process per slot: torch is imported once
-            ),
-            run_config=tune.RunConfig(
-                name=f"{study_name}-{time.strftime('%Y%m%d-%H%M%S')}",
-                storage_path=str(run_folder(options.storage) / "ray"),
-                verbose=0,
-                callbacks=[progress],
-            ),
-        )
-        with progress:
-            tuner.fit()
-    wall = time.perf_counter() - started
-    _account(study, wall)
+    ended, cut = "done", 0
+    try:
+        if options.trials > done_before:
+            ended = _tune(searcher, inputs, options, study_name, progress, ledger, started)
+    except KeyboardInterrupt:
+        ended = "interrupted"
+        raise
+    except BaseException:
+        ended = "error"
+        raise
+    finally:
+        reason = CUT_REASONS.get(ended, CUT_REASONS["done"])
+        if ended == "timeout":
+            reason = reason.format(timeout=options.timeout)
+        cut = searcher.close_open_trials(reason)
+        if cut and ended == "done":
+            ended = "interrupted"  # Tune gave up on trials it had started: never call it done
+        trained = trained_count(study)
+        if ended == "done" and searcher.exhausted and trained < options.trials:
+            ended = "exhausted"
+        ledger.update(status=ended, trained=trained - done_before)
+    if ended == "done" and inputs.profile.needs_predictor:
+        from archsearch.search.remeasure import remeasure_front
+
+        progress.console.print("timing the Pareto candidates alone (predicted vs measured)")
+        for number, figure in remeasure_front(study, inputs.profile).items():
+            progress.console.print(
+                f"  trial {number}: predicted {figure['predicted_ms']:.2f} ms, "
+                f"measured {figure['measured_ms']:.2f} ms ({figure['clock']} clock)"
+            )
     return SearchSummary(
         study_name=study_name,
         storage=options.storage,
-        trained=trained_count(study),
+        trained=trained,
         rejected_infeasible=_count(study, "infeasible"),
         rejected_invalid=_count(study, "invalid"),
-        wall_s=wall,
+        wall_s=time.perf_counter() - started,
         exhausted=searcher.exhausted,
+        ended=ended,
+        interrupted_trials=cut,
+        baselines=[b.name for b in queued],
     )
 
 
-def _describe_study(study: optuna.Study, inputs: Inputs, options: SearchOptions) -> None:
-    """Store what the study is, once: later runs must not silently mix other settings in."""
-    from archsearch.evaluate.corpus import load_corpus
+CUT_REASONS = {
+    "timeout": "--timeout {timeout:g} s ended the search while this trial ran",
+    "interrupted": "the search was interrupted (Ctrl-C) while this trial ran",
+    "error": "the driver failed while this trial ran",
+    "done": "the search ended while this trial ran",
+}
 
-    fingerprint = load_corpus(inputs.recipe.data).fingerprint
+
+def _tune(
+    searcher: Any,
+    inputs: Inputs,
+    options: SearchOptions,
+    study_name: str,
+    progress: Any,
+    ledger: Any,
+    started: float,
+) -> str:
+    """Run the remaining trials through Ray Tune; returns why it ended (done/timeout/...)."""
+    from ray import tune
+    from ray.tune.search import ConcurrencyLimiter
+
+    from archsearch.search.ray_session import cluster_address, ensure_ray
+    from archsearch.search.resume import trained_count
+    from archsearch.search.schedulers import make_scheduler
+    from archsearch.search.stopping import GracefulInterrupt, SearchStopper
+    from archsearch.search.trainable import train_candidate
+
+    ensure_ray(options.address, num_cpus=options.workers)
+    ledger.update(ray_address=cluster_address())
+    logging.getLogger("ray.tune").setLevel(logging.ERROR)
+    deadline = None if options.timeout is None else started + options.timeout
+    stopper = SearchStopper(deadline)
+    trainable = tune.with_resources(
+        tune.with_parameters(train_candidate, recipe=inputs.recipe, threads=1), {"cpu": 1}
+    )
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=ConcurrencyLimiter(searcher, max_concurrent=options.workers),
+            scheduler=make_scheduler(options.scheduler, inputs.recipe),
+            num_samples=options.trials - trained_count(searcher.study),
+            reuse_actors=True,  # one worker process per slot: torch is imported once
+        ),
+        run_config=tune.RunConfig(
+            # A fresh experiment folder per run: a rerun never picks up a dead run's state.
+            name=f"{study_name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}",
+            storage_path=str(run_folder(options.storage) / "ray"),
+            verbose=0,
+            stop=stopper,
+            callbacks=[progress],
+        ),
+    )
+    with GracefulInterrupt(stopper, progress.console), progress:
+        tuner.fit()
+    return stopper.reason or "done"
+
+
+def _describe_study(study: optuna.Study, inputs: Inputs, options: SearchOptions) -> str:
+    """Store what the study is, once: later runs must not silently mix other settings in.
+
+    Returns the data fingerprint every trained candidate must match.
+    """
+    from archsearch.evaluate.data import data_fingerprint
+
+    fingerprint = data_fingerprint(inputs.recipe)  # what every worker's result must match
     description = {
         "space": inputs.space.name,
         "space_source": str(inputs.space.source),
@@ -181,33 +274,48 @@ def _describe_study(study: optuna.Study, inputs: Inputs, options: SearchOptions)
     }
     existing = study.user_attrs
     if "data_fingerprint" in existing:
-        for key in ("data_fingerprint", "objectives", "constraint_names"):
-            if existing.get(key) != description[key]:
-                raise InputError(
-                    f"study '{study.study_name}' was run with another {key}; "
-                    "use --study to start a new study",
-                    key="--study",
-                )
-        return
+        for key in _differences(existing, description):
+            raise InputError(
+                f"study '{study.study_name}' was run with another {key}; "
+                "use --study to start a new study",
+                key="--study",
+            )
+        return fingerprint
     for key, value in description.items():
         study.set_user_attr(key, value)
     study.set_user_attr("archsearch_version", __version__)
     study.set_user_attr("seed", options.seed)
     study.set_user_attr("sampler", options.sampler)
+    return fingerprint
 
 
-def _account(study: optuna.Study, driver_wall_s: float) -> None:
-    """Search cost: per-trial CPU and wall seconds summed, plus the driver's own wall time."""
-    trials = study.get_trials(deepcopy=False)
-    study.set_user_attr("search_cpu_s", sum(t.user_attrs.get("cpu_s", 0.0) for t in trials))
-    study.set_user_attr("search_trial_wall_s", sum(t.user_attrs.get("wall_s", 0.0) for t in trials))
-    previous = study.user_attrs.get("search_wall_s", 0.0)
-    study.set_user_attr("search_wall_s", previous + driver_wall_s)
+def _differences(stored: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """What changed since the study began that makes its results incomparable.
+
+    Budgets and the counting convention (constraint values are relative to the budgets), and
+    the evaluator's settings (quality is measured by them); keys a newer archsearch added to
+    the evaluator are not differences.
+    """
+    found = [
+        key
+        for key in ("data_fingerprint", "objectives", "constraint_names")
+        if stored.get(key) != now[key]
+    ]
+    stored_profile, profile = _plain(stored.get("profile", {})), _plain(now["profile"])
+    for key in ("budgets", "convention"):
+        if key in stored_profile and stored_profile[key] != profile[key]:
+            found.append(f"profile {key}")
+    stored_recipe, recipe = _plain(stored.get("evaluator", {})), _plain(now["evaluator"])
+    for key, value in stored_recipe.items():
+        if key not in ("name", "description") and key in recipe and recipe[key] != value:
+            found.append(f"evaluator {key}")
+    return found
+
+
+def _plain(value: Any) -> Any:
+    """As stored in the study (JSON), so tuples and lists compare equal."""
+    return json.loads(json.dumps(value))
 
 
 def _count(study: optuna.Study, status: str) -> int:
     return sum(1 for t in study.get_trials(deepcopy=False) if t.user_attrs.get("status") == status)
-
-
-def storage_path(url: str) -> Path | None:
-    return Path(url[len("sqlite:///") :]) if url.startswith("sqlite:///") else None

@@ -12,8 +12,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 class SearchProgress(Callback):
     """A bar of trained candidates, with the running count of rejected ones and a line per trial."""
 
-    def __init__(self, searcher: Any, total: int, done: int = 0):
+    def __init__(self, searcher: Any, total: int, done: int = 0, ledger: Any = None):
         self.searcher = searcher
+        self.ledger = ledger  # accounting.RunLedger: the run's cost, rewritten per trial
         self.console = Console(stderr=True)
         self.total = total
         self.done = done
@@ -23,7 +24,7 @@ class SearchProgress(Callback):
     def __getstate__(self) -> dict[str, Any]:
         """Tune pickles its callbacks with the experiment; the live display stays behind."""
         state = self.__dict__.copy()
-        state.update(console=None, _progress=None, _task=None)
+        state.update(console=None, _progress=None, _task=None, ledger=None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -70,6 +71,11 @@ class SearchProgress(Callback):
         shape = f"L={arch.get('n_layers')} d={arch.get('d_model')}"
         if "failed" in result:
             line = f"[red]failed[/] {shape}: {result['failed']}"
+        elif trial.config.get("baseline"):
+            line = (
+                f"[cyan]baseline {trial.config['baseline']}[/] {shape} "
+                f"val_bpb={result.get('val_bpb', float('nan')):.3f}"
+            )
         elif not result.get("final", False):
             line = f"[yellow]stopped early[/] {shape}"
         else:
@@ -79,6 +85,8 @@ class SearchProgress(Callback):
             )
         self.console.print(line)
         self._refresh()
+        if self.ledger is not None:
+            self.ledger.update(totals=False)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.done += 1

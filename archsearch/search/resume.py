@@ -1,16 +1,29 @@
 """Continue an interrupted study: nothing lost, nothing counted twice.
 
-A run killed mid-trial leaves trials RUNNING in the study. On the next run, each one is closed
-as FAIL with status ``interrupted`` and, if it had been handed to a worker, its parameters are
-queued again so the same candidate is trained once, in a fresh trial.
+A trial that was handed to a worker but never finished (Ctrl-C, ``--timeout``, or a driver
+killed outright) is closed as FAIL with status ``interrupted``, and its parameters are queued
+again so the same candidate is trained once, in a fresh trial that names the one it replaces
+(``retry_of``). The driver does this itself when it stops early; a driver killed with SIGKILL
+leaves RUNNING trials that the next run closes the same way before it starts.
+
+Both steps are idempotent: the retry is queued only if no trial names the interrupted one yet,
+and before the interrupted trial is closed, so a kill between the two steps loses nothing and
+queues nothing twice.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import optuna
 from optuna.trial import TrialState
 
+from archsearch.search.baselines import USER_ATTR as BASELINE
+
 TRAINED = ("complete", "failed", "stopped")
+RETRY_OF = "retry_of"
+KILLED = "the search was interrupted while this trial ran"
 
 
 def trained_count(study: optuna.Study) -> int:
@@ -24,16 +37,39 @@ def trained_count(study: optuna.Study) -> int:
     )
 
 
+def close_interrupted(
+    study: optuna.Study,
+    frozen: optuna.trial.FrozenTrial,
+    reason: str,
+    partial: Mapping[str, Any] | None = None,
+) -> bool:
+    """Close one RUNNING trial as interrupted; returns True if its candidate was queued again.
+
+    ``partial`` holds what the worker had measured before it stopped (wall_s, cpu_s), so the
+    search's cost accounts for the interrupted work.
+    """
+    trial = optuna.Trial(study, frozen._trial_id)
+    queued = False
+    was = frozen.user_attrs.get("status") or "sampling"
+    if was == "training":
+        if not any(t.user_attrs.get(RETRY_OF) == frozen.number for t in study.get_trials()):
+            attrs: dict[str, Any] = {RETRY_OF: frozen.number}
+            if BASELINE in frozen.user_attrs:
+                attrs[BASELINE] = frozen.user_attrs[BASELINE]
+            study.enqueue_trial(frozen.params, user_attrs=attrs)
+        queued = True
+    for key, value in (partial or {}).items():
+        trial.set_user_attr(key, value)
+    # What it was doing: "training" (with a worker: queued again), or still being sampled or
+    # judged by the driver ("sampling", "infeasible", "invalid": nothing to train again).
+    trial.set_user_attr("interrupted_while", was)
+    trial.set_user_attr("status", "interrupted")
+    trial.set_user_attr("reason", reason)
+    study.tell(frozen.number, state=TrialState.FAIL)
+    return queued
+
+
 def recover_interrupted(study: optuna.Study) -> int:
     """Close RUNNING trials left by a dead driver; returns how many were queued again."""
-    queued = 0
-    for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        trial = optuna.Trial(study, frozen._trial_id)
-        was_training = frozen.user_attrs.get("status") == "training"
-        trial.set_user_attr("status", "interrupted")
-        trial.set_user_attr("reason", "the search was interrupted while this trial ran")
-        study.tell(frozen.number, state=TrialState.FAIL)
-        if was_training:
-            study.enqueue_trial(frozen.params, user_attrs={"retry_of": frozen.number})
-            queued += 1
-    return queued
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    return sum(close_interrupted(study, frozen, KILLED) for frozen in running)

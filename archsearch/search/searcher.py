@@ -2,32 +2,58 @@
 
 A rejected candidate never costs a Ray trial: the driver asks Optuna for the next one at once.
 Every trial lands in the study with what the driver knows about it as user attributes
-(``status``, ``reason``, ``macs``, ``params``, ``arch``) and, for budget checks, constraint
-values that both Optuna and optuna-dashboard read.
+(``status``, ``reason``, ``macs``, ``params``, ``arch``) and budget constraint values that both
+Optuna and optuna-dashboard read.
+
+Only trained candidates that finished their full budget are COMPLETE, so the Pareto front of
+Optuna (``study.best_trials``) and of optuna-dashboard (which ignores constraints when it picks
+its best trials) can only hold feasible, fully trained candidates:
+
+- over budget: PRUNED with positive constraint values (TPE learns from them as infeasible);
+- stopped early by the scheduler: PRUNED, status ``stopped``, partial figures as attributes;
+- failed (exception, NaN, out of memory) or invalid: FAIL with the reason.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any
 
 import optuna
+from optuna.trial import TrialState
 from ray import cloudpickle
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from archsearch.profiles import Profile
+from archsearch.search.baselines import USER_ATTR as BASELINE
 from archsearch.search.constraints import record_constraints
+from archsearch.search.resume import close_interrupted
+from archsearch.search.samplers import GridSampler
 from archsearch.search.trainable import QUALITY
 from archsearch.search.verdict import Verdict, judge
 from archsearch.space import SearchSpace
 
 log = logging.getLogger(__name__)
 
+RESULT_ATTRS = (
+    "wall_s",
+    "cpu_s",
+    "train_bpb",
+    "val_accuracy",
+    "tokens",
+    "steps",
+    "data_fingerprint",
+    "ray_node",
+)
+PARTIAL_ATTRS = ("wall_s", "cpu_s", "tokens", "ray_node")  # kept from an interrupted trial
+
 
 class ArchSearcher(OptunaSearch):
-    """Multi-objective OptunaSearch over a ``SearchSpace`` with a profile's hard budgets."""
+    """Multi-objective OptunaSearch over a ``SearchSpace`` with a profile's hard budgets.
+
+    With the grid sampler the search ends when every configuration has been taken.
+    """
 
     def __init__(
         self,
@@ -38,16 +64,19 @@ class ArchSearcher(OptunaSearch):
         storage: optuna.storages.BaseStorage,
         study_name: str,
         max_rejections: int = 2000,
-        placeholder_quality: float = 8.0,
+        data_fingerprint: str | None = None,
     ):
         self.arch_space = space
         self.profile = profile
-        self.max_rejections = max_rejections
-        self.placeholder_quality = placeholder_quality
+        self.grid = sampler if isinstance(sampler, GridSampler) else None
+        self.max_rejections = max_rejections if self.grid is None else len(self.grid.configs) + 1
+        self.data_fingerprint = data_fingerprint
         self.objectives = [QUALITY, *profile.objectives]
         self.rejected = {"invalid": 0, "infeasible": 0}
         self.exhausted = False
         self._verdicts: dict[str, Verdict] = {}
+        self._curves: dict[str, list[dict[str, Any]]] = {}
+        self._last: dict[str, dict[str, Any]] = {}
         super().__init__(
             space=self._define_by_run,
             metric=list(self.objectives),
@@ -66,18 +95,32 @@ class ArchSearcher(OptunaSearch):
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         for _ in range(self.max_rejections):
+            if self._grid_done():
+                self.exhausted = True
+                return Searcher.FINISHED
             values = super().suggest(trial_id)["arch"]
             trial = self._ot_trials[trial_id]
             verdict = judge(self.arch_space, self.profile, values)
             if verdict.trainable:
                 self._verdicts[trial_id] = verdict
                 self._record_known(trial, verdict, status="training")
-                return {"arch": values, "objectives": self._cost_objectives(verdict)}
+                config = {"arch": values, "objectives": self._cost_objectives(verdict)}
+                baseline = trial.user_attrs.get(BASELINE)
+                if baseline:
+                    config[BASELINE] = baseline
+                return config
             self._reject(trial, verdict)
             del self._ot_trials[trial_id]
         log.warning("no trainable candidate in %d proposals; stopping", self.max_rejections)
         self.exhausted = True
         return Searcher.FINISHED
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        """Keep the learning curve and the latest figures (multi-objective: no trial.report)."""
+        self._last[trial_id] = result
+        if not result.get("final") and QUALITY in result:
+            point = {"tokens": result.get("tokens"), QUALITY: result[QUALITY]}
+            self._curves.setdefault(trial_id, []).append(point)
 
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
@@ -85,30 +128,67 @@ class ArchSearcher(OptunaSearch):
         trial = self._ot_trials.get(trial_id)
         if trial is None or trial_id in self._completed_trials:
             return
-        result = result or {}
-        for key in ("wall_s", "cpu_s", "train_bpb", "tokens", "steps", "data_fingerprint"):
+        result = result or self._last.get(trial_id) or {}
+        for key in RESULT_ATTRS:
             if key in result:
                 trial.set_user_attr(key, result[key])
+        curve = self._curves.pop(trial_id, [])
+        if not result.get("failed") and QUALITY in result:
+            # The final report, or the one a scheduler stopped on (Tune hands that one to
+            # on_trial_complete only).
+            point = {"tokens": result.get("tokens"), QUALITY: result[QUALITY]}
+            if not curve or curve[-1] != point:
+                curve.append(point)
+        if curve:
+            trial.set_user_attr("curve", curve)
+        self._last.pop(trial_id, None)
         verdict = self._verdicts.pop(trial_id, None)
         if verdict is not None and verdict.costs is not None:
-            record_constraints(trial, self.profile.violations(verdict.costs))
+            record_constraints(trial, self.profile.violations(verdict.costs, verdict.config))
         failure = result.get("failed") or ("worker error" if error else None)
+        kind = result.get("failure") or ("error" if error else None)
+        fingerprint = result.get("data_fingerprint")
+        if failure is None and fingerprint and self.data_fingerprint not in (None, fingerprint):
+            failure = (
+                f"the worker trained on other data ({fingerprint}, study: {self.data_fingerprint})"
+            )
+            kind = "data_mismatch"
         if failure is None and not result.get("final", False):
             # Stopped by a scheduler: partial-budget values must never pose as complete.
             trial.set_user_attr("status", "stopped")
             trial.set_user_attr("reason", "stopped early by the scheduler")
-            self._ot_study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-            self._completed_trials.add(trial_id)
+            if QUALITY in result:
+                trial.set_user_attr("val_bpb_at_stop", result[QUALITY])
+            self._close(trial_id, trial, TrialState.PRUNED)
             return
         if failure is not None:
             trial.set_user_attr("status", "failed")
+            trial.set_user_attr("failure", kind)
             trial.set_user_attr("reason", str(failure))
-            self._ot_study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            self._completed_trials.add(trial_id)
+            self._close(trial_id, trial, TrialState.FAIL)
             return
         trial.set_user_attr("status", "complete")
         trial.set_user_attr("diverged", bool(result.get("diverged", False)))
         super().on_trial_complete(trial_id, result=result, error=error)
+
+    def close_open_trials(self, reason: str) -> int:
+        """Close trials handed to workers that Tune stopped without completing (Ctrl-C,
+        ``--timeout``): FAIL as interrupted, queued again. Returns how many."""
+        running = {
+            frozen.number: frozen
+            for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        }
+        closed = 0
+        for trial_id, trial in list(self._ot_trials.items()):
+            frozen = running.get(trial.number)
+            if trial_id in self._completed_trials or frozen is None:
+                continue
+            last = self._last.get(trial_id, {})
+            partial = {key: last[key] for key in PARTIAL_ATTRS if key in last}
+            close_interrupted(self.study, frozen, reason, partial)
+            self._completed_trials.add(trial_id)
+            closed += 1
+        return closed
 
     def save(self, checkpoint_path: str) -> None:
         """Tune checkpoints searchers with plain pickle, which cannot hold the compiled space's
@@ -119,9 +199,23 @@ class ArchSearcher(OptunaSearch):
 
     # ---- bookkeeping -------------------------------------------------------------------------
 
+    def _grid_done(self) -> bool:
+        """Whether a grid has handed out every configuration (tried, or being tried)."""
+        if self.grid is None or self.grid.remaining(self.study):
+            return False
+        # Queued trials (baselines, retries of interrupted ones) still run.
+        return not self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+
+    def _close(self, trial_id: str, trial: optuna.Trial, state: TrialState) -> None:
+        self._ot_study.tell(trial, state=state)
+        self._completed_trials.add(trial_id)
+
     def _cost_objectives(self, verdict: Verdict) -> dict[str, float]:
         assert verdict.costs is not None
-        return {name: self.profile.metric(name, verdict.costs) for name in self.profile.objectives}
+        return {
+            name: self.profile.metric(name, verdict.costs, verdict.config)
+            for name in self.profile.objectives
+        }
 
     def _record_known(self, trial: optuna.Trial, verdict: Verdict, status: str) -> None:
         trial.set_user_attr("status", status)
@@ -134,22 +228,14 @@ class ArchSearcher(OptunaSearch):
             trial.set_user_attr("macs_by_part", costs.macs_by_part)
 
     def _reject(self, trial: optuna.Trial, verdict: Verdict) -> None:
+        """Over budget: PRUNED, never trained, constraints > 0; invalid: FAIL."""
+        self._record_known(trial, verdict, status="invalid" if verdict.invalid else "infeasible")
+        trial.set_user_attr("reason", verdict.reason)
         if verdict.invalid:
             self.rejected["invalid"] += 1
-            self._record_known(trial, verdict, status="invalid")
-            trial.set_user_attr("reason", verdict.reason)
-            self._ot_study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            self._ot_study.tell(trial, state=TrialState.FAIL)
             return
         assert verdict.costs is not None
         self.rejected["infeasible"] += 1
-        self._record_known(trial, verdict, status="infeasible")
-        trial.set_user_attr("reason", verdict.reason)
-        trial.set_user_attr("note", f"not trained: {QUALITY} is the uniform-prediction placeholder")
-        record_constraints(trial, self.profile.violations(verdict.costs))
-        values = [self.placeholder_quality, *self._cost_objectives(verdict).values()]
-        self._ot_study.tell(trial, values)
-
-
-def uniform_bits(vocab_size: int) -> float:
-    """Loss of predicting every token uniformly: what an untrained candidate is worth."""
-    return math.log2(vocab_size)
+        record_constraints(trial, self.profile.violations(verdict.costs, verdict.config))
+        self._ot_study.tell(trial, state=TrialState.PRUNED)

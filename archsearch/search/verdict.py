@@ -42,5 +42,5 @@ def judge(space: SearchSpace, profile: Profile, values: dict[str, Any]) -> Verdi
     except InputError as exc:
         verdict.invalid.append(f"invalid architecture: {exc}")
         return verdict
-    verdict.over_budget = profile.over_budget(verdict.costs)
+    verdict.over_budget = profile.over_budget(verdict.costs, verdict.config)
     return verdict

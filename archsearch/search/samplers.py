@@ -1,0 +1,209 @@
+"""Optuna samplers selectable by ``--sampler``: tpe (default), nsga2, random, grid.
+
+``grid`` trains every configuration of a finite space once. Optuna's ``GridSampler`` needs all
+parameter names up front, which a define-by-run space with conditional and per-layer parameters
+does not have: it would train a 2-layer model once per value of the unused ``heads.3``.
+``BruteForceSampler`` walks the suggested tree instead, but it breaks on a trial with partial
+parameters (a driver killed between ``ask`` and the last ``suggest``) and ends the search with
+``study.stop()``, which only works inside ``study.optimize``. So the grid here lists the
+space's configurations itself, by replaying ``SearchSpace.suggest`` along every branch, and
+hands each trial the next one no trial has taken yet.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from archsearch.errors import InputError
+from archsearch.search.defaults import SAMPLERS
+from archsearch.space import SearchSpace
+
+GRID_LIMIT = 10_000  # configurations; a grid beyond this would take weeks of brief trainings
+Key = tuple[tuple[str, Any], ...]
+
+
+def make_sampler(
+    name: str, seed: int, space: SearchSpace | None = None
+) -> optuna.samplers.BaseSampler:
+    """The sampler for ``--sampler name``; the grid needs the space it enumerates."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if name == "nsga2":
+            return optuna.samplers.NSGAIISampler(seed=seed)
+        if name == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        if name == "grid":
+            if space is None:
+                raise ValueError("the grid sampler needs the search space")
+            return GridSampler(space, seed=seed)
+        if name == "tpe":
+            # group: per-layer and conditional parameters form separate sub-spaces;
+            # constant_liar: parallel workers are not handed near-copies of running trials.
+            return optuna.samplers.TPESampler(
+                seed=seed, multivariate=True, group=True, constant_liar=True
+            )
+    raise InputError(f"must be one of {', '.join(SAMPLERS)}, got {name!r}", key="--sampler")
+
+
+def configurations(space: SearchSpace, limit: int = GRID_LIMIT) -> list[dict[str, Any]]:
+    """Every configuration of ``space`` as Optuna parameters; InputError if infinite or huge.
+
+    Rejected candidates (broken constraints, over budget) are configurations too: the grid
+    visits them like the others and the driver rejects them before any worker.
+    """
+    for param in space.params.values():
+        if math.isinf(param.size):
+            raise InputError(
+                f"grid needs a finite space, but parameter '{param.name}' is continuous "
+                "(give it a step, or use another sampler)",
+                key="--sampler",
+            )
+    found: list[dict[str, Any]] = []
+    path: list[list[int]] = []
+    while True:
+        walker = _BranchWalker(path)
+        space.suggest(walker)
+        found.append(walker.params)
+        if len(found) > limit:
+            raise InputError(
+                f"grid over space '{space.name}' has more than {limit} configurations "
+                "(per-layer parameters multiply them); fix some parameters in the space or use "
+                "tpe, nsga2 or random",
+                key="--sampler",
+            )
+        while path and path[-1][0] + 1 >= path[-1][1]:
+            path.pop()
+        if not path:
+            return found
+        path[-1][0] += 1
+
+
+def grid_size(space: SearchSpace, limit: int = GRID_LIMIT) -> int:
+    """How many configurations a grid over ``space`` trains (InputError if it cannot)."""
+    return len(configurations(space, limit))
+
+
+class GridSampler(optuna.samplers.BaseSampler):
+    """Every configuration of a define-by-run space once, in a seeded random order.
+
+    Taken means tried or being tried by a trial of the study (any state but WAITING), or
+    queued (WAITING with fixed parameters: baselines, retries of interrupted trials). A trial
+    with partial parameters (killed mid-suggest) takes nothing.
+    """
+
+    def __init__(self, space: SearchSpace, seed: int | None = None, limit: int = GRID_LIMIT):
+        self.configs = configurations(space, limit)
+        random.Random(seed).shuffle(self.configs)
+        self._keys = [_key(config) for config in self.configs]
+        self._taken: set[Key] | None = None  # read from the study once, then kept up to date
+        self._assigned: dict[int, dict[str, Any]] = {}  # trial number -> its configuration
+        self._fallback = optuna.samplers.RandomSampler(seed=seed)
+
+    def remaining(self, study: optuna.Study) -> int:
+        """Configurations no trial has taken."""
+        taken = self._taken_in(study)
+        return sum(1 for key in self._keys if key not in taken)
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        taken = self._taken_in(study)
+        fixed = trial.system_attrs.get("fixed_params")
+        if fixed:
+            taken.add(_key(fixed))
+            return
+        for config, key in zip(self.configs, self._keys, strict=True):
+            if key not in taken:
+                taken.add(key)
+                self._assigned[trial.number] = config
+                return
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: FrozenTrial
+    ) -> dict[str, optuna.distributions.BaseDistribution]:
+        return {}
+
+    def sample_relative(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        search_space: dict[str, optuna.distributions.BaseDistribution],
+    ) -> dict[str, Any]:
+        return {}
+
+    def sample_independent(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: optuna.distributions.BaseDistribution,
+    ) -> Any:
+        config = self._assigned.get(trial.number)
+        if config is None or param_name not in config:
+            # Only when the grid is used up (the searcher stops before) or the space changed.
+            return self._fallback.sample_independent(study, trial, param_name, param_distribution)
+        return config[param_name]
+
+    def after_trial(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        self._assigned.pop(trial.number, None)
+
+    def _taken_in(self, study: optuna.Study) -> set[Key]:
+        if self._taken is None:
+            self._taken = set()
+            for trial in study.get_trials(deepcopy=False):
+                if trial.state == TrialState.WAITING:
+                    self._taken.add(_key(trial.system_attrs.get("fixed_params", {})))
+                else:
+                    self._taken.add(_key(trial.params))
+        return self._taken
+
+
+def _key(params: dict[str, Any]) -> Key:
+    return tuple(sorted(params.items()))
+
+
+class _BranchWalker:
+    """A sampler that follows ``path`` ([index, size] per decision) and extends it with 0s."""
+
+    def __init__(self, path: list[list[int]]):
+        self.path = path
+        self.position = 0
+        self.params: dict[str, Any] = {}
+
+    def _pick(self, name: str, options: Sequence[Any]) -> Any:
+        if self.position == len(self.path):
+            self.path.append([0, len(options)])
+        value = options[self.path[self.position][0]]
+        self.position += 1
+        self.params[name] = value
+        return value
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        return self._pick(name, list(choices))
+
+    def suggest_int(
+        self, name: str, low: int, high: int, *, step: int = 1, log: bool = False
+    ) -> int:
+        return self._pick(name, range(low, high + 1, step))
+
+    def suggest_float(
+        self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False
+    ) -> float:
+        if step is None:
+            if high > low:
+                raise InputError(f"parameter '{name}' is continuous", key="--sampler")
+            self.params[name] = low
+            return low
+        count = round((high - low) / step) + 1
+        return self._pick(name, [low + k * step for k in range(count)])
