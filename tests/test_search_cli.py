@@ -19,7 +19,7 @@ import pytest
 
 from archsearch.search.resume import TRAINED, trained_count
 from archsearch.search.study import load_study
-from tests.conftest import TINY_RECIPE, write_yaml
+from tests.conftest import TINY_RECIPE, TINY_SPACE, write_yaml
 
 pytestmark = pytest.mark.slow
 
@@ -216,8 +216,12 @@ def test_joins_a_ray_cluster_and_stops_at_the_timeout(tiny_inputs, tmp_path):
         storage = f"sqlite+pysqlite:///{tmp_path / 'cluster.db'}"
         timeout = 25
         extra = ("--trials", "500", "--address", address, "--timeout", str(timeout))
+        # A continuous parameter: proposals never repeat, so only the timeout ends the search
+        # (a small finite space would run out of untrained architectures first).
+        endless = {**TINY_SPACE, "params": {**TINY_SPACE["params"], "dropout": {"float": [0, 0.1]}}}
+        inputs = {**tiny_inputs, "space": write_yaml(tmp_path / "endless.yaml", endless)}
         began = time.monotonic()
-        run = start(archsearch_run(tiny_inputs, storage, *extra), tmp_path)
+        run = start(archsearch_run(inputs, storage, *extra), tmp_path)
         output = run.communicate(timeout=WAIT_S * 2)[0]
         wall = time.monotonic() - began
     finally:

@@ -73,7 +73,9 @@ def test_front_excludes_infeasible_and_stopped_trials_in_optuna_and_dashboard(
     status = {t.number: t.user_attrs.get("status") for t in trials}
     stopped = [t for t in trials if status[t.number] == "stopped"]
     infeasible = [t for t in trials if status[t.number] == "infeasible"]
-    complete = [t for t in trials if t.state == COMPLETE]
+    complete = [t for t in trials if status[t.number] == "complete"]
+    # A proposal of an architecture already trained is answered from its twin, not trained.
+    repeated = [t for t in trials if status[t.number] == "duplicate"]
     assert stopped, "ASHA with reduction factor 2 stops some of 6 sampled candidates"
     assert infeasible, "the micro space is ~40% over the 1M budget"
 
@@ -90,9 +92,15 @@ def test_front_excludes_infeasible_and_stopped_trials_in_optuna_and_dashboard(
         assert len(trial.user_attrs["curve"]) == 4 and is_feasible(trial)
     for trial in infeasible:
         assert trial.state == PRUNED and not is_feasible(trial)
+    for trial in repeated:
+        twin = study.trials[trial.user_attrs["duplicate_of"]]
+        assert trial.state == COMPLETE and trial.values == twin.values and is_feasible(trial)
+    assert {t.number for t in trials if t.state == COMPLETE} == {
+        t.number for t in complete + repeated
+    }
 
     optuna_front = {t.number for t in study.best_trials}
-    assert optuna_front and optuna_front <= {t.number for t in complete}
+    assert optuna_front and optuna_front <= {t.number for t in complete + repeated}
 
     with dashboard(tiny_inputs["storage"]) as base:
         studies = get_json(f"{base}/api/studies")["study_summaries"]
@@ -103,7 +111,7 @@ def test_front_excludes_infeasible_and_stopped_trials_in_optuna_and_dashboard(
     for trial in infeasible:  # marked infeasible, and not a completed point of its plots
         assert shown[trial.number]["state"] == "Pruned"
         assert max(shown[trial.number]["constraints"]) > 0
-    for trial in complete:
+    for trial in complete + repeated:
         assert shown[trial.number]["state"] == "Complete"
         assert shown[trial.number]["constraints"]
         assert all(value <= 0 for value in shown[trial.number]["constraints"])

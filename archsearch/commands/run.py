@@ -25,7 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--profile", default="mobile_100M", help="built-in name or YAML path")
     run.add_argument("--space", default="tiny_lm", help="built-in name or YAML path")
     run.add_argument("--evaluator", default="lm_brief", help="built-in name or YAML path")
-    run.add_argument("--trials", type=int, default=12, help="trained candidates in the study")
+    run.add_argument("--trials", type=int, default=24, help="trained candidates in the study")
     run.add_argument("--workers", type=int, default=2, help="parallel trials, one thread each")
     run.add_argument(
         "--storage",

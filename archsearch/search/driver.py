@@ -41,7 +41,7 @@ class SearchOptions:
     profile: str = "mobile_100M"
     space: str = "tiny_lm"
     evaluator: str = "lm_brief"
-    trials: int = 12
+    trials: int = 24
     workers: int = 2
     storage: str = DEFAULT_STORAGE
     study: str | None = None

@@ -56,7 +56,10 @@ class SearchProgress(Callback):
         if self._progress is None:
             return
         rejected = self.searcher.rejected
-        note = f"rejected: {rejected['infeasible']} over budget, {rejected['invalid']} invalid"
+        note = (
+            f"rejected: {rejected['infeasible']} over budget, {rejected['invalid']} invalid, "
+            f"{rejected['duplicate']} already trained"
+        )
         self._progress.update(self._task, completed=self.done, note=note)
 
     def on_trial_result(

@@ -35,6 +35,7 @@ from archsearch.search.verdict import Verdict, judge
 from archsearch.space import SearchSpace
 
 log = logging.getLogger(__name__)
+MAX_REPEATS = 50  # proposals in a row of already-trained architectures before the search ends
 
 RESULT_ATTRS = (
     "wall_s",
@@ -72,7 +73,7 @@ class ArchSearcher(OptunaSearch):
         self.max_rejections = max_rejections if self.grid is None else len(self.grid.configs) + 1
         self.data_fingerprint = data_fingerprint
         self.objectives = [QUALITY, *profile.objectives]
-        self.rejected = {"invalid": 0, "infeasible": 0}
+        self.rejected = {"invalid": 0, "infeasible": 0, "duplicate": 0}
         self.exhausted = False
         self._verdicts: dict[str, Verdict] = {}
         self._curves: dict[str, list[dict[str, Any]]] = {}
@@ -94,6 +95,7 @@ class ArchSearcher(OptunaSearch):
         return {"arch": self.arch_space.suggest(trial)}
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        repeats = 0
         for _ in range(self.max_rejections):
             if self._grid_done():
                 self.exhausted = True
@@ -101,6 +103,16 @@ class ArchSearcher(OptunaSearch):
             values = super().suggest(trial_id)["arch"]
             trial = self._ot_trials[trial_id]
             verdict = judge(self.arch_space, self.profile, values)
+            twin = self._trained_twin(values) if verdict.trainable else None
+            if twin is not None:
+                self._record_duplicate(trial, verdict, twin)
+                del self._ot_trials[trial_id]
+                repeats += 1
+                if repeats >= MAX_REPEATS:  # the sampler only proposes what it has seen
+                    log.warning("%d proposals in a row were already trained; stopping", repeats)
+                    self.exhausted = True
+                    return Searcher.FINISHED
+                continue
             if verdict.trainable:
                 self._verdicts[trial_id] = verdict
                 self._record_known(trial, verdict, status="training")
@@ -226,6 +238,31 @@ class ArchSearcher(OptunaSearch):
             trial.set_user_attr("params", costs.counted_params)
             trial.set_user_attr("total_params", costs.params)
             trial.set_user_attr("macs_by_part", costs.macs_by_part)
+
+    def _trained_twin(self, values: dict[str, Any]) -> optuna.trial.FrozenTrial | None:
+        """A completed trial of exactly this architecture, if any.
+
+        Training is deterministic (the recipe's seed), so training the same architecture again
+        would reproduce its result: samplers that propose a point twice get the answer for free.
+        """
+        for trial in self._ot_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if (
+                trial.user_attrs.get("status") == "complete"
+                and trial.user_attrs.get("arch") == values
+            ):
+                return trial
+        return None
+
+    def _record_duplicate(
+        self, trial: optuna.Trial, verdict: Verdict, twin: optuna.trial.FrozenTrial
+    ) -> None:
+        """COMPLETE with the twin's values (so the sampler learns), marked so reports skip it."""
+        self.rejected["duplicate"] += 1
+        self._record_known(trial, verdict, status="duplicate")
+        trial.set_user_attr("duplicate_of", twin.number)
+        assert verdict.costs is not None
+        record_constraints(trial, self.profile.violations(verdict.costs, verdict.config))
+        self._ot_study.tell(trial, list(twin.values))
 
     def _reject(self, trial: optuna.Trial, verdict: Verdict) -> None:
         """Over budget: PRUNED, never trained, constraints > 0; invalid: FAIL."""
