@@ -95,10 +95,13 @@ def status_counts(study: optuna.Study) -> Counter[str]:
 
 
 def _lowest(study: optuna.Study, trials: list[FrozenTrial], name: str) -> FrozenTrial | None:
-    def key(trial: FrozenTrial) -> tuple[float, float, int]:
+    others = [other for other in objective_names(study) if other != name]
+
+    def key(trial: FrozenTrial) -> tuple[float, ...]:
+        # Ties go to the trial that is better on the other objectives (never a dominated one).
         values = objective_values(study, trial)
-        macs = trial.user_attrs.get("macs", math.inf)
-        return (values.get(name, math.inf), macs, trial.number)
+        rest = [values.get(other, math.inf) for other in others]
+        return (values.get(name, math.inf), *rest, trial.user_attrs.get("macs", math.inf))
 
     candidates = [t for t in trials if name in objective_values(study, t)]
     return min(candidates, key=key) if candidates else None
