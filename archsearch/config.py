@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from archsearch.errors import InputError
+from archsearch.errors import InputError, yaml_problem
 
 TASKS = ("causal_lm", "seq2seq")
 ATTENTION_KINDS = ("full", "local", "linformer", "performer", "lsh", "lsra")
@@ -236,7 +236,7 @@ class ArchConfig:
         except OSError as exc:
             raise InputError(f"cannot read: {exc.strerror}", source=str(path)) from None
         except yaml.YAMLError as exc:
-            raise InputError(f"not valid YAML: {_yaml_problem(exc)}", source=str(path)) from None
+            raise InputError(f"not valid YAML: {yaml_problem(exc)}", source=str(path)) from None
         if isinstance(data, dict) and isinstance(data.get("arch"), dict):
             data = data["arch"]  # exported files carry provenance beside the architecture
         try:
@@ -290,14 +290,6 @@ def _flatten_layers(layers: tuple[LayerConfig, ...], always: tuple[str, ...] = (
             continue
         out[key] = values[0] if uniform else values
     return out
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    if mark is not None:
-        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
-    return problem
 
 
 def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import yaml
+
 
 class InputError(Exception):
     """Bad input from a user file or flag: where it is, which key, what is wrong.
@@ -30,3 +32,12 @@ class InputError(Exception):
         parts = [p for p in (self.source, self.key) if p]
         parts.append(self.message)
         return ": ".join(parts)
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """What a YAML parser objected to and where, in one line."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    if mark is not None:
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return problem

@@ -27,7 +27,7 @@ from archsearch.builtins import resolve
 from archsearch.config import ArchConfig
 from archsearch.costs.analytic import Costs
 from archsearch.costs.convention import CountingConvention
-from archsearch.errors import InputError
+from archsearch.errors import InputError, yaml_problem
 
 
 @dataclass(frozen=True)
@@ -267,9 +267,7 @@ def load_profile(name_or_path: str | Path) -> Profile:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise InputError(f"not valid YAML{where}", source=str(path)) from None
+        raise InputError(f"not valid YAML: {yaml_problem(exc)}", source=str(path)) from None
     except OSError as exc:
         raise InputError(f"cannot read: {exc.strerror}", source=str(path)) from None
     return Profile.from_dict(data, source=str(path))

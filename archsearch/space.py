@@ -36,7 +36,7 @@ from archsearch.config import (
     ArchConfig,
     LayerConfig,
 )
-from archsearch.errors import InputError
+from archsearch.errors import InputError, yaml_problem
 from archsearch.expressions import Expression, compile_expression
 
 ENUMERATION_LIMIT = 4096  # spaces with at most this many configurations are checked exhaustively
@@ -424,7 +424,7 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise InputError(f"not valid YAML: {_yaml_problem(exc)}", source=source) from None
+        raise InputError(f"not valid YAML: {yaml_problem(exc)}", source=source) from None
     return SearchSpace.from_dict(data, source=source)
 
 
@@ -798,11 +798,3 @@ def _layer_default(key: str) -> Any:
 def _did_you_mean(name: str, known: Any) -> str:
     close = difflib.get_close_matches(name, sorted(known), n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    if mark is not None:
-        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
-    return problem

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from archsearch.builtins import resolve
-from archsearch.errors import InputError
+from archsearch.errors import InputError, yaml_problem
 
 TASKS = ("causal_lm", "seq2seq")
 # What ``data:`` may name. A built-in corpus by name, or a scheme and a value:
@@ -178,7 +178,7 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
     except OSError as exc:
         raise InputError(f"cannot read: {exc.strerror}", source=str(path)) from None
     except yaml.YAMLError as exc:
-        raise InputError(f"not valid YAML: {_yaml_problem(exc)}", source=str(path)) from None
+        raise InputError(f"not valid YAML: {yaml_problem(exc)}", source=str(path)) from None
     except UnicodeDecodeError:
         raise InputError("not UTF-8 text", source=str(path)) from None
     try:
@@ -301,11 +301,3 @@ def _looks_numeric(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    if mark is not None:
-        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
-    return problem
