@@ -20,15 +20,6 @@ VOCAB = 37
 CONFIGS = 40
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: threads only contend (the suite runs beside other work on 2 cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def random_stack(rng: random.Random, n: int, d: int, shared: bool) -> dict[str, Any]:
     """Per-layer heads, attention width (even head width) and FFN width; uniform if shared."""
 

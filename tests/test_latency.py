@@ -24,14 +24,6 @@ from archsearch.costs.latency import (
 FAST = TimingOptions(warmup=1, min_repeats=3, max_repeats=5, min_time_s=0.0, max_time_s=2.0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def config(**overrides: Any) -> ArchConfig:
     base: dict[str, Any] = {"vocab_size": 50, "d_model": 16, "n_layers": 2, "heads": 2}
     return ArchConfig.from_dict({**base, **overrides})

@@ -76,14 +76,6 @@ def _cases() -> dict[str, dict[str, Any]]:
 CASES = _cases()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def measured(config: ArchConfig) -> tuple[int, int, int]:
     """(inference peak, training peak, bytes before) from the tracker on a built model."""
     torch.manual_seed(0)

@@ -15,15 +15,6 @@ from archsearch.costs.reference import measured_macs
 VOCAB = 48
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: threads only contend (the suite runs beside other work on 2 cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def config(**overrides: Any) -> ArchConfig:
     base: dict[str, Any] = {"n_layers": 2, "d_model": 16, "heads": 2, "vocab_size": VOCAB}
     base.update(overrides)
