@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from archsearch.checks import check_number
 from archsearch.errors import InputError, yaml_problem
 
 TASKS = ("causal_lm", "seq2seq")
@@ -66,9 +67,9 @@ class LayerConfig:
         for name in ("attn_dim", "ffn_dim"):
             if getattr(self, name) is not None:
                 _check_int(name, getattr(self, name), minimum=1)
-        _check_float("lsra_split", self.lsra_split, low=0.0, high=1.0, low_open=True)
-        _check_float("ffn_ratio", self.ffn_ratio, low=0.0, low_open=True)
-        _check_float("capacity_factor", self.capacity_factor, low=0.0, low_open=True)
+        check_number("lsra_split", self.lsra_split, low=0.0, high=1.0, low_open=True)
+        check_number("ffn_ratio", self.ffn_ratio, low=0.0, low_open=True)
+        check_number("capacity_factor", self.capacity_factor, low=0.0, low_open=True)
         if self.attention == "local" and self.window < 1:
             raise InputError("local attention needs window >= 1", key="window")
 
@@ -117,7 +118,7 @@ class ArchConfig:
             _check_int("embed_dim", self.embed_dim, minimum=1)
         _check_bool("tie_embeddings", self.tie_embeddings)
         _check_bool("share_layers", self.share_layers)
-        _check_float("dropout", self.dropout, low=0.0, high=1.0, high_open=True)
+        check_number("dropout", self.dropout, low=0.0, high=1.0, high_open=True)
         _check_int("mem_len", self.mem_len, minimum=0)
         _check_int("compress_rate", self.compress_rate, minimum=1)
         _check_int("compress_len", self.compress_len, minimum=0)
@@ -307,22 +308,6 @@ def _check_int(name: str, value: Any, minimum: int | None = None) -> None:
 def _check_bool(name: str, value: Any) -> None:
     if not isinstance(value, bool):
         raise InputError(f"must be true or false, got {value!r}", key=name)
-
-
-def _check_float(
-    name: str,
-    value: Any,
-    low: float | None = None,
-    high: float | None = None,
-    low_open: bool = False,
-    high_open: bool = False,
-) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InputError(f"must be a number, got {value!r}", key=name)
-    if low is not None and (value < low or (low_open and value == low)):
-        raise InputError(f"must be {'>' if low_open else '>='} {low}, got {value}", key=name)
-    if high is not None and (value > high or (high_open and value == high)):
-        raise InputError(f"must be {'<' if high_open else '<='} {high}, got {value}", key=name)
 
 
 _LAYER_DEFAULTS = LayerConfig()

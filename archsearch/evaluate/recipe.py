@@ -9,7 +9,6 @@ wrong type or a value out of range is an ``InputError`` naming the file and the 
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import yaml
 
 from archsearch.builtins import resolve
+from archsearch.checks import check_number
 from archsearch.errors import InputError, yaml_problem
 
 TASKS = ("causal_lm", "seq2seq")
@@ -54,7 +54,7 @@ class Optimizer:
         if not isinstance(betas, (list, tuple)) or len(betas) != 2:
             raise InputError(f"must be a list of two numbers, got {betas!r}", key="betas")
         for value in betas:
-            _check_number("betas", value, low=0.0, high=1.0, high_open=True)
+            check_number("betas", value, low=0.0, high=1.0, high_open=True)
         object.__setattr__(self, "betas", (float(betas[0]), float(betas[1])))
 
 
@@ -268,36 +268,5 @@ def _integer(obj: Any, name: str, *, minimum: int) -> None:
 
 def _number(obj: Any, name: str, **limits: Any) -> None:
     value = getattr(obj, name)
-    _check_number(name, value, **limits)
+    check_number(name, value, **limits)
     object.__setattr__(obj, name, float(value))
-
-
-def _check_number(
-    name: str,
-    value: Any,
-    *,
-    low: float | None = None,
-    high: float | None = None,
-    low_open: bool = False,
-    high_open: bool = False,
-) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        hint = ""
-        if isinstance(value, str) and _looks_numeric(value):
-            dotted = re.sub(r"^([+-]?\d+)([eE])", r"\1.0\2", value.strip())
-            hint = f" (YAML reads {value} as text; write it with a dot: {dotted})"
-        raise InputError(f"must be a number, got {value!r}{hint}", key=name)
-    if value != value or value in (float("inf"), float("-inf")):
-        raise InputError(f"must be a finite number, got {value}", key=name)
-    if low is not None and (value < low or (low_open and value == low)):
-        raise InputError(f"must be {'>' if low_open else '>='} {low}, got {value}", key=name)
-    if high is not None and (value > high or (high_open and value == high)):
-        raise InputError(f"must be {'<' if high_open else '<='} {high}, got {value}", key=name)
-
-
-def _looks_numeric(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True

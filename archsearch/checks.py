@@ -1,0 +1,40 @@
+"""Checks of user-supplied numbers shared by the YAML readers, so they all answer alike."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from archsearch.errors import InputError
+
+
+def check_number(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> None:
+    """A finite number within the bounds; a number YAML read as text gets a hint."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        hint = ""
+        if isinstance(value, str) and looks_numeric(value):
+            dotted = re.sub(r"^([+-]?\d+)([eE])", r"\1.0\2", value.strip())
+            hint = f" (YAML reads {value} as text; write it with a dot: {dotted})"
+        raise InputError(f"must be a number, got {value!r}{hint}", key=name)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise InputError(f"must be a finite number, got {value}", key=name)
+    if low is not None and (value < low or (low_open and value == low)):
+        raise InputError(f"must be {'>' if low_open else '>='} {low}, got {value}", key=name)
+    if high is not None and (value > high or (high_open and value == high)):
+        raise InputError(f"must be {'<' if high_open else '<='} {high}, got {value}", key=name)
+
+
+def looks_numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
