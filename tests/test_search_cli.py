@@ -17,7 +17,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from archsearch.search.resume import TRAINED, trained_count
+from archsearch.search.resume import TRAINED, WORKER_STATUSES, trained_count
 from archsearch.search.study import load_study
 from tests.conftest import TINY_RECIPE, TINY_SPACE, write_yaml
 
@@ -161,7 +161,7 @@ def test_ctrl_c_and_kill_9_then_the_same_command_continues_the_study(tiny_inputs
     assert interrupted, "the signals landed while candidates were training"
     for trial in interrupted:
         retries = [t for t in trials if t.user_attrs.get("retry_of") == trial.number]
-        if trial.user_attrs["interrupted_while"] == "training":  # with a worker: queued once
+        if trial.user_attrs["interrupted_while"] in WORKER_STATUSES:  # a worker had it: queued once
             assert len(retries) == 1 and retries[0].params == trial.params
             assert retries[0].user_attrs.get("baseline") == trial.user_attrs.get("baseline")
         else:  # killed while the driver sampled or judged it: never reached a worker

@@ -22,6 +22,7 @@ from optuna.trial import TrialState
 from archsearch.search.baselines import USER_ATTR as BASELINE
 
 TRAINED = ("complete", "failed", "stopped")
+WORKER_STATUSES = ("training", *TRAINED)  # statuses of trials a worker has run
 RETRY_OF = "retry_of"
 KILLED = "the search was interrupted while this trial ran"
 
@@ -51,7 +52,8 @@ def close_interrupted(
     trial = optuna.Trial(study, frozen._trial_id)
     queued = False
     was = frozen.user_attrs.get("status") or "sampling"
-    if was == "training":
+    # A worker had it: still training, or finished with its result not yet told to Optuna.
+    if was in WORKER_STATUSES:
         if not any(t.user_attrs.get(RETRY_OF) == frozen.number for t in study.get_trials()):
             attrs: dict[str, Any] = {RETRY_OF: frozen.number}
             if BASELINE in frozen.user_attrs:
@@ -60,8 +62,8 @@ def close_interrupted(
         queued = True
     for key, value in (partial or {}).items():
         trial.set_user_attr(key, value)
-    # What it was doing: "training" (with a worker: queued again), or still being sampled or
-    # judged by the driver ("sampling", "infeasible", "invalid": nothing to train again).
+    # What it was doing: with a worker ("training", or a result not yet told: queued again), or
+    # still being sampled or judged by the driver ("sampling", "infeasible", "invalid").
     trial.set_user_attr("interrupted_while", was)
     trial.set_user_attr("status", "interrupted")
     trial.set_user_attr("reason", reason)
