@@ -83,7 +83,23 @@ BAD_VALUES = [
     ("zero grad clip", ("set", "grad_clip", 0), "grad_clip"),
     ("infinite grad clip", ("set", "grad_clip", float("inf")), "grad_clip"),
     ("negative seed", ("set", "seed", -1), "seed"),
-    ("unknown tokenizer", ("set", "tokenizer", "bpe"), "tokenizer"),
+    ("unknown tokenizer", ("set", "tokenizer", "wordpiece"), "tokenizer"),
+    ("bpe without vocab_size", ("set", "tokenizer", "bpe"), "vocab_size"),
+    ("bytes with another vocab_size", ("set", "vocab_size", 512), "vocab_size"),
+    ("unknown dedup mode", ("set", "dedup", "fuzzy"), "dedup"),
+    ("unknown proxy", ("set", "proxy", "snip"), "proxy"),
+    ("curriculum not a mapping", ("set", "curriculum", 32), "curriculum"),
+    ("curriculum unknown key", ("set", "curriculum", {"start": 32}), "curriculum.start"),
+    (
+        "curriculum longer than seq_len",
+        ("set", "curriculum", {"start_seq_len": 4096, "fraction": 0.5}),
+        "curriculum.start_seq_len",
+    ),
+    (
+        "curriculum zero fraction",
+        ("set", "curriculum", {"start_seq_len": 32, "fraction": 0.0}),
+        "curriculum.fraction",
+    ),
     ("unknown task", ("set", "task", "seq2seq"), "task"),
     ("unknown data", ("set", "data", "wikitext"), "data"),
     ("unknown optimizer", ("set", "optimizer.name", "sgd"), "optimizer.name"),
@@ -139,3 +155,43 @@ def test_unknown_builtin_names_the_option() -> None:
         load_recipe("no_such_recipe")
     assert info.value.key == "--evaluator"
     assert "lm_brief" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("vocab", "fine"), [(256, False), (257, True), (65536, True), (65537, False)]
+)
+def test_bpe_vocab_size_range(vocab: int, fine: bool) -> None:
+    data = {**copy.deepcopy(_builtin_data()), "tokenizer": "bpe", "vocab_size": vocab}
+    if fine:
+        assert Recipe.from_dict(data).vocab_size == vocab
+    else:
+        with pytest.raises(InputError) as info:
+            Recipe.from_dict(data)
+        assert info.value.key == "vocab_size"
+
+
+def test_optional_keys_round_trip_through_to_dict() -> None:
+    data = {
+        **copy.deepcopy(_builtin_data()),
+        "tokenizer": "bpe",
+        "vocab_size": 512,
+        "dedup": "near",
+        "curriculum": {"start_seq_len": 32, "fraction": 0.5},
+    }
+    recipe = Recipe.from_dict(data)
+    assert Recipe.from_dict(recipe.to_dict()) == recipe
+    assert Recipe.from_dict(recipe.to_yaml_dict()) == recipe
+    plain = load_recipe("lm_brief")
+    assert set(plain.to_yaml_dict()) == set(_builtin_data()), "defaults stay out of the file"
+
+
+def test_proxy_recipe_may_leave_out_training_keys() -> None:
+    data = copy.deepcopy(_builtin_data())
+    for key in ("token_budget", "optimizer", "schedule", "grad_clip", "eval_tokens", "eval_points"):
+        del data[key]
+    with pytest.raises(InputError) as info:
+        Recipe.from_dict(data)
+    assert info.value.key == "token_budget", "without proxy the training keys are required"
+    recipe = Recipe.from_dict({**data, "proxy": "grad_norm"})
+    assert recipe.scores_by_proxy and recipe.steps == 1 and recipe.eval_batches == 1
+    assert recipe.optimizer == load_recipe("lm_brief").optimizer

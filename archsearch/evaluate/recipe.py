@@ -1,13 +1,26 @@
 """Evaluator recipes: how a candidate's quality is measured, as a YAML file in ``evaluators/``.
 
 A recipe names the task, the data, the tokenizer, the training budget, the optimizer and its
-schedule, and how validation is done. Every key except ``name`` and ``description`` is
-required, so a recipe file reads as the complete description of the measurement; a typo, a
-wrong type or a value out of range is an ``InputError`` naming the file and the key.
+schedule, and how validation is done. Every core key is required, so a recipe file reads as the
+complete description of the measurement; a typo, a wrong type or a value out of range is an
+``InputError`` naming the file and the key.
+
+Optional keys, each off unless given:
+
+- ``vocab_size``: the BPE vocabulary (``tokenizer: bpe`` only; bytes are always 256);
+- ``dedup``: ``none`` (default), ``exact`` or ``near``: drop duplicate training documents
+  (and training documents that repeat a validation document) before training;
+- ``curriculum``: ``{start_seq_len, fraction}``: sequence-length warm-up, growing the training
+  sequences from ``start_seq_len`` to ``seq_len`` over the first ``fraction`` of the steps;
+- ``proxy``: score with a zero-cost proxy instead of training. The training keys
+  (``token_budget``, ``optimizer``, ``schedule``, ``grad_clip``, ``eval_tokens``,
+  ``eval_points``) may then be left out: ``PROXY_TRAINING_DEFAULTS`` fills them, and they only
+  describe the model the proxy scores (built exactly as training would start it).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -33,8 +46,24 @@ SYNTHETIC_TASKS = {
     "listops": "causal_lm",
     "reverse": "seq2seq",
 }
-TOKENIZERS = {"bytes": 256}  # tokenizer -> vocabulary size
+TOKENIZERS = ("bytes", "bpe")
+BYTE_VOCAB = 256
+BPE_VOCAB_RANGE = (257, 65536)  # the 256 byte symbols plus at least one merge; ids fit int32
+DEDUP_MODES = ("none", "exact", "near")
+# Zero-cost proxies by name; proxies.py (which imports torch) implements them, so the names are
+# listed here for validating a recipe without torch. Higher is predicted better for all four.
+PROXY_NAMES = ("params", "synflow", "grad_norm", "jacob_cov")
 OPTIMIZERS = ("adamw",)
+# What a proxy recipe's left-out training keys mean: lm_brief's settings (they matter only for
+# building the model the proxy scores, and for ``archsearch train`` if it is trained later).
+PROXY_TRAINING_DEFAULTS: dict[str, Any] = {
+    "token_budget": None,  # one step: batch_size x seq_len
+    "optimizer": {"name": "adamw", "lr": 2.0e-3, "betas": [0.9, 0.95], "weight_decay": 0.1},
+    "schedule": {"warmup_fraction": 0.1, "final_lr_ratio": 0.1},
+    "grad_clip": 1.0,
+    "eval_tokens": None,  # one batch
+    "eval_points": 1,
+}
 
 
 @dataclass(frozen=True)
@@ -71,6 +100,19 @@ class Schedule:
 
 
 @dataclass(frozen=True)
+class Curriculum:
+    """Sequence-length warm-up: training sequences grow linearly from ``start_seq_len`` to the
+    recipe's ``seq_len`` over the first ``fraction`` of the steps (then stay at ``seq_len``)."""
+
+    start_seq_len: int
+    fraction: float
+
+    def __post_init__(self) -> None:
+        _integer(self, "start_seq_len", minimum=1)
+        _number(self, "fraction", low=0.0, high=1.0, low_open=True)
+
+
+@dataclass(frozen=True)
 class Recipe:
     """A validated evaluator recipe. ``source`` is the file it came from (None if built in code)."""
 
@@ -88,6 +130,10 @@ class Recipe:
     eval_points: int
     seed: int
     description: str = ""
+    vocab_size: int | None = None  # filled in: 256 for bytes; required for bpe
+    dedup: str = "none"
+    curriculum: Curriculum | None = None
+    proxy: str | None = None
     source: str | None = dataclasses.field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -96,7 +142,22 @@ class Recipe:
                 raise InputError(f"must be text, got {getattr(self, name)!r}", key=name)
         _choice(self, "task", TASKS)
         _check_data(self.data, self.task)
-        _choice(self, "tokenizer", tuple(TOKENIZERS))
+        _choice(self, "tokenizer", TOKENIZERS)
+        self._check_vocab()
+        _choice(self, "dedup", DEDUP_MODES)
+        if self.proxy is not None:
+            _choice(self, "proxy", PROXY_NAMES)
+        if self.curriculum is not None:
+            if not isinstance(self.curriculum, Curriculum):
+                raise InputError(
+                    "must be a mapping with start_seq_len and fraction", key="curriculum"
+                )
+            if self.curriculum.start_seq_len > self.seq_len:
+                raise InputError(
+                    f"must be at most seq_len ({self.seq_len}), "
+                    f"got {self.curriculum.start_seq_len}",
+                    key="curriculum.start_seq_len",
+                )
         for name in ("seq_len", "batch_size", "token_budget", "eval_tokens", "eval_points"):
             _integer(self, name, minimum=1)
         _integer(self, "seed", minimum=0)
@@ -125,9 +186,27 @@ class Recipe:
         scheme, _ = split_data(self.data)
         return scheme
 
+    def _check_vocab(self) -> None:
+        if self.tokenizer == "bytes":
+            if self.vocab_size not in (None, BYTE_VOCAB):
+                raise InputError(
+                    f"the bytes tokenizer has {BYTE_VOCAB} symbols, got {self.vocab_size!r} "
+                    "(leave vocab_size out, or use tokenizer: bpe)",
+                    key="vocab_size",
+                )
+            object.__setattr__(self, "vocab_size", BYTE_VOCAB)
+            return
+        if self.vocab_size is None:
+            raise InputError("tokenizer: bpe needs a vocab_size", key="vocab_size")
+        low, high = BPE_VOCAB_RANGE
+        _integer(self, "vocab_size", minimum=low)
+        if self.vocab_size > high:
+            raise InputError(f"must be <= {high}, got {self.vocab_size}", key="vocab_size")
+
     @property
-    def vocab_size(self) -> int:
-        return TOKENIZERS[self.tokenizer]
+    def scores_by_proxy(self) -> bool:
+        """True when candidates are scored by a zero-cost proxy, without training."""
+        return self.proxy is not None
 
     @property
     def tokens_per_step(self) -> int:
@@ -152,22 +231,63 @@ class Recipe:
         out["optimizer"]["betas"] = list(self.optimizer.betas)
         return out
 
+    def to_yaml_dict(self) -> dict[str, Any]:
+        """``to_dict`` without the optional keys left at their defaults (for a readable file)."""
+        out = self.to_dict()
+        for key, default in OPTIONAL_DEFAULTS.items():
+            if out.get(key) == default:
+                out.pop(key)
+        if self.tokenizer == "bytes":
+            out.pop("vocab_size")
+        return out
+
     @classmethod
     def from_dict(cls, data: Any, *, name: str = "recipe") -> Recipe:
         """Validate the YAML form; ``name`` is used when the mapping has none."""
         data = _mapping(data, key=None)
         data.setdefault("name", name)
         data.setdefault("description", "")
-        values = _take_keys(
-            data, cls, exclude=frozenset({"source"}), optional=frozenset({"name", "description"})
-        )
+        for key, default in OPTIONAL_DEFAULTS.items():
+            data.setdefault(key, default)
+        if data.get("proxy") is not None:
+            _fill_proxy_defaults(data)
+        values = _take_keys(data, cls, exclude=frozenset({"source"}))
         for key, kind in (("optimizer", Optimizer), ("schedule", Schedule)):
             try:
                 section = _mapping(values[key], key=None)
                 values[key] = kind(**_take_keys(section, kind))
             except InputError as exc:
                 raise exc.under(key) from None
+        if values["curriculum"] is not None:
+            try:
+                section = _mapping(values["curriculum"], key=None)
+                values["curriculum"] = Curriculum(**_take_keys(section, Curriculum))
+            except InputError as exc:
+                raise exc.under("curriculum") from None
         return cls(**values)
+
+
+OPTIONAL_DEFAULTS: dict[str, Any] = {
+    "vocab_size": None,
+    "dedup": "none",
+    "curriculum": None,
+    "proxy": None,
+}
+
+
+def _fill_proxy_defaults(data: dict[str, Any]) -> None:
+    """A proxy recipe may leave out the training keys (see the module docstring)."""
+    step = None
+    if isinstance(data.get("batch_size"), int) and isinstance(data.get("seq_len"), int):
+        step = data["batch_size"] * data["seq_len"]
+    for key, default in PROXY_TRAINING_DEFAULTS.items():
+        if key in data:
+            continue
+        if default is None:  # one batch, which needs batch_size and seq_len to be valid
+            if step is None:
+                continue  # left missing: the missing batch_size / seq_len is reported
+            default = step
+        data[key] = copy.deepcopy(default)
 
 
 def load_recipe(name_or_path: str | Path) -> Recipe:
