@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -270,3 +271,43 @@ def test_cli_rejects_bad_flags_with_exit_2(
     argv = ["fidelity", f"--space={space}", f"--profile={profile}", f"--evaluator={recipe}", flag]
     assert main(argv) == 2
     assert key in capsys.readouterr().err
+
+
+def test_journal_resumes_an_interrupted_run_without_training_again(tmp_path: Path) -> None:
+    """Half the jobs in the journal (plus a line cut short by a crash): the resumed report
+    equals an uninterrupted one, and only the missing jobs run."""
+    torch.set_num_threads(1)
+    space, profile, recipe = _inputs()
+    journal = tmp_path / "fidelity.jsonl"
+    whole = run_fidelity(space, profile, recipe, configs=4, factor=2, journal=journal)
+    lines = journal.read_text().splitlines()
+    assert len(lines) == 3 * 4 and whole.reused_jobs == 0
+    journal.write_text("\n".join(lines[:5]) + "\n" + lines[5][: len(lines[5]) // 2])
+    said: list[str] = []
+    resumed = run_fidelity(
+        space, profile, recipe, configs=4, factor=2, journal=journal, progress=said.append
+    )
+    assert resumed.reused_jobs == 5
+    assert sum("(from the journal)" in line for line in said) == 5
+    assert _measured(resumed) == _measured(whole)
+    assert resumed.correlations == whole.correlations
+    # The journal now holds every job once more; a third run trains nothing.
+    again = run_fidelity(space, profile, recipe, configs=4, factor=2, journal=journal)
+    assert again.reused_jobs == 12 and again.correlations == whole.correlations
+    # A different recipe is a different measurement: nothing is reused.
+    other = recipe.replace(seed=recipe.seed + 1)
+    fresh = run_fidelity(space, profile, other, configs=4, factor=2, proxies=[], journal=journal)
+    assert fresh.reused_jobs == 0
+
+
+def _measured(report: Any) -> list[dict[str, Any]]:
+    """What a fidelity run measured, without its wall-clock timings."""
+    timings = ("short_wall_s", "long_wall_s")
+    return [{k: v for k, v in asdict(r).items() if k not in timings} for r in report.results]
+
+
+def test_fidelity_refuses_a_proxy_recipe() -> None:
+    space, profile, recipe = _inputs()
+    with pytest.raises(InputError) as info:
+        run_fidelity(space, profile, recipe.replace(proxy="grad_norm"), configs=4, factor=2)
+    assert info.value.key == "--evaluator"

@@ -8,6 +8,7 @@ import json
 import math
 import os
 import sys
+from pathlib import Path
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -34,6 +35,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--proxies",
         default=None,
         help="comma-separated zero-cost proxies (default: all; 'none' for none)",
+    )
+    fidelity.add_argument(
+        "--save",
+        default=None,
+        metavar="JOURNAL",
+        help="JSON-lines journal of finished jobs: run again with it to resume or re-print",
     )
     fidelity.add_argument("--json", action="store_true", help="print the report as JSON")
     fidelity.set_defaults(handler=handle)
@@ -64,6 +71,7 @@ def handle(args: argparse.Namespace) -> int:
         seed=args.seed,
         proxies=proxies,
         progress=progress,
+        journal=Path(args.save) if args.save else None,
     )
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
@@ -83,6 +91,7 @@ def print_report(report) -> None:
         f"brief: {report.short_tokens:,} tokens; reference: {report.long_tokens:,} tokens "
         f"({report.factor}x); {report.wall_s:.0f} s wall, {report.cpu_s:.0f} s CPU, "
         f"{report.workers} workers"
+        + (f"; {report.reused_jobs} jobs read back from the journal" if report.reused_jobs else "")
     )
     if k < 12:
         print(f"note: only {k} configurations; rank correlations over so few are noisy")

@@ -10,18 +10,25 @@ Spearman's rho of each against the reference ranking.
 Every correlation is signed so that +1 means "ranks exactly like long training": brief
 training's validation loss is compared with the long run's loss (both lower-is-better), and a
 proxy (higher-is-better) with the negated long loss.
+
+A measurement takes tens of minutes, so it can keep a journal (``--save``): one JSON line per
+finished job, keyed by what decides its outcome (the job kind, the architecture, the recipe and
+the proxies). Run the same command with the same journal again and finished jobs are read back
+instead of trained again: an interrupted measurement resumes, and a finished one re-prints.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import multiprocessing
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from archsearch.config import ArchConfig
@@ -262,6 +269,7 @@ class FidelityReport:
     wall_s: float
     cpu_s: float
     recipe: dict[str, Any]
+    reused_jobs: int = 0  # read back from the journal instead of run (their CPU is in cpu_s)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -277,6 +285,21 @@ def _finite_or_none(value: Any) -> Any:
         return {k: _finite_or_none(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_finite_or_none(v) for v in value]
+    return value
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with path.open("rb") as handle:
+        handle.seek(-1, 2)
+        return handle.read(1) == b"\n"
+
+
+def _none_to_nan(value: Any) -> Any:
+    """Back from JSON: the undefined numbers ``_finite_or_none`` wrote as null."""
+    if value is None:
+        return math.nan
+    if isinstance(value, dict):
+        return {k: _none_to_nan(v) for k, v in value.items()}
     return value
 
 
@@ -303,8 +326,12 @@ def run_fidelity(
     seed: int = 0,
     proxies: Sequence[str] | None = None,
     progress: Progress | None = None,
+    journal: Path | None = None,
 ) -> FidelityReport:
-    """Sample, train at both budgets, compute proxies, correlate (module docstring)."""
+    """Sample, train at both budgets, compute proxies, correlate (module docstring).
+
+    ``journal``: a JSON-lines file of finished jobs, read back and appended to (resume).
+    """
     from archsearch.evaluate.proxies import PROXIES
 
     proxies = list(PROXIES) if proxies is None else list(proxies)
@@ -324,6 +351,12 @@ def run_fidelity(
             f"{recipe.task}",
             key="--evaluator",
         )
+    if recipe.scores_by_proxy:
+        raise InputError(
+            f"evaluator '{recipe.name}' scores by the {recipe.proxy} proxy, without training; "
+            "fidelity needs a training recipe (it reports every proxy beside it)",
+            key="--evaluator",
+        )
     long_recipe = recipe.replace(token_budget=factor * recipe.token_budget)
     candidates = sample_region(space, profile, recipe, configs, seed=seed)
     results = [FidelityResult(c.arch, c.family, c.macs, c.params) for c in candidates]
@@ -336,7 +369,23 @@ def run_fidelity(
     wall_start = time.perf_counter()
     cpu_total = 0.0
     say = progress or (lambda message: None)
-    for done, (kind, index, outcome) in enumerate(_execute(jobs, results, proxies, workers), 1):
+    saved = Journal(journal) if journal is not None else None
+    finished = saved.read() if saved is not None else {}
+    keys = [job_key(kind, results[i].arch, job_recipe, proxies) for kind, i, job_recipe in jobs]
+    reused = [
+        (kind, i, finished[k]) for (kind, i, _), k in zip(jobs, keys, strict=True) if k in finished
+    ]
+    todo = [job for job, k in zip(jobs, keys, strict=True) if k not in finished]
+    key_of = {(kind, i): k for (kind, i, _), k in zip(jobs, keys, strict=True)}
+
+    def outcomes() -> Iterator[tuple[str, int, dict[str, Any]]]:
+        yield from ((kind, i, dict(outcome)) for kind, i, outcome in reused)
+        for kind, index, outcome in _execute(todo, results, proxies, workers):
+            if saved is not None:
+                saved.append(key_of[kind, index], outcome)
+            yield kind, index, outcome
+
+    for done, (kind, index, outcome) in enumerate(outcomes(), 1):
         cpu_total += outcome.pop("cpu_s", 0.0)
         result = results[index]
         if "failed" in outcome:
@@ -350,7 +399,8 @@ def run_fidelity(
             shown = (
                 f"{outcome.get('val_bpb', math.nan):.4f} bpb in {outcome.get('wall_s', 0):.1f} s"
             )
-        say(f"[{done}/{len(jobs)}] {kind:<7} #{index + 1} ({result.macs:,} MACs): {shown}")
+        again = " (from the journal)" if done <= len(reused) else ""
+        say(f"[{done}/{len(jobs)}] {kind:<7} #{index + 1} ({result.macs:,} MACs): {shown}{again}")
     return FidelityReport(
         space=space.name,
         profile=profile.name,
@@ -367,7 +417,50 @@ def run_fidelity(
         wall_s=time.perf_counter() - wall_start,
         cpu_s=cpu_total,
         recipe=recipe.to_dict(),
+        reused_jobs=len(reused),
     )
+
+
+def job_key(kind: str, arch: dict[str, Any], recipe: Recipe, proxies: Sequence[str]) -> str:
+    """What decides a job's outcome, hashed: a journal line is reused only for the same job."""
+    what = {"kind": kind, "arch": arch, "recipe": recipe.to_dict()}
+    if kind == "proxies":
+        what["proxies"] = list(proxies)
+    text = json.dumps(what, sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class Journal:
+    """Finished fidelity jobs, one JSON line each, appended as they finish (see module doc)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def read(self) -> dict[str, dict[str, Any]]:
+        """key -> outcome of every complete line; a line cut short by a crash is skipped."""
+        if not self.path.exists():
+            return {}
+        found: dict[str, dict[str, Any]] = {}
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"cannot read the journal {self.path}: {exc}", key="--save") from None
+        for line in text.splitlines():
+            try:
+                entry = json.loads(line)
+                found[entry["key"]] = _none_to_nan(dict(entry["outcome"]))
+            except (ValueError, KeyError, TypeError):
+                continue
+        return found
+
+    def append(self, key: str, outcome: dict[str, Any]) -> None:
+        line = json.dumps({"key": key, "outcome": _finite_or_none(outcome)})
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("ab") as handle:
+            if handle.tell() and not _ends_with_newline(self.path):
+                line = "\n" + line  # after a line cut short by a crash: start a new line
+            handle.write((line + "\n").encode("utf-8"))
+            handle.flush()
 
 
 def _cost(job: tuple[str, int, Recipe], results: list[FidelityResult], factor: int) -> float:
