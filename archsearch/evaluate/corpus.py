@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import re
 import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ VALID_PER_MILLE = 50  # ~5% of files go to validation
 _FORMAT = "archsearch-corpus-v1"  # bump when the layout below changes, so fingerprints change
 
 _CACHE: dict[tuple[str, int | None], Corpus] = {}
+_PARAGRAPH_END = re.compile(rb"\n(?:[ \t\r\f\v]*\n)+")  # a newline, then blank lines
 
 
 @dataclass(frozen=True, eq=False)
@@ -37,7 +39,9 @@ class Corpus:
     """Train and validation bytes plus what identifies them.
 
     ``train`` / ``valid`` are 1-D ``torch.uint8`` tensors shared through a cache: read them,
-    never write into them.
+    never write into them. ``train_sizes`` / ``valid_sizes`` are the byte lengths of the
+    documents (files, paragraphs or rows) that each split concatenates, in order, so dedup can
+    work per document; empty means the split is one document.
     """
 
     train: torch.Tensor
@@ -46,6 +50,41 @@ class Corpus:
     description: str
     train_files: tuple[str, ...]
     valid_files: tuple[str, ...]
+    train_sizes: tuple[int, ...] = ()
+    valid_sizes: tuple[int, ...] = ()
+
+    def documents(self, split: str) -> list[bytes]:
+        """The documents of ``split`` ("train" or "valid") as bytes, in corpus order."""
+        data = (self.train if split == "train" else self.valid).numpy().tobytes()
+        return split_sizes(data, self.train_sizes if split == "train" else self.valid_sizes)
+
+
+def paragraph_sizes(text: bytes) -> tuple[int, ...]:
+    """Sizes of the paragraphs of ``text``: a paragraph ends after a run of blank lines.
+
+    The blank lines stay with the paragraph before them, so the sizes add up to ``len(text)``
+    and dropping a paragraph leaves the others still separated by blank lines.
+    """
+    sizes, start = [], 0
+    for match in _PARAGRAPH_END.finditer(text):
+        sizes.append(match.end() - start)
+        start = match.end()
+    if start < len(text):
+        sizes.append(len(text) - start)
+    return tuple(sizes)
+
+
+def split_sizes(data: bytes, sizes: tuple[int, ...]) -> list[bytes]:
+    """``data`` cut into consecutive pieces of ``sizes`` bytes (no sizes: one piece)."""
+    if not sizes:
+        return [data]
+    if sum(sizes) != len(data):
+        raise ValueError(f"document sizes add up to {sum(sizes)}, not {len(data)} bytes")
+    out, start = [], 0
+    for size in sizes:
+        out.append(data[start : start + size])
+        start += size
+    return out
 
 
 def load_corpus(name: str = "python_stdlib", max_bytes: int | None = None) -> Corpus:
@@ -129,6 +168,8 @@ def load_tree(root: Path, *, max_bytes: int | None, python_version: str) -> Corp
         description=description,
         train_files=tuple(names["train"]),
         valid_files=tuple(names["valid"]),
+        train_sizes=tuple(map(len, splits["train"])),
+        valid_sizes=tuple(map(len, splits["valid"])),
     )
 
 

@@ -10,9 +10,19 @@
   package and a network (a clear ``InputError`` otherwise);
 - ``synthetic:TASK``: a generated task (synthetic.py).
 
-Text becomes ``batch_size`` parallel contiguous byte streams (``StreamBatches``), so row b of
+Text becomes ``batch_size`` parallel contiguous token streams (``StreamBatches``), so row b of
 step i+1 continues row b of step i and a model with recurrent memory carries its state across
-segments. Every source has a fingerprint that changes whenever the bytes it serves change.
+segments. Tokens are bytes, or with ``tokenizer: bpe`` the ids of a byte-level BPE trained on the
+training split (tokenizer.py); ``token_byte_lengths`` says how many bytes each id stands for, so
+losses are still scored per byte. Every source has a fingerprint that changes whenever the tokens
+it serves change (the tokenizer and its vocab_size included).
+
+A recipe's ``dedup`` (dedup.py) drops duplicate training documents as the text is loaded; a
+document is a file of ``python_stdlib`` or of a ``files:`` folder, a paragraph (ending at a run
+of blank lines) of a single ``files:`` file, and a row of an ``hf:`` dataset. The mode is part of
+the fingerprint; the validation bytes are the same in every mode. Synthetic tasks have no
+documents to de-duplicate and fixed-format sequences, so ``dedup`` and ``curriculum`` are
+refused for them.
 """
 
 from __future__ import annotations
@@ -26,17 +36,19 @@ from typing import TYPE_CHECKING, Protocol
 import torch
 
 from archsearch.errors import InputError
-from archsearch.evaluate.corpus import Corpus, is_validation, load_corpus
+from archsearch.evaluate.corpus import Corpus, is_validation, load_corpus, paragraph_sizes
 from archsearch.evaluate.recipe import split_data
 
 if TYPE_CHECKING:  # pragma: no cover
     from archsearch.evaluate.recipe import Recipe
+    from archsearch.evaluate.tokenizer import TokenStreams
 
 IGNORE = -100  # target of a position that is not scored (cross_entropy's ignore_index)
 SINGLE_FILE_VALID_FRACTION = 0.05
 _FORMAT = "archsearch-files-v1"  # bump when the layout below changes, so fingerprints change
 
 _FILES_CACHE: dict[str, Corpus] = {}
+_DEDUP_CACHE: dict[tuple[str, str], Corpus] = {}
 
 
 @dataclass(frozen=True)
@@ -88,7 +100,7 @@ class StreamBatches:
         for split, streams in (("train", self._train), ("validation", self._valid)):
             if streams.shape[1] < seq_len + 1:
                 raise InputError(
-                    f"the {split} split holds {streams.numel()} bytes, fewer than one batch of "
+                    f"the {split} split holds {streams.numel()} tokens, fewer than one batch of "
                     f"{rows} x {seq_len + 1}: use more text or a smaller batch_size / seq_len",
                     key="data",
                 )
@@ -104,6 +116,12 @@ class StreamBatches:
             description=corpus.description,
         )
 
+    @property
+    def train_streams(self) -> torch.Tensor:
+        """The training split as ``[rows, length]`` token streams (read only; curriculum.py
+        cuts its variable-length segments from them)."""
+        return self._train
+
     def train(self, step: int) -> Batch:
         return segment(self._train, step, self.seq_len)
 
@@ -117,18 +135,84 @@ def make_batches(recipe: Recipe) -> Batches:
     if scheme == "synthetic":
         from archsearch.evaluate.synthetic import SyntheticBatches
 
+        _refuse_for_synthetic(recipe)
+        if recipe.tokenizer != "bytes":
+            raise InputError(
+                f"synthetic tasks have their own symbols; use tokenizer: bytes for {recipe.data}",
+                key="tokenizer",
+            )
         return SyntheticBatches(value, batch_size=recipe.batch_size, seq_len=recipe.seq_len)
-    corpus = load_text(recipe.data)
+    if recipe.tokenizer == "bpe":
+        tokens = _bpe_streams(recipe)
+        return StreamBatches(
+            tokens.train,
+            tokens.valid,
+            rows=recipe.batch_size,
+            seq_len=recipe.seq_len,
+            fingerprint=tokens.fingerprint,
+            description=tokens.description,
+        )
+    corpus = load_text(recipe.data, dedup=recipe.dedup)
     return StreamBatches.from_corpus(corpus, rows=recipe.batch_size, seq_len=recipe.seq_len)
 
 
 def data_fingerprint(recipe: Recipe) -> str:
-    """What identifies the bytes a recipe is measured on (stored beside every result)."""
+    """What identifies the tokens a recipe is measured on (stored beside every result)."""
     return make_batches(recipe).fingerprint
 
 
-def load_text(data: str) -> Corpus:
-    """A text source named by ``data:`` -> train and validation bytes."""
+def token_byte_lengths(recipe: Recipe) -> torch.Tensor | None:
+    """Bytes each token id of the recipe's data stands for; None where every scored token
+    counts as one (the bytes tokenizer, and synthetic tasks, scored per answer token).
+
+    A function of the recipe rather than of a ``Batches`` object, so wrappers such as the
+    curriculum's batches need not carry it.
+    """
+    if recipe.tokenizer != "bpe" or recipe.data_scheme == "synthetic":
+        return None
+    return _bpe_streams(recipe).byte_lengths
+
+
+def target_bytes(targets: torch.Tensor, lengths: torch.Tensor | None) -> int:
+    """How many bytes the scored targets (those not ``IGNORE``) decode to."""
+    scored = targets[targets != IGNORE]
+    return int(scored.numel() if lengths is None else lengths[scored].sum())
+
+
+def _bpe_streams(recipe: Recipe) -> TokenStreams:
+    """The recipe's text encoded by its BPE (cached per process by tokenizer.py)."""
+    from archsearch.evaluate.tokenizer import encode_corpus
+
+    assert recipe.vocab_size is not None  # the recipe fills it in for every tokenizer
+    return encode_corpus(load_text(recipe.data, dedup=recipe.dedup), recipe.vocab_size)
+
+
+def _refuse_for_synthetic(recipe: Recipe) -> None:
+    """Generated examples have a fixed format and no documents: nothing to warm up or drop."""
+    if recipe.curriculum is not None:
+        raise InputError(
+            f"synthetic tasks have fixed-format sequences of seq_len tokens; remove curriculum "
+            f"for {recipe.data}",
+            key="curriculum",
+        )
+    if recipe.dedup != "none":
+        raise InputError(
+            f"synthetic tasks generate every example afresh, there are no documents to "
+            f"de-duplicate; use dedup: none for {recipe.data}",
+            key="dedup",
+        )
+
+
+def load_text(data: str, dedup: str = "none") -> Corpus:
+    """A text source named by ``data:`` -> train and validation bytes, de-duplicated by
+    ``dedup`` (none, exact, near); cached per process for each (data, dedup)."""
+    if dedup != "none":
+        key = (data, dedup)
+        if key not in _DEDUP_CACHE:
+            from archsearch.evaluate.dedup import deduplicate
+
+            _DEDUP_CACHE[key] = deduplicate(load_text(data), dedup)
+        return _DEDUP_CACHE[key]
     scheme, value = split_data(data)
     if scheme == "corpus":
         return load_corpus(data)
@@ -190,7 +274,8 @@ def load_hf(spec: str) -> Corpus:
     if not columns:
         raise InputError(f"dataset {spec!r} has no text column", key="data")
     column = "text" if "text" in columns else columns[0]
-    texts = {k: "\n".join(split[column]).encode("utf-8") for k, split in splits.items()}
+    rows = {k: [row.encode("utf-8") for row in split[column]] for k, split in splits.items()}
+    texts = {k: b"\n".join(chunk) for k, chunk in rows.items()}
     digest = hashlib.sha256(f"archsearch-hf-v1\0{spec}\0{column}\0".encode())
     for split, content in texts.items():
         digest.update(f"{split}\0{len(content)}\0".encode())
@@ -205,7 +290,14 @@ def load_hf(spec: str) -> Corpus:
         ),
         train_files=("train",),
         valid_files=(valid_split,),
+        train_sizes=row_sizes(rows["train"]),
+        valid_sizes=row_sizes(rows["valid"]),
     )
+
+
+def row_sizes(rows: list[bytes]) -> tuple[int, ...]:
+    """Document sizes of rows joined by newlines: each row owns the newline after it."""
+    return tuple(len(row) + (index < len(rows) - 1) for index, row in enumerate(rows))
 
 
 def list_text_files(root: Path) -> dict[str, bytes]:
@@ -271,6 +363,8 @@ def _folder(root: Path) -> Corpus:
         ),
         train_files=tuple(names["train"]),
         valid_files=tuple(names["valid"]),
+        train_sizes=tuple(map(len, parts["train"])),
+        valid_sizes=tuple(map(len, parts["valid"])),
     )
 
 
@@ -294,6 +388,8 @@ def _single_file(path: Path) -> Corpus:
         ),
         train_files=(path.name,),
         valid_files=(path.name,),
+        train_sizes=paragraph_sizes(content[:cut]),
+        valid_sizes=paragraph_sizes(content[cut:]),
     )
 
 

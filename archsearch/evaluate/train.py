@@ -7,6 +7,11 @@ streams of the held-out files the same way, so every candidate sees the same val
 Synthetic tasks (synthetic.py) score only their answer positions: there ``val_bpb`` is bits per
 answer token and ``val_accuracy`` the fraction of answers predicted exactly.
 
+With ``tokenizer: bpe`` the model predicts BPE tokens but scores stay in bits per BYTE, so they
+compare with byte-level results: the nats summed over the scored target tokens, divided by the
+bytes those tokens decode to, over ln 2. For bytes this is the same number as before BPE existed
+(tokens per byte is exactly 1).
+
 ``fit`` can stop at any step and start again from a ``TrainState`` (checkpoint.py saves one), and
 a resumed run takes exactly the steps an uninterrupted one would.
 """
@@ -17,7 +22,7 @@ import dataclasses
 import importlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +33,16 @@ from torch import nn
 from archsearch.config import ArchConfig
 from archsearch.errors import InputError
 from archsearch.evaluate import CandidateFailed
-from archsearch.evaluate.data import IGNORE, Batch, Batches, StreamBatches, make_batches
+from archsearch.evaluate.curriculum import cumulative_tokens, with_curriculum
+from archsearch.evaluate.data import (
+    IGNORE,
+    Batch,
+    Batches,
+    StreamBatches,
+    make_batches,
+    target_bytes,
+    token_byte_lengths,
+)
 from archsearch.evaluate.recipe import Recipe
 
 LN2 = math.log(2.0)
@@ -106,7 +120,7 @@ def evaluate(
         steps=last["step"],
         wall_s=time.perf_counter() - wall_start,
         cpu_s=time.process_time() - cpu_start,
-        diverged=last["val_bpb"] > math.log2(recipe.vocab_size),
+        diverged=last["val_bpb"] > uniform_bpb(batches, recipe),
         data_fingerprint=batches.fingerprint,
         curve=tuple(curve),
         val_accuracy=last.get("val_accuracy"),
@@ -136,15 +150,19 @@ def check_compatible(config: ArchConfig, recipe: Recipe) -> None:
 
 def validation_bpb(model: nn.Module, valid: torch.Tensor, recipe: Recipe) -> float:
     """Mean validation loss in bits per byte of a byte tensor, read as the recipe's streams."""
+    if recipe.tokenizer != "bytes":
+        raise InputError("validation_bpb reads raw bytes; use validate()", key="tokenizer")
     streams = StreamBatches(valid, valid, rows=recipe.batch_size, seq_len=recipe.seq_len)
     return validate(model, streams, recipe)["val_bpb"]
 
 
 def validate(model: nn.Module, batches: Batches, recipe: Recipe) -> dict[str, float]:
-    """Validation loss in bits per scored token (and answer accuracy for answer-only tasks).
+    """Validation loss in bits per byte (per answer token for answer-only tasks, with their
+    accuracy).
 
-    Text batches are all the same size, so the loss is the mean of the batch means; answer-only
-    tasks weigh every answer equally.
+    Text batches are all the same size, so the mean of the batch means is the loss per token,
+    and tokens per byte of the scored targets turns it into the loss per byte (exactly 1 for
+    bytes); answer-only tasks weigh every answer equally.
     """
     was_training = model.training
     model.eval()
@@ -167,12 +185,32 @@ def validate(model: nn.Module, batches: Batches, recipe: Recipe) -> dict[str, fl
     finally:
         model.train(was_training)
     denominator = answers if batches.answers_only else recipe.eval_batches
-    bpb = total / denominator / LN2
+    targets = (batches.valid(index).targets for index in range(recipe.eval_batches))
+    bpb = total / denominator * tokens_per_byte(targets, token_byte_lengths(recipe)) / LN2
     if not math.isfinite(bpb):
         raise CandidateFailed(f"validation loss is {bpb}")
     if batches.answers_only:
         return {"val_bpb": bpb, "val_accuracy": correct / answers}
     return {"val_bpb": bpb}
+
+
+def tokens_per_byte(targets: Iterable[torch.Tensor], lengths: torch.Tensor | None) -> float:
+    """Scored target tokens over the bytes they decode to (1.0 when each token is a byte)."""
+    if lengths is None:
+        return 1.0
+    tokens = scored_bytes = 0
+    for target in targets:
+        tokens += int((target != IGNORE).sum())
+        scored_bytes += target_bytes(target, lengths)
+    return tokens / scored_bytes
+
+
+def uniform_bpb(batches: Batches, recipe: Recipe) -> float:
+    """What a uniform guess over the recipe's vocabulary scores on the validation targets:
+    log2(vocab_size) bits per token, in bits per byte (8 for bytes)."""
+    targets = (batches.valid(index).targets for index in range(recipe.eval_batches))
+    assert recipe.vocab_size is not None  # filled in for every tokenizer
+    return math.log2(recipe.vocab_size) * tokens_per_byte(targets, token_byte_lengths(recipe))
 
 
 def learning_rate(recipe: Recipe, step: int) -> float:
@@ -221,9 +259,11 @@ def fit(
     the model contract (``model(tokens, state=...) -> ModelOutput``). ``resume`` continues from
     a saved state (the model must already hold its weights); ``stop_at`` ends after that many
     steps in all; ``checkpoint`` receives the state at each validation point and where training
-    stops.
+    stops. A recipe's ``curriculum`` shortens the early training segments (curriculum.py); the
+    reported ``tokens`` are those actually trained on.
     """
-    batches = make_batches(recipe) if batches is None else batches
+    batches = with_curriculum(make_batches(recipe) if batches is None else batches, recipe)
+    trained = cumulative_tokens(recipe)  # tokens after each step (fewer with a curriculum)
     optimizer = _optimizer(model, recipe)
     parameters = [p for p in model.parameters() if p.requires_grad]
     forward = task_forward(recipe.task)
@@ -235,6 +275,14 @@ def fit(
         if resume.rng is not None:
             torch.set_rng_state(resume.rng)
     end = recipe.steps if stop_at is None else min(stop_at, recipe.steps)
+
+    lengths = token_byte_lengths(recipe)
+
+    def window_ratio() -> float:
+        """Tokens per byte of the steps since the last validation point (re-read, so a
+        resumed run needs nothing more in its checkpoint)."""
+        steps = range(run.step - run.since_eval, run.step)
+        return tokens_per_byte((batches.train(i).targets for i in steps), lengths)
 
     def snapshot() -> TrainState:
         return dataclasses.replace(
@@ -265,9 +313,9 @@ def fit(
         if step + 1 in eval_at:
             point = {
                 "step": step + 1,
-                "tokens": (step + 1) * recipe.tokens_per_step,
+                "tokens": trained[step],
                 **_renamed(validate(model, batches, recipe)),
-                "train_bpb": run.loss_sum / run.since_eval / LN2,
+                "train_bpb": run.loss_sum / run.since_eval * window_ratio() / LN2,
             }
             run.curve.append(point)
             if report is not None:
