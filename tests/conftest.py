@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,11 @@ import torch
 import yaml
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Tests never read or write the user's cache (latency predictors, tokenizers): a private one per
+# session, set before Ray starts so its workers inherit it.
+_SESSION_CACHE = tempfile.mkdtemp(prefix="archsearch-test-cache-")
+os.environ["ARCHSEARCH_CACHE_DIR"] = _SESSION_CACHE
+atexit.register(shutil.rmtree, _SESSION_CACHE, ignore_errors=True)
 # Tiny models run fastest on one thread, and timings do not depend on the machine's load.
 torch.set_num_threads(1)
 

@@ -161,13 +161,13 @@ def test_a_resumed_curriculum_run_equals_an_uninterrupted_one(tmp_path: Path) ->
 
 
 def test_synthetic_data_refuses_a_curriculum() -> None:
-    recipe = load_recipe("mqar")
-    recipe = recipe.replace(curriculum=Curriculum(8, 0.5))
     with pytest.raises(InputError) as caught:
-        make_batches(recipe)
+        load_recipe("mqar").replace(curriculum=Curriculum(8, 0.5))
     assert caught.value.key == "curriculum"
+    # Batches without text streams given to a text recipe with a curriculum: refused too.
+    text = load_recipe("lm_brief").replace(seq_len=64, curriculum=Curriculum(8, 0.5))
     with pytest.raises(InputError) as caught:
-        with_curriculum(make_batches(load_recipe("mqar")), recipe)
+        with_curriculum(make_batches(load_recipe("mqar")), text)
     assert caught.value.key == "curriculum"
 
 

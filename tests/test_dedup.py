@@ -235,7 +235,6 @@ def test_python_stdlib_near_drops_a_superset_of_exact() -> None:
 
 
 def test_synthetic_data_refuses_dedup() -> None:
-    recipe = load_recipe("mqar").replace(dedup="exact")
     with pytest.raises(InputError) as caught:
-        make_batches(recipe)
+        load_recipe("mqar").replace(dedup="exact")
     assert caught.value.key == "dedup"

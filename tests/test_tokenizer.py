@@ -234,11 +234,10 @@ def test_missing_tokenizers_package_says_how_to_install(
 
 
 def test_bpe_is_refused_for_synthetic_tasks() -> None:
-    recipe = Recipe.from_dict(
-        {**TINY_RECIPE, "data": "synthetic:mqar", "tokenizer": "bpe", "vocab_size": VOCAB}
-    )
     with pytest.raises(InputError) as caught:
-        make_batches(recipe)
+        Recipe.from_dict(
+            {**TINY_RECIPE, "data": "synthetic:mqar", "tokenizer": "bpe", "vocab_size": VOCAB}
+        )
     assert caught.value.key == "tokenizer"
 
 

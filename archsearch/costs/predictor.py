@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from archsearch.cache import cache_root
 from archsearch.config import ArchConfig
 from archsearch.costs.analytic import analytic_costs
 from archsearch.costs.convention import CountingConvention
@@ -332,9 +333,7 @@ def cache_key(threads: int, cpu: str | None = None, torch_version: str | None = 
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("ARCHSEARCH_CACHE_DIR")
-    base = Path(root).expanduser() if root else Path.home() / ".cache" / "archsearch"
-    return base / "latency"
+    return cache_root() / "latency"
 
 
 def cache_path(threads: int) -> Path:

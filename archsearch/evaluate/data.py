@@ -135,12 +135,6 @@ def make_batches(recipe: Recipe) -> Batches:
     if scheme == "synthetic":
         from archsearch.evaluate.synthetic import SyntheticBatches
 
-        _refuse_for_synthetic(recipe)
-        if recipe.tokenizer != "bytes":
-            raise InputError(
-                f"synthetic tasks have their own symbols; use tokenizer: bytes for {recipe.data}",
-                key="tokenizer",
-            )
         return SyntheticBatches(value, batch_size=recipe.batch_size, seq_len=recipe.seq_len)
     if recipe.tokenizer == "bpe":
         tokens = _bpe_streams(recipe)
@@ -185,22 +179,6 @@ def _bpe_streams(recipe: Recipe) -> TokenStreams:
 
     assert recipe.vocab_size is not None  # the recipe fills it in for every tokenizer
     return encode_corpus(load_text(recipe.data, dedup=recipe.dedup), recipe.vocab_size)
-
-
-def _refuse_for_synthetic(recipe: Recipe) -> None:
-    """Generated examples have a fixed format and no documents: nothing to warm up or drop."""
-    if recipe.curriculum is not None:
-        raise InputError(
-            f"synthetic tasks have fixed-format sequences of seq_len tokens; remove curriculum "
-            f"for {recipe.data}",
-            key="curriculum",
-        )
-    if recipe.dedup != "none":
-        raise InputError(
-            f"synthetic tasks generate every example afresh, there are no documents to "
-            f"de-duplicate; use dedup: none for {recipe.data}",
-            key="dedup",
-        )
 
 
 def load_text(data: str, dedup: str = "none") -> Corpus:

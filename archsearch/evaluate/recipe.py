@@ -147,6 +147,8 @@ class Recipe:
         _choice(self, "dedup", DEDUP_MODES)
         if self.proxy is not None:
             _choice(self, "proxy", PROXY_NAMES)
+        if self.data_scheme == "synthetic":
+            _refuse_text_options(self)
         if self.curriculum is not None:
             if not isinstance(self.curriculum, Curriculum):
                 raise InputError(
@@ -345,6 +347,28 @@ def _check_data(data: Any, task: str) -> None:
             f"task {task} cannot be trained on {data!r}, which is {data_task} data"
             + (" (seq2seq needs synthetic:reverse)" if task == "seq2seq" else ""),
             key="task",
+        )
+
+
+def _refuse_text_options(recipe: Recipe) -> None:
+    """Generated examples have their own symbols, a fixed format and no documents: BPE,
+    a length warm-up and de-duplication mean nothing there."""
+    if recipe.tokenizer != "bytes":
+        raise InputError(
+            f"synthetic tasks have their own symbols; use tokenizer: bytes for {recipe.data}",
+            key="tokenizer",
+        )
+    if recipe.curriculum is not None:
+        raise InputError(
+            f"synthetic tasks have fixed-format sequences of seq_len tokens; remove curriculum "
+            f"for {recipe.data}",
+            key="curriculum",
+        )
+    if recipe.dedup != "none":
+        raise InputError(
+            f"synthetic tasks generate every example afresh, there are no documents to "
+            f"de-duplicate; use dedup: none for {recipe.data}",
+            key="dedup",
         )
 
 

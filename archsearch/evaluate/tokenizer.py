@@ -143,10 +143,10 @@ def train_bpe(text: bytes, vocab_size: int) -> ByteBPE:
 
 def cache_path(corpus_fingerprint: str, vocab_size: int) -> Path:
     """Where the tokenizer for this corpus and vocabulary is cached (JSON)."""
-    from archsearch.costs.predictor import cache_dir  # the one place that knows the cache root
+    from archsearch.cache import cache_root
 
     key = hashlib.sha256(f"{FORMAT}\0{corpus_fingerprint}\0{vocab_size}".encode()).hexdigest()
-    return cache_dir().parent / "tokenizers" / f"bpe{vocab_size}-{key[:32]}.json"
+    return cache_root() / "tokenizers" / f"bpe{vocab_size}-{key[:32]}.json"
 
 
 def load_bpe(corpus: Corpus, vocab_size: int) -> ByteBPE:
