@@ -1,6 +1,7 @@
 """``archsearch export --study S --trial best|N --format F --out DIR``: a searched architecture
-for other trainers, with its provenance. ``best`` is the lowest val_bpb among the trials trained
-to the end within every budget."""
+for other trainers, with its provenance. ``best`` is the trial with the best quality among those
+evaluated in full within every budget: the lowest val_bpb, or the highest score in a study
+searched with a zero-cost proxy."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--study", required=True)
     export.add_argument("--storage", default=DEFAULT_STORAGE)
     export.add_argument(
-        "--trial", default="best", help="'best' (lowest val_bpb within budget) or N"
+        "--trial",
+        default="best",
+        help="'best' (lowest val_bpb, or highest proxy score, within budget) or N",
     )
     export.add_argument("--format", choices=FORMATS, default="yaml")
     export.add_argument("--out", default="exports", help="folder to write into (default ./exports)")

@@ -24,7 +24,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--profile", default="mobile_100M", help="built-in name or YAML path")
     run.add_argument("--space", default="tiny_lm", help="built-in name or YAML path")
-    run.add_argument("--evaluator", default="lm_brief", help="built-in name or YAML path")
+    run.add_argument(
+        "--evaluator",
+        default="lm_brief",
+        help="built-in name or YAML path: a training recipe (quality val_bpb, minimised) or a "
+        "zero-cost proxy recipe such as proxy_grad_norm (quality proxy_<name>, maximised; "
+        "nothing is trained)",
+    )
     run.add_argument("--trials", type=int, default=24, help="trained candidates in the study")
     run.add_argument("--workers", type=int, default=2, help="parallel trials, one thread each")
     run.add_argument(
@@ -46,7 +52,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=DEFAULT_SCHEDULER,
         choices=SCHEDULERS,
         help="early stopping on intermediate val_bpb: none (default) or asha; "
-        "stopped trials are recorded as pruned, never on the front",
+        "stopped trials are recorded as pruned, never on the front (off for proxy recipes)",
     )
     run.add_argument(
         "--address",
@@ -91,8 +97,9 @@ def handle(args: argparse.Namespace) -> int:
         "timeout": f" (stopped by --timeout {args.timeout:g} s)" if args.timeout else "",
         "interrupted": " (interrupted)",
     }.get(summary.ended, "")
+    done = "trained" if summary.quality.trains else f"scored by {summary.quality.name}"
     console.print(
-        f"study '{summary.study_name}': {summary.trained} trained{how}, "
+        f"study '{summary.study_name}': {summary.trained} {done}{how}, "
         f"{summary.rejected_infeasible} rejected over budget, "
         f"{summary.rejected_invalid} rejected as invalid, {summary.wall_s:.0f} s this run"
     )

@@ -42,6 +42,12 @@ def handle(args: argparse.Namespace) -> int:
 
     config = ArchConfig.from_yaml(args.config)
     base = load_recipe(args.evaluator)
+    if base.scores_by_proxy:
+        raise InputError(
+            f"'{base.name}' scores untrained models with the zero-cost proxy {base.proxy} and "
+            "trains nothing: give a training recipe (e.g. lm_brief)",
+            key="--evaluator",
+        )
     per_step = base.tokens_per_step
     for name, value in (("--tokens", args.tokens), ("--stop-after", args.stop_after)):
         if value is not None and value < per_step:

@@ -4,7 +4,9 @@ Every proxy is ``proxy(config, recipe) -> float`` and HIGHER MEANS PREDICTED BET
 validation loss). Each one scores the very model that ``evaluate`` would start training from
 (built under ``recipe.seed``) on one fixed minibatch of the recipe's data (``proxy_batch``:
 training batch number ``recipe.seed``), so proxies are deterministic and comparable between
-candidates. ``archsearch fidelity`` measures how well each one actually ranks.
+candidates. ``archsearch fidelity`` measures how well each one actually ranks, and a recipe
+with ``proxy: <name>`` makes ``archsearch run`` search with that proxy (``score``) instead of
+training.
 
 - ``params``: parameters outside the embedding table and output layer (Archai's Lightweight
   Transformer Search ranks by decoder parameters).
@@ -41,6 +43,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from archsearch.config import ArchConfig
 from archsearch.costs import estimate_costs
+from archsearch.errors import InputError
 from archsearch.evaluate.data import IGNORE, Batch, make_batches
 from archsearch.evaluate.recipe import Recipe
 from archsearch.evaluate.train import check_compatible, task_forward
@@ -94,6 +97,28 @@ PROXIES: dict[str, Proxy] = {
     "grad_norm": grad_norm,
     "jacob_cov": jacob_cov,
 }
+
+
+def score(config: ArchConfig, recipe: Recipe, *, threads: int | None = None) -> float:
+    """The recipe's proxy (``proxy:`` key) of ``config``: what a proxy search records.
+
+    ``threads`` sets torch's intra-op threads for the call (as ``evaluate`` does for training)
+    and restores them after. The value may be NaN or infinite; the caller decides what that
+    means (the search records such a candidate as failed).
+    """
+    if recipe.proxy is None:
+        raise InputError("this recipe trains; it names no zero-cost proxy", key="proxy")
+    if threads is not None and (
+        isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+    ):
+        raise InputError(f"must be a positive integer, got {threads!r}", key="threads")
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return float(PROXIES[recipe.proxy](config, recipe))
+    finally:
+        torch.set_num_threads(previous)
 
 
 # ---- the scores on a built model (tests reach in here) ---------------------------------------

@@ -20,7 +20,7 @@ def export_trial(study: optuna.Study, spec: str | int, fmt: str, out: Path) -> l
     """Write trial ``spec`` (``best`` or a number) of ``study`` to ``out`` in format ``fmt``."""
     from archsearch.export.naming import export_stem
     from archsearch.export.provenance import provenance
-    from archsearch.export.select import BEST, BEST_MEANING, select_trial
+    from archsearch.export.select import BEST, best_meaning, select_trial
     from archsearch.export.weights import recipe_seed
 
     if fmt not in FORMATS:
@@ -30,7 +30,7 @@ def export_trial(study: optuna.Study, spec: str | int, fmt: str, out: Path) -> l
         config = ArchConfig.from_dict(trial.user_attrs["arch"])
     except InputError as exc:
         raise exc.under(f"trial {trial.number} arch") from None
-    chosen = f"best: {BEST_MEANING}" if str(spec).lower() == BEST else "by trial number"
+    chosen = f"best: {best_meaning(study)}" if str(spec).lower() == BEST else "by trial number"
     prov = provenance(study, trial, selected_as=chosen)
     stem, seed = export_stem(study, trial), recipe_seed(study)
     if fmt == "yaml":

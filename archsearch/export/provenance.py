@@ -31,6 +31,7 @@ def provenance(study: optuna.Study, trial: FrozenTrial, selected_as: str) -> dic
         "status": select.status(trial),
         "baseline": select.baseline_name(trial),
         "objectives": select.objective_values(study, trial) if usable else None,
+        "quality": select.quality(study).to_dict(),
         "costs": {key: attrs[key] for key in COST_ATTRS if key in attrs},
         "profile": {
             "name": profile.get("name"),
@@ -50,8 +51,8 @@ def provenance(study: optuna.Study, trial: FrozenTrial, selected_as: str) -> dic
 def headline(prov: dict[str, Any]) -> str:
     """One line: study, trial, quality and MACs under the profile."""
     values = prov.get("objectives") or {}
-    quality = values.get(select.QUALITY)
-    quality_text = f"{select.QUALITY} {quality:.4f}" if quality is not None else prov["status"]
+    name, quality = next(iter(values.items()), (None, None))  # the quality comes first
+    quality_text = f"{name} {quality:.4f}" if quality is not None else prov["status"]
     macs = prov["costs"].get("macs")
     macs_text = f"{macs:,} MACs" if macs is not None else "MACs unknown"
     return (

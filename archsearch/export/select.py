@@ -6,14 +6,21 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from archsearch.errors import InputError
-from archsearch.report.trials import best_trial
+from archsearch.report.trials import best_trial, quality
 
 BEST = "best"
-BEST_MEANING = "lowest val_bpb among trials trained to the end within every budget"
+
+
+def best_meaning(study: optuna.Study) -> str:
+    """What ``best`` means in this study: the best quality (lowest val_bpb, or highest proxy
+    score) among trials evaluated in full within every budget, worded for its objective."""
+    measured = quality(study)
+    done = "trained to the end" if measured.trains else "scored"
+    return f"{measured.best_word} {measured.name} among trials {done} within every budget"
 
 
 def select_trial(study: optuna.Study, spec: str | int) -> FrozenTrial:
-    """``best`` (see ``BEST_MEANING``; baselines included) or the trial numbered ``spec``.
+    """``best`` (see ``best_meaning``; baselines included) or the trial numbered ``spec``.
 
     A numbered trial must carry an architecture; it may be any status (a baseline, or a design
     over budget that the user wants anyway): its provenance records the status.

@@ -24,19 +24,21 @@ from archsearch.report.footprint import (
     cpu_footprint,
     evolved_transformer_footprint,
 )
-from archsearch.report.formatting import MISSING, format_value, short_number
+from archsearch.report.formatting import MISSING, format_value, objective_label, short_number
 from archsearch.report.markdown import markdown_table
+from archsearch.search.quality import LEGACY, Quality
 
 # Baselines the table always lists, in order, as (trial attr ``baseline``, display name).
 BASELINES = (("transformer", "Transformer"), ("lite_transformer", "Lite Transformer"))
 NOT_APPLICABLE = "n/a on this task"
 NOT_RUN = "not run"
 HAND_DESIGNED = "hand-designed"
+QUALITY_COLUMN = 3  # where the quality objective's column sits in HEADERS
 HEADERS = (
     "model",
     "params",
     "Mult-Adds",
-    "val_bpb",
+    select.QUALITY,  # the study's quality objective (see ``Comparison.headers``)
     "search cost",
     "energy (kWh)",
     "CO2 (kg)",
@@ -57,6 +59,7 @@ class ComparisonRow:
     search: Footprint | None = None
     note: str = ""
     et_ratio: float | None = None  # Evolved Transformer's search CO2 / this row's
+    quality_name: str = select.QUALITY  # the study's quality objective
 
     def cells(self) -> list[str]:
         design = [MISSING] * 3
@@ -64,7 +67,7 @@ class ComparisonRow:
             design = [
                 format_value("params", self.params),
                 format_value("macs", self.macs),
-                format_value(select.QUALITY, self.quality)
+                format_value(self.quality_name, self.quality)
                 if self.quality is not None
                 else self.note or MISSING,
             ]
@@ -91,7 +94,7 @@ class ComparisonRow:
             "trial": self.trial,
             "params": self.params,
             "macs": self.macs,
-            select.QUALITY: self.quality,
+            self.quality_name: self.quality,
             "search": self.search.to_dict() if self.search else None,
             "note": self.note,
             "et_ratio": self.et_ratio,
@@ -106,10 +109,18 @@ class Comparison:
     rows: list[ComparisonRow]
     assumptions: Assumptions = field(default_factory=Assumptions)
     notes: list[str] = field(default_factory=list)
+    quality: Quality = LEGACY
+
+    @property
+    def headers(self) -> tuple[str, ...]:
+        """``HEADERS`` with the quality column named after the study's quality objective."""
+        label = objective_label(self.quality.name, self.quality.direction)
+        return (*HEADERS[:QUALITY_COLUMN], label, *HEADERS[QUALITY_COLUMN + 1 :])
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "study": self.study,
+            "quality": self.quality.to_dict(),
             "budget": self.budget,
             "convention": self.convention,
             "rows": [row.to_dict() for row in self.rows],
@@ -121,6 +132,7 @@ class Comparison:
 def compare(study: optuna.Study, assumptions: Assumptions | None = None) -> Comparison:
     """The table's rows for ``study``; the search's cost is the whole study's CPU time."""
     assumptions = assumptions or Assumptions()
+    quality = select.quality(study)
     et = evolved_transformer_footprint(assumptions)
     found = select.baseline_trials(study)
     rows = [_design_row(study, name, found.get(key)) for key, name in BASELINES]
@@ -140,15 +152,25 @@ def compare(study: optuna.Study, assumptions: Assumptions | None = None) -> Comp
     rows.append(ComparisonRow("Evolved Transformer (as published)", search=et, note=NOT_APPLICABLE))
     profile = study.user_attrs.get("profile", {})
     wall_h = float(study.user_attrs.get("search_wall_s", 0.0)) / 3600.0
+    done = "trained" if quality.trains else "scored"
     notes = [
         f"archsearch's search cost: {short_number(spent.hours)} CPU h, the CPU time of the "
-        "driver and of every trained candidate, baselines included (Ray's daemons not "
+        f"driver and of every {done} candidate, baselines included (Ray's daemons not "
         f"counted); wall clock {short_number(wall_h)} h",
-        "best found: lowest val_bpb among trials trained within budget, baselines excluded",
+        f"best found: {quality.best_word} {quality.name} among trials {done} within budget, "
+        "baselines excluded",
+    ]
+    if not quality.trains:
+        notes.append(
+            f"quality: {quality.describe()}; no candidate was trained, so the column is a "
+            "predicted ranking, not a measured quality (see `archsearch fidelity`)"
+        )
+    notes += [
         "Evolved Transformer: parameters, Mult-Adds and quality were measured on WMT "
         f"translation, so they are {NOT_APPLICABLE}",
         *assumptions.describe(),
     ]
+    rows = [dataclasses.replace(row, quality_name=quality.name) for row in rows]
     return Comparison(
         study=study.study_name,
         budget=_describe_budget(profile),
@@ -156,6 +178,7 @@ def compare(study: optuna.Study, assumptions: Assumptions | None = None) -> Comp
         rows=rows,
         assumptions=assumptions,
         notes=notes,
+        quality=quality,
     )
 
 
@@ -165,7 +188,7 @@ def comparison_table(comparison: Comparison) -> Table:
         caption="\n".join([comparison.convention, *comparison.notes]),
         caption_justify="left",
     )
-    for index, header in enumerate(HEADERS):
+    for index, header in enumerate(comparison.headers):
         table.add_column(header, justify="left" if index == 0 else "right")
     for row in comparison.rows:
         table.add_row(*row.cells())
@@ -176,7 +199,7 @@ def comparison_markdown(comparison: Comparison) -> str:
     lines = [
         f"### Comparison under {comparison.budget} (study `{comparison.study}`)",
         "",
-        markdown_table(HEADERS, [row.cells() for row in comparison.rows]),
+        markdown_table(comparison.headers, [row.cells() for row in comparison.rows]),
         "",
     ]
     if comparison.convention:
@@ -194,13 +217,15 @@ def _design_row(study: optuna.Study, name: str, trial: Any) -> ComparisonRow:
 def _trial_row(study: optuna.Study, name: str, trial: optuna.trial.FrozenTrial) -> ComparisonRow:
     values = select.objective_values(study, trial)
     usable = select.is_usable(trial)
+    quality = select.quality(study).name
     return ComparisonRow(
         name,
         trial=trial.number,
         params=trial.user_attrs.get("params"),
         macs=trial.user_attrs.get("macs"),
-        quality=values.get(select.QUALITY) if usable else None,
+        quality=values.get(quality) if usable else None,
         note="" if usable else select.status(trial),
+        quality_name=quality,
     )
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 
-COUNTS = ("macs", "params", "total_params", "weight_bytes")
+# Counts, shown in millions; ``proxy_params`` is the parameter-count proxy's score.
+COUNTS = ("macs", "params", "total_params", "weight_bytes", "proxy_params")
 MISSING = "-"
 
 
@@ -19,6 +20,12 @@ def format_value(name: str, value: float | None) -> str:
     if name in COUNTS:
         return millions(value)
     return f"{value:.4f}"
+
+
+def objective_label(name: str, direction: str) -> str:
+    """A column header: the objective's name, marked ``(max)`` where higher is better (every
+    other objective, costs and ``val_bpb``, is minimised)."""
+    return f"{name} (max)" if direction == "maximize" else name
 
 
 def short_number(value: float) -> str:

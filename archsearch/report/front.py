@@ -8,8 +8,14 @@ from typing import Any
 import optuna
 from rich.table import Table
 
-from archsearch.report.formatting import format_value
-from archsearch.report.trials import baseline_name, is_usable, objective_names
+from archsearch.report.formatting import format_value, objective_label
+from archsearch.report.trials import (
+    baseline_name,
+    is_usable,
+    losses,
+    objective_directions,
+    objective_names,
+)
 
 
 @dataclass(frozen=True)
@@ -23,13 +29,14 @@ class FrontRow:
 
 
 def front_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """Non-dominated trials among those trained to the end within budget, best quality first.
+    """Non-dominated trials among those evaluated in full within budget, best quality first
+    (lowest val_bpb, or highest proxy score: Optuna's front follows the study's directions).
 
     ``study.best_trials`` already leaves out infeasible trials; the filter below keeps that true
     even for trials whose constraints were written by an older archsearch.
     """
     front = [trial for trial in study.best_trials if is_usable(trial)]
-    return sorted(front, key=lambda trial: (list(trial.values), trial.number))
+    return sorted(front, key=lambda trial: (list(losses(study, trial).values()), trial.number))
 
 
 def pareto_front(study: optuna.Study) -> list[FrontRow]:
@@ -50,10 +57,11 @@ def pareto_front(study: optuna.Study) -> list[FrontRow]:
 
 def front_table(study: optuna.Study, rows: list[FrontRow]) -> Table:
     names = objective_names(study)
+    directions = objective_directions(study)
     table = Table(title=f"Pareto front of study '{study.study_name}' (feasible trials)")
     table.add_column("trial", justify="right")
     for name in names:
-        table.add_column(name, justify="right")
+        table.add_column(objective_label(name, directions[name]), justify="right")
     table.add_column("params", justify="right")
     table.add_column("architecture")
     for row in rows:

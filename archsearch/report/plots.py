@@ -17,7 +17,9 @@ import optuna
 
 from archsearch.errors import InputError
 from archsearch.report import trials as select
+from archsearch.report.formatting import format_value
 from archsearch.report.front import front_trials, summarize_arch
+from archsearch.search.quality import LEGACY, Quality
 
 EXTRA_HINT = "pip install 'archsearch[report]'"
 
@@ -43,6 +45,7 @@ class Panel:
     points: list[Point]
     frontier: list[Point]  # non-dominated in (cost, quality), by increasing cost
     budget: float | None
+    quality: Quality = LEGACY  # the study's quality objective: the y axis and its direction
 
 
 def cost_axes(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> list[str]:
@@ -62,6 +65,7 @@ def cost_axes(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> li
 def panels(study: optuna.Study) -> list[Panel]:
     from archsearch.profiles import COST_METRICS
 
+    quality = select.quality(study)
     trials = select.usable_trials(study)
     front = {t.number for t in front_trials(study)}
     budgets = study.user_attrs.get("profile", {}).get("budgets", {})
@@ -72,15 +76,16 @@ def panels(study: optuna.Study) -> list[Panel]:
             cost = _cost(study, trial, metric)
             if cost is None:
                 continue
-            quality = trial.values[0]
+            value = trial.values[0]
+            shown = format_value(quality.name, value)
             text = (
-                f"trial {trial.number}: {select.QUALITY} {quality:.4f}, {metric} {cost:,.0f}"
+                f"trial {trial.number}: {quality.name} {shown}, {metric} {cost:,.0f}"
                 f"<br>{summarize_arch(trial.user_attrs.get('arch', {}))}"
             )
             points.append(
                 Point(
                     trial.number,
-                    quality,
+                    value,
                     cost,
                     trial.number in front,
                     select.baseline_name(trial),
@@ -88,16 +93,19 @@ def panels(study: optuna.Study) -> list[Panel]:
                 )
             )
         title = f"{metric} ({getattr(COST_METRICS.get(metric), 'description', metric)})"
-        out.append(Panel(metric, title, points, frontier(points), budgets.get(metric)))
+        front_2d = frontier(points, maximize=quality.maximize)
+        out.append(Panel(metric, title, points, front_2d, budgets.get(metric), quality))
     return out
 
 
-def frontier(points: list[Point]) -> list[Point]:
-    """Points no other point beats on both cost and quality (lower is better for both)."""
-    ordered = sorted(points, key=lambda p: (p.cost, p.quality, p.trial))
+def frontier(points: list[Point], *, maximize: bool = False) -> list[Point]:
+    """Points no other point beats on both cost and quality: lower cost is better, and lower
+    quality values (``val_bpb``) or, with ``maximize``, higher ones (a proxy score)."""
+    sign = -1.0 if maximize else 1.0
+    ordered = sorted(points, key=lambda p: (p.cost, sign * p.quality, p.trial))
     kept: list[Point] = []
     for point in ordered:
-        if not kept or point.quality < kept[-1].quality:
+        if not kept or sign * point.quality < sign * kept[-1].quality:
             kept.append(point)
     return kept
 
@@ -151,7 +159,8 @@ def write_png(study: optuna.Study, path: Path) -> Path:
         if panel.budget is not None:
             ax.axvline(panel.budget, ls="--", c="tab:red", lw=1, label="budget")
         ax.set_xlabel(panel.axis_title)
-        ax.set_ylabel(f"{select.QUALITY} (lower is better)")
+        better = "higher" if panel.quality.maximize else "lower"
+        ax.set_ylabel(f"{panel.quality.name} ({better} is better)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     figure.suptitle(_title(study), fontsize=10)
@@ -209,7 +218,7 @@ def plotly_figure(study: optuna.Study):  # -> plotly.graph_objects.Figure
                 x=panel.budget, line_dash="dash", line_color="#d62728", row=1, col=column
             )
         figure.update_xaxes(title_text=panel.axis_title, row=1, col=column)
-        figure.update_yaxes(title_text=select.QUALITY, row=1, col=column)
+        figure.update_yaxes(title_text=panel.quality.name, row=1, col=column)
     figure.update_layout(title=_title(study), template="plotly_white")
     return figure
 
@@ -246,4 +255,5 @@ def _number(value: object) -> float | None:
 
 def _title(study: optuna.Study) -> str:
     profile = study.user_attrs.get("profile", {})
-    return f"{study.study_name}: {select.QUALITY} against cost, profile {profile.get('name', '?')}"
+    name = select.quality(study).name
+    return f"{study.study_name}: {name} against cost, profile {profile.get('name', '?')}"

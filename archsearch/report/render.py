@@ -6,14 +6,16 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from archsearch.report.formatting import MISSING, format_value, short_number
+from archsearch.report.formatting import MISSING, format_value, objective_label, short_number
 from archsearch.report.front import summarize_arch
 from archsearch.report.markdown import markdown_table
 from archsearch.report.summary import StudySummary, TrialRow
 
 
-def trial_headers(objectives: list[str]) -> list[str]:
-    return ["trial", *objectives, "params", "status", "architecture"]
+def trial_headers(objectives: list[str], directions: dict[str, str] | None = None) -> list[str]:
+    directions = directions or {}
+    labels = [objective_label(name, directions.get(name, "minimize")) for name in objectives]
+    return ["trial", *labels, "params", "status", "architecture"]
 
 
 def trial_cells(row: TrialRow, objectives: list[str], label: str | None = None) -> list[str]:
@@ -24,12 +26,12 @@ def trial_cells(row: TrialRow, objectives: list[str], label: str | None = None) 
 
 def sections(summary: StudySummary) -> list[tuple[str, list[str], list[list[str]]]]:
     """(title, headers, rows) of each table, shared by the Rich and Markdown views."""
-    objectives = summary.objectives
-    headers = trial_headers(objectives)
+    objectives, directions = summary.objectives, summary.directions
+    headers = trial_headers(objectives, directions)
     front = [trial_cells(row, objectives) for row in summary.front]
     baselines = [trial_cells(row, objectives, name) for name, row in summary.baselines.items()]
     best = [
-        trial_cells(row, objectives, f"min {name}: {row.number}")
+        trial_cells(row, objectives, f"{_extreme(directions.get(name))} {name}: {row.number}")
         for name, row in summary.best.items()
     ]
     return [
@@ -39,26 +41,34 @@ def sections(summary: StudySummary) -> list[tuple[str, list[str], list[list[str]
     ]
 
 
+def _extreme(direction: str | None) -> str:
+    return "max" if direction == "maximize" else "min"
+
+
 def header_lines(summary: StudySummary) -> list[str]:
     profile = summary.profile
     convention = profile.get("convention", {}).get("description", "")
     fingerprint = (summary.data_fingerprint or MISSING)[:16]
-    return [
+    lines = [
         f"study '{summary.study}': profile {profile.get('name', MISSING)}, evaluator "
         f"{summary.evaluator.get('name', MISSING)}, data {fingerprint}, archsearch "
         f"{summary.archsearch_version or MISSING}",
         convention,
     ]
+    if not summary.quality.trains:
+        lines.append(f"quality: {summary.quality.describe()}; no candidate was trained")
+    return lines
 
 
 def cost_lines(summary: StudySummary) -> list[str]:
     cost = summary.cost
     counts = ", ".join(f"{n} {status}" for status, n in cost.counts.items()) or "no trials"
+    done, doing = ("trained", "training") if summary.quality.trains else ("scored", "scoring")
     return [
-        f"search cost: {short_number(cost.cpu_s / 3600)} CPU h (trained candidates "
+        f"search cost: {short_number(cost.cpu_s / 3600)} CPU h ({done} candidates "
         f"{short_number(cost.trial_cpu_s / 3600)} h, the rest the driver), "
         f"{short_number(cost.wall_s / 3600)} h wall clock",
-        f"trials: {cost.trained} trained, {cost.rejected} rejected before training ({counts})",
+        f"trials: {cost.trained} {done}, {cost.rejected} rejected before {doing} ({counts})",
     ]
 
 

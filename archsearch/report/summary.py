@@ -14,6 +14,7 @@ from optuna.trial import FrozenTrial
 
 from archsearch.report import trials as select
 from archsearch.report.front import front_trials
+from archsearch.search.quality import Quality
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,8 @@ class TrialRow:
 
     @property
     def quality(self) -> float | None:
-        return self.values.get(select.QUALITY)
+        """The quality objective's value (objectives are in the study's order, quality first)."""
+        return next(iter(self.values.values()), None)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,6 +81,8 @@ class SearchCost:
 class StudySummary:
     study: str
     objectives: list[str]
+    directions: dict[str, str]  # objective -> minimize | maximize
+    quality: Quality  # the quality objective: name, direction, proxy
     profile: dict[str, Any]
     evaluator: dict[str, Any]
     data_fingerprint: str | None
@@ -92,6 +96,8 @@ class StudySummary:
         return {
             "study": self.study,
             "objectives": self.objectives,
+            "directions": self.directions,
+            "quality": self.quality.to_dict(),
             "profile": self.profile,
             "evaluator": self.evaluator,
             "data_fingerprint": self.data_fingerprint,
@@ -120,6 +126,8 @@ def summarize(study: optuna.Study) -> StudySummary:
     return StudySummary(
         study=study.study_name,
         objectives=select.objective_names(study),
+        directions=select.objective_directions(study),
+        quality=select.quality(study),
         profile=dict(attrs.get("profile", {})),
         evaluator=dict(attrs.get("evaluator", {})),
         data_fingerprint=attrs.get("data_fingerprint"),

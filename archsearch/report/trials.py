@@ -1,9 +1,11 @@
 """Which trials count for what (usable, baseline, best), defined once for reports and exports.
 
-A trial is *usable* when it was trained to the end and meets every budget: Optuna state
-COMPLETE, archsearch status ``complete`` (not ``infeasible``, whose quality is a placeholder,
-nor a stopped or failed run) and all constraints <= 0. *Best* is the usable trial with the
-lowest ``val_bpb``; ties go to fewer MACs, then to the earlier trial.
+A trial is *usable* when it was evaluated in full (trained to the end, or scored by the study's
+zero-cost proxy) and meets every budget: Optuna state COMPLETE, archsearch status ``complete``
+(not ``infeasible``, whose quality is a placeholder, nor a stopped or failed run) and all
+constraints <= 0. *Best* is the usable trial with the best quality: the lowest ``val_bpb``, or
+the highest proxy score (the study records which, see ``archsearch.search.quality``); ties go
+to the better costs, then fewer MACs, then to the earlier trial.
 """
 
 from __future__ import annotations
@@ -15,17 +17,31 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from archsearch.search.constraints import is_feasible
+from archsearch.search.quality import LEGACY, MAXIMIZE, MINIMIZE, Quality, study_quality
 
-QUALITY = "val_bpb"
+QUALITY = LEGACY.name  # the quality of studies that recorded none (all of them measured it)
 BASELINE_ATTR = "baseline"  # user attr of enqueued reference designs: "transformer", ...
 
 
+def quality(study: optuna.Study) -> Quality:
+    """The study's quality objective: name and direction (``val_bpb``, minimised, if unrecorded)."""
+    return study_quality(study)
+
+
 def objective_names(study: optuna.Study) -> list[str]:
-    """The study's objective names (``val_bpb`` first), as the driver recorded them."""
+    """The study's objective names (the quality first), as the driver recorded them."""
     names = study.user_attrs.get("objectives")
     if names:
         return list(names)
     return [f"objective_{i}" for i in range(len(study.directions))]
+
+
+def objective_directions(study: optuna.Study) -> dict[str, str]:
+    """Objective name -> ``minimize`` or ``maximize``: the quality's recorded direction, and
+    minimize for every cost."""
+    names = objective_names(study)
+    first = quality(study).direction
+    return {name: first if index == 0 else MINIMIZE for index, name in enumerate(names)}
 
 
 def objective_values(study: optuna.Study, trial: FrozenTrial) -> dict[str, float]:
@@ -62,19 +78,29 @@ def usable_trials(study: optuna.Study, *, baselines: bool = True) -> list[Frozen
 
 
 def best_trial(study: optuna.Study, *, baselines: bool = True) -> FrozenTrial | None:
-    """Lowest ``val_bpb`` among usable trials (ties: fewer MACs, then earlier); None if none."""
-    return _lowest(study, usable_trials(study, baselines=baselines), QUALITY)
+    """The usable trial with the best quality (lowest ``val_bpb``, highest proxy score; ties:
+    better costs, fewer MACs, then earlier); None if none."""
+    return _best(study, usable_trials(study, baselines=baselines), quality(study).name)
 
 
 def best_per_objective(study: optuna.Study) -> dict[str, FrozenTrial]:
-    """For each objective, the usable trial that minimises it (all objectives are minimised)."""
+    """For each objective, the usable trial best on it (in the objective's direction)."""
     trials = usable_trials(study)
     best = {}
     for name in objective_names(study):
-        trial = _lowest(study, trials, name)
+        trial = _best(study, trials, name)
         if trial is not None:
             best[name] = trial
     return best
+
+
+def losses(study: optuna.Study, trial: FrozenTrial) -> dict[str, float]:
+    """``objective_values`` turned so that lower is better for each (maximised ones negated)."""
+    directions = objective_directions(study)
+    return {
+        name: -value if directions.get(name) == MAXIMIZE else value
+        for name, value in objective_values(study, trial).items()
+    }
 
 
 def baseline_trials(study: optuna.Study) -> dict[str, FrozenTrial]:
@@ -94,12 +120,12 @@ def status_counts(study: optuna.Study) -> Counter[str]:
     return Counter(status(t) for t in study.get_trials(deepcopy=False))
 
 
-def _lowest(study: optuna.Study, trials: list[FrozenTrial], name: str) -> FrozenTrial | None:
+def _best(study: optuna.Study, trials: list[FrozenTrial], name: str) -> FrozenTrial | None:
     others = [other for other in objective_names(study) if other != name]
 
     def key(trial: FrozenTrial) -> tuple[float, ...]:
         # Ties go to the trial that is better on the other objectives (never a dominated one).
-        values = objective_values(study, trial)
+        values = losses(study, trial)
         rest = [values.get(other, math.inf) for other in others]
         return (values.get(name, math.inf), *rest, trial.user_attrs.get("macs", math.inf))
 

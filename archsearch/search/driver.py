@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,8 @@ from archsearch.search.defaults import (
     SAMPLERS,
     SCHEDULERS,
 )
+from archsearch.search.quality import LEGACY, MINIMIZE, Quality, quality_of
+from archsearch.search.quality import STUDY_ATTR as QUALITY_ATTR
 from archsearch.search.samplers import grid_size
 from archsearch.search.storage import open_storage, run_folder
 from archsearch.space import SearchSpace, load_space
@@ -64,6 +67,7 @@ class SearchSummary:
     ended: str = "done"  # done | exhausted | timeout | interrupted
     interrupted_trials: int = 0  # closed and queued again by this run
     baselines: list[str] = field(default_factory=list)  # queued by this run
+    quality: Quality = LEGACY  # what the candidates were scored on
 
     @property
     def interrupted(self) -> bool:
@@ -124,12 +128,14 @@ def run_search(options: SearchOptions, *, console: Any = None) -> SearchSummary:
     storage = open_storage(options.storage)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
+    quality = quality_of(inputs.recipe)
     searcher = ArchSearcher(
         inputs.space,
         inputs.profile,
         sampler=make_sampler(options.sampler, options.seed, inputs.space),
         storage=storage,
         study_name=study_name,
+        quality=quality,
     )
     study = searcher.study
     searcher.data_fingerprint = _describe_study(study, inputs, options)
@@ -146,6 +152,8 @@ def run_search(options: SearchOptions, *, console: Any = None) -> SearchSummary:
     progress = SearchProgress(searcher, total=options.trials, done=done_before, ledger=ledger)
     if console is not None:
         progress.console = console
+    if not quality.trains:
+        progress.console.print(f"quality: {quality.describe()}; candidates are not trained")
     if recovered:
         progress.console.print(
             f"resumed: {recovered} interrupted trial(s) marked failed and queued again"
@@ -195,6 +203,7 @@ def run_search(options: SearchOptions, *, console: Any = None) -> SearchSummary:
         ended=ended,
         interrupted_trials=cut,
         baselines=[b.name for b in queued],
+        quality=quality,
     )
 
 
@@ -263,30 +272,66 @@ def _describe_study(study: optuna.Study, inputs: Inputs, options: SearchOptions)
     from archsearch.evaluate.data import data_fingerprint
 
     fingerprint = data_fingerprint(inputs.recipe)  # what every worker's result must match
+    quality = quality_of(inputs.recipe)
     description = {
         "space": inputs.space.name,
         "space_source": str(inputs.space.source),
         "profile": inputs.profile.to_dict(),
         "evaluator": inputs.recipe.to_dict(),
         "data_fingerprint": fingerprint,
-        "objectives": ["val_bpb", *inputs.profile.objectives],
+        QUALITY_ATTR: quality.to_dict(),
+        "objectives": [quality.name, *inputs.profile.objectives],
         "constraint_names": list(inputs.profile.budgets),
     }
-    existing = study.user_attrs
+    existing = dict(study.user_attrs)
     if "data_fingerprint" in existing:
+        _check_quality(study, existing, quality, len(inputs.profile.objectives))
         for key in _differences(existing, description):
             raise InputError(
                 f"study '{study.study_name}' was run with another {key}; "
                 "use --study to start a new study",
                 key="--study",
             )
+        if QUALITY_ATTR not in existing:  # a study from before the record: now it has one
+            study.set_user_attr(QUALITY_ATTR, quality.to_dict())
+        _name_objectives(study, description["objectives"])
         return fingerprint
     for key, value in description.items():
         study.set_user_attr(key, value)
+    _name_objectives(study, description["objectives"])
     study.set_user_attr("archsearch_version", __version__)
     study.set_user_attr("seed", options.seed)
     study.set_user_attr("sampler", options.sampler)
     return fingerprint
+
+
+def _name_objectives(study: optuna.Study, names: list[str]) -> None:
+    """Optuna's metric names, which optuna-dashboard shows on its axes and tables (instead of
+    "Objective 0"); set once. Experimental in Optuna 5, hence the silenced warning."""
+    if study.metric_names is not None:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(list(names))
+
+
+def _check_quality(
+    study: optuna.Study, stored: dict[str, Any], quality: Quality, costs: int
+) -> None:
+    """A study keeps one quality objective and direction: a study that measured val_bpb cannot
+    continue with a proxy (or another proxy), and Optuna's directions must say the same."""
+    before = _plain(stored.get(QUALITY_ATTR, LEGACY.to_dict()))  # older studies: val_bpb, min
+    directions = [direction.name.lower() for direction in study.directions]
+    wanted = [quality.direction] + [MINIMIZE] * costs
+    if before != _plain(quality.to_dict()) or directions != wanted:
+        was = f"{before.get('name')} ({before.get('direction')})"
+        if directions != wanted:
+            was += f", Optuna directions {', '.join(directions)}"
+        raise InputError(
+            f"study '{study.study_name}' measured {was}; this evaluator measures "
+            f"{quality.name} ({quality.direction}): use --study to start a new study",
+            key="--study",
+        )
 
 
 def _differences(stored: dict[str, Any], now: dict[str, Any]) -> list[str]:

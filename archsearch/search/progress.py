@@ -72,19 +72,19 @@ class SearchProgress(Callback):
         result = trial.last_result or {}
         arch = trial.config.get("arch", {})
         shape = f"L={arch.get('n_layers')} d={arch.get('d_model')}"
+        quality = self.searcher.quality
+        value = f"{quality.name}={result.get(quality.name, float('nan')):.4g}"
         if "failed" in result:
             line = f"[red]failed[/] {shape}: {result['failed']}"
         elif trial.config.get("baseline"):
-            line = (
-                f"[cyan]baseline {trial.config['baseline']}[/] {shape} "
-                f"val_bpb={result.get('val_bpb', float('nan')):.3f}"
-            )
+            line = f"[cyan]baseline {trial.config['baseline']}[/] {shape} {value}"
         elif not result.get("final", False):
             line = f"[yellow]stopped early[/] {shape}"
         else:
+            done = "trained" if quality.trains else "scored"
             line = (
-                f"[green]trained[/] {shape} val_bpb={result.get('val_bpb', float('nan')):.3f} "
-                f"MACs={result.get('macs', 0) / 1e6:.1f}M in {result.get('wall_s', 0):.0f}s"
+                f"[green]{done}[/] {shape} {value} "
+                f"MACs={result.get('macs', 0) / 1e6:.1f}M in {result.get('wall_s', 0):.1f}s"
             )
         self.console.print(line)
         self._refresh()

@@ -8,6 +8,9 @@ ASHA ranks on one metric. In a multi-objective search that metric (val_bpb) favo
 models, so ASHA tends to stop the small, cheap candidates that make the low-cost end of the
 front; that is why it is not the default (``none``). Use it when quality matters more than
 the trade-off, or with a profile whose budget leaves little room in cost.
+
+A zero-cost proxy recipe scores each candidate once, without training: there is nothing to stop
+early, so every scheduler is off for it.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ class BaselineKeepingASHA(AsyncHyperBandScheduler):
 
 def make_scheduler(name: str, recipe: Recipe) -> TrialScheduler | None:
     """The Tune scheduler for ``--scheduler name``; None means run every trial to the end."""
-    if name == "none" or recipe.eval_points < 2:
+    if name == "none" or recipe.scores_by_proxy or recipe.eval_points < 2:
         return None
     if name == "asha":
         return BaselineKeepingASHA(

@@ -5,9 +5,10 @@ Every trial lands in the study with what the driver knows about it as user attri
 (``status``, ``reason``, ``macs``, ``params``, ``arch``) and budget constraint values that both
 Optuna and optuna-dashboard read.
 
-Only trained candidates that finished their full budget are COMPLETE, so the Pareto front of
-Optuna (``study.best_trials``) and of optuna-dashboard (which ignores constraints when it picks
-its best trials) can only hold feasible, fully trained candidates:
+Only candidates trained to their full budget (or scored, with a zero-cost proxy recipe) are
+COMPLETE, so the Pareto front of Optuna (``study.best_trials``) and of optuna-dashboard (which
+ignores constraints when it picks its best trials) can only hold feasible, fully evaluated
+candidates:
 
 - over budget: PRUNED with positive constraint values (TPE learns from them as infeasible);
 - stopped early by the scheduler: PRUNED, status ``stopped``, partial figures as attributes;
@@ -28,9 +29,9 @@ from ray.tune.search.optuna import OptunaSearch
 from archsearch.profiles import Profile
 from archsearch.search.baselines import USER_ATTR as BASELINE
 from archsearch.search.constraints import record_constraints
+from archsearch.search.quality import LEGACY, Quality
 from archsearch.search.resume import close_interrupted
 from archsearch.search.samplers import GridSampler
-from archsearch.search.trainable import QUALITY
 from archsearch.search.verdict import Verdict, judge
 from archsearch.space import SearchSpace
 
@@ -53,7 +54,9 @@ PARTIAL_ATTRS = ("wall_s", "cpu_s", "tokens", "ray_node")  # kept from an interr
 class ArchSearcher(OptunaSearch):
     """Multi-objective OptunaSearch over a ``SearchSpace`` with a profile's hard budgets.
 
-    With the grid sampler the search ends when every configuration has been taken.
+    The first objective is ``quality`` (``val_bpb`` minimised, or a zero-cost proxy maximised;
+    see quality.py), the others the profile's cost objectives, minimised. With the grid sampler
+    the search ends when every configuration has been taken.
     """
 
     def __init__(
@@ -66,13 +69,15 @@ class ArchSearcher(OptunaSearch):
         study_name: str,
         max_rejections: int = 2000,
         data_fingerprint: str | None = None,
+        quality: Quality = LEGACY,
     ):
         self.arch_space = space
         self.profile = profile
         self.grid = sampler if isinstance(sampler, GridSampler) else None
         self.max_rejections = max_rejections if self.grid is None else len(self.grid.configs) + 1
         self.data_fingerprint = data_fingerprint
-        self.objectives = [QUALITY, *profile.objectives]
+        self.quality = quality
+        self.objectives = [quality.name, *profile.objectives]
         self.rejected = {"invalid": 0, "infeasible": 0, "duplicate": 0}
         self.exhausted = False
         self._verdicts: dict[str, Verdict] = {}
@@ -81,7 +86,7 @@ class ArchSearcher(OptunaSearch):
         super().__init__(
             space=self._define_by_run,
             metric=list(self.objectives),
-            mode=["min"] * len(self.objectives),
+            mode=[quality.mode] + ["min"] * len(profile.objectives),
             sampler=sampler,
             storage=storage,
             study_name=study_name,
@@ -130,8 +135,9 @@ class ArchSearcher(OptunaSearch):
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         """Keep the learning curve and the latest figures (multi-objective: no trial.report)."""
         self._last[trial_id] = result
-        if not result.get("final") and QUALITY in result:
-            point = {"tokens": result.get("tokens"), QUALITY: result[QUALITY]}
+        name = self.quality.name
+        if self.quality.trains and not result.get("final") and name in result:
+            point = {"tokens": result.get("tokens"), name: result[name]}
             self._curves.setdefault(trial_id, []).append(point)
 
     def on_trial_complete(
@@ -145,10 +151,11 @@ class ArchSearcher(OptunaSearch):
             if key in result:
                 trial.set_user_attr(key, result[key])
         curve = self._curves.pop(trial_id, [])
-        if not result.get("failed") and QUALITY in result:
+        name = self.quality.name
+        if self.quality.trains and not result.get("failed") and name in result:
             # The final report, or the one a scheduler stopped on (Tune hands that one to
-            # on_trial_complete only).
-            point = {"tokens": result.get("tokens"), QUALITY: result[QUALITY]}
+            # on_trial_complete only). A proxy has one value and no curve.
+            point = {"tokens": result.get("tokens"), name: result[name]}
             if not curve or curve[-1] != point:
                 curve.append(point)
         if curve:
@@ -169,8 +176,8 @@ class ArchSearcher(OptunaSearch):
             # Stopped by a scheduler: partial-budget values must never pose as complete.
             trial.set_user_attr("status", "stopped")
             trial.set_user_attr("reason", "stopped early by the scheduler")
-            if QUALITY in result:
-                trial.set_user_attr("val_bpb_at_stop", result[QUALITY])
+            if name in result:
+                trial.set_user_attr(f"{name}_at_stop", result[name])
             self._close(trial_id, trial, TrialState.PRUNED)
             return
         if failure is not None:

@@ -1,4 +1,5 @@
-"""What runs on a Ray worker: train one candidate and report to Tune. Never opens the study."""
+"""What runs on a Ray worker: score one candidate (train it, or take a zero-cost proxy) and
+report to Tune. Never opens the study."""
 
 from __future__ import annotations
 
@@ -12,24 +13,25 @@ from ray import tune
 from archsearch.config import ArchConfig
 from archsearch.evaluate import CandidateFailed
 from archsearch.evaluate.recipe import Recipe
+from archsearch.search.quality import LEGACY, Quality, quality_of
 
-QUALITY = "val_bpb"  # the recipe's quality metric, minimised
+QUALITY = LEGACY.name  # the training recipes' quality metric, minimised
 
 # How allocators word an allocation failure: CPU (c10's DefaultCPUAllocator), CUDA, MPS.
 _OOM_TEXTS = ("out of memory", "can't allocate memory", "cannot allocate memory")
 
 
 def train_candidate(config: dict[str, Any], recipe: Recipe, threads: int = 1) -> None:
-    """Ray Tune function trainable.
+    """Ray Tune function trainable: score one candidate as the recipe says.
 
-    Each eval point but the last is an intermediate report (``final: False``) carrying the
-    recipe's quality metric, so a scheduler can stop weak trials; the last point arrives once,
-    in the final report (``final: True``) with the cost objectives and the training figures.
-    A candidate that fails reports ``failed: <reason>`` and ``failure: <kind>`` instead of
-    raising, so the driver records why and the search goes on.
+    A training recipe trains it: each eval point but the last is an intermediate report
+    (``final: False``) carrying the quality metric, so a scheduler can stop weak trials; the
+    last point arrives once, in the final report (``final: True``) with the cost objectives and
+    the training figures. A proxy recipe scores the untrained model once, in a final report.
+    A candidate that fails (an exception, a NaN or infinite quality) reports ``failed: <reason>``
+    and ``failure: <kind>`` instead of raising, so the driver records why and the search goes on.
     """
-    from archsearch.evaluate.train import evaluate
-
+    quality = quality_of(recipe)
     costs = dict(config["objectives"])
     where = {"ray_node": _node_id()}
     wall_start, cpu_start = time.perf_counter(), time.process_time()
@@ -50,7 +52,7 @@ def train_candidate(config: dict[str, Any], recipe: Recipe, threads: int = 1) ->
             {
                 "failed": reason,
                 "failure": kind,
-                QUALITY: math.nan,
+                quality.name: math.nan,
                 **costs,
                 **spent(),
                 **where,
@@ -60,7 +62,10 @@ def train_candidate(config: dict[str, Any], recipe: Recipe, threads: int = 1) ->
 
     try:
         arch = ArchConfig.from_dict(config["arch"])
-        result = evaluate(arch, recipe, report=report, threads=threads)
+        if quality.proxy is not None:
+            figures = _proxy_figures(arch, recipe, quality, threads)
+        else:
+            figures = _training_figures(arch, recipe, report, threads)
     except CandidateFailed as exc:
         report_failure("non_finite", exc.reason)
         return
@@ -68,24 +73,41 @@ def train_candidate(config: dict[str, Any], recipe: Recipe, threads: int = 1) ->
         kind, reason = classify_failure(exc)
         report_failure(kind, reason)
         return
-    if not math.isfinite(result.val_bpb):
-        report_failure("non_finite", f"non-finite validation loss {result.val_bpb}")
+    value = figures[quality.name]
+    if not math.isfinite(value):
+        what = "validation loss" if quality.trains else f"zero-cost proxy {quality.proxy} score"
+        report_failure("non_finite", f"non-finite {what} {value}")
         return
-    tune.report(
-        {
-            QUALITY: result.val_bpb,
-            "train_bpb": result.train_bpb,
-            "tokens": result.tokens,
-            "steps": result.steps,
-            "diverged": result.diverged,
-            "data_fingerprint": result.data_fingerprint,
-            **_optional(val_accuracy=getattr(result, "val_accuracy", None)),
-            **costs,
-            **spent(),
-            **where,
-            "final": True,
-        }
-    )
+    tune.report({**figures, **costs, **spent(), **where, "final": True})
+
+
+def _training_figures(
+    arch: ArchConfig, recipe: Recipe, report: Any, threads: int
+) -> dict[str, Any]:
+    """Train briefly (``evaluate``) and return what the final report carries."""
+    from archsearch.evaluate.train import evaluate
+
+    result = evaluate(arch, recipe, report=report, threads=threads)
+    return {
+        QUALITY: result.val_bpb,
+        "train_bpb": result.train_bpb,
+        "tokens": result.tokens,
+        "steps": result.steps,
+        "diverged": result.diverged,
+        "data_fingerprint": result.data_fingerprint,
+        **_optional(val_accuracy=getattr(result, "val_accuracy", None)),
+    }
+
+
+def _proxy_figures(
+    arch: ArchConfig, recipe: Recipe, quality: Quality, threads: int
+) -> dict[str, Any]:
+    """Score the untrained model with the recipe's zero-cost proxy; no training."""
+    from archsearch.evaluate.data import data_fingerprint
+    from archsearch.evaluate.proxies import score
+
+    value = score(arch, recipe, threads=threads)
+    return {quality.name: value, "data_fingerprint": data_fingerprint(recipe)}
 
 
 def classify_failure(exc: BaseException) -> tuple[str, str]:
