@@ -15,7 +15,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     fidelity = subparsers.add_parser(
         "fidelity", help="rank correlation of brief training (and proxies) vs longer training"
     )
-    fidelity.add_argument("--space", default="tiny_lm", help="built-in name or YAML path")
+    fidelity.add_argument(
+        "--space",
+        default="efficient_lm",
+        help="built-in name or YAML path (default efficient_lm: every family of the design space)",
+    )
     fidelity.add_argument("--profile", default="mobile_100M", help="built-in name or YAML path")
     fidelity.add_argument("--evaluator", default="lm_brief", help="built-in name or YAML path")
     fidelity.add_argument(
