@@ -176,7 +176,11 @@ def test_ctrl_c_and_kill_9_then_the_same_command_continues_the_study(tiny_inputs
     # Cost accounting across the three runs.
     runs = study.user_attrs["search_runs"]
     assert [run["status"] for run in runs] == ["interrupted", "killed", "done"]
-    assert len({run["ray_address"] for run in runs}) == 3  # each run its own fresh Ray
+    # Each run that got as far as starting Ray had its own fresh instance. (The killed run may
+    # die before its Ray starts: its first COMPLETE can be a retry answered from its twin.)
+    addresses = [run["ray_address"] for run in runs if "ray_address" in run]
+    assert "ray_address" in runs[0] and "ray_address" in runs[-1]
+    assert len(set(addresses)) == len(addresses)
     for run, wall in zip(runs, walls, strict=True):
         assert 0 < run["wall_s"] <= wall
     assert study.user_attrs["search_wall_s"] == pytest.approx(
