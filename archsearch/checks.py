@@ -32,6 +32,21 @@ def check_number(
         raise InputError(f"must be {'<' if high_open else '<='} {high}, got {value}", key=name)
 
 
+def check_integer(name: str, value: Any, minimum: int | None = None) -> None:
+    """An integer (not a bool, not a float), at least ``minimum`` when one is given."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(f"must be an integer, got {value!r}", key=name)
+    if minimum is not None and value < minimum:
+        raise InputError(f"must be >= {minimum}, got {value}", key=name)
+
+
+def check_count(name: str, value: Any, *, minimum: int = 1) -> None:
+    """An integer (not a bool, not a float) of at least ``minimum``: sizes, counts, threads."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        wanted = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise InputError(f"must be {wanted}, got {value!r}", key=name)
+
+
 def looks_numeric(text: str) -> bool:
     try:
         float(text)

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from archsearch.checks import check_number
+from archsearch.checks import check_integer, check_number
 from archsearch.errors import InputError, yaml_problem
 
 TASKS = ("causal_lm", "seq2seq")
@@ -59,14 +59,14 @@ class LayerConfig:
         _check_choice("conv_type", self.conv_type, CONV_KINDS)
         _check_choice("activation", self.activation, ACTIVATIONS)
         for name in ("heads", "dilation", "linformer_k", "performer_features"):
-            _check_int(name, getattr(self, name), minimum=1)
+            check_integer(name, getattr(self, name), minimum=1)
         for name in ("lsh_bucket_size", "lsh_hashes", "conv_kernel", "experts", "sparsity"):
-            _check_int(name, getattr(self, name), minimum=1)
-        _check_int("window", self.window, minimum=0)
-        _check_int("global_tokens", self.global_tokens, minimum=0)
+            check_integer(name, getattr(self, name), minimum=1)
+        check_integer("window", self.window, minimum=0)
+        check_integer("global_tokens", self.global_tokens, minimum=0)
         for name in ("attn_dim", "ffn_dim"):
             if getattr(self, name) is not None:
-                _check_int(name, getattr(self, name), minimum=1)
+                check_integer(name, getattr(self, name), minimum=1)
         check_number("lsra_split", self.lsra_split, low=0.0, high=1.0, low_open=True)
         check_number("ffn_ratio", self.ffn_ratio, low=0.0, low_open=True)
         check_number("capacity_factor", self.capacity_factor, low=0.0, low_open=True)
@@ -111,17 +111,17 @@ class ArchConfig:
         _check_choice("task", self.task, TASKS)
         _check_choice("memory", self.memory, MEMORY_KINDS)
         _check_choice("compress_fn", self.compress_fn, COMPRESS_FNS)
-        _check_int("vocab_size", self.vocab_size, minimum=2)
-        _check_int("max_seq_len", self.max_seq_len, minimum=1)
-        _check_int("d_model", self.d_model, minimum=1)
+        check_integer("vocab_size", self.vocab_size, minimum=2)
+        check_integer("max_seq_len", self.max_seq_len, minimum=1)
+        check_integer("d_model", self.d_model, minimum=1)
         if self.embed_dim is not None:
-            _check_int("embed_dim", self.embed_dim, minimum=1)
+            check_integer("embed_dim", self.embed_dim, minimum=1)
         _check_bool("tie_embeddings", self.tie_embeddings)
         _check_bool("share_layers", self.share_layers)
         check_number("dropout", self.dropout, low=0.0, high=1.0, high_open=True)
-        _check_int("mem_len", self.mem_len, minimum=0)
-        _check_int("compress_rate", self.compress_rate, minimum=1)
-        _check_int("compress_len", self.compress_len, minimum=0)
+        check_integer("mem_len", self.mem_len, minimum=0)
+        check_integer("compress_rate", self.compress_rate, minimum=1)
+        check_integer("compress_len", self.compress_len, minimum=0)
         if not isinstance(self.layers, tuple) or not self.layers:
             raise InputError("a model needs at least one layer", key="n_layers")
         if self.task == "seq2seq" and not self.encoder_layers:
@@ -187,9 +187,9 @@ class ArchConfig:
         n_layers = data.pop("n_layers", None)
         if n_layers is None:
             n_layers = _infer_count(data, LAYER_KEYS, "n_layers")
-        _check_int("n_layers", n_layers, minimum=1)
+        check_integer("n_layers", n_layers, minimum=1)
         n_enc = data.pop("n_encoder_layers", 0)
-        _check_int("n_encoder_layers", n_enc, minimum=0)
+        check_integer("n_encoder_layers", n_enc, minimum=0)
         decoder_values = {k: data.pop(k) for k in LAYER_KEYS if k in data}
         encoder_values = {
             k[len("encoder_") :]: data.pop(k) for k in list(data) if k in encoder_keys
@@ -296,13 +296,6 @@ def _flatten_layers(layers: tuple[LayerConfig, ...], always: tuple[str, ...] = (
 def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise InputError(f"{value!r} is not one of {', '.join(allowed)}", key=name)
-
-
-def _check_int(name: str, value: Any, minimum: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InputError(f"must be an integer, got {value!r}", key=name)
-    if minimum is not None and value < minimum:
-        raise InputError(f"must be >= {minimum}, got {value}", key=name)
 
 
 def _check_bool(name: str, value: Any) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from archsearch.builtins import resolve
+from archsearch.checks import check_count
 from archsearch.config import ArchConfig
 from archsearch.costs.analytic import Costs
 from archsearch.costs.convention import CountingConvention
@@ -44,8 +45,7 @@ class Workload:
             value = getattr(self, name)
             if value is None and name == "tokens":
                 continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InputError(f"must be a positive integer, got {value!r}", key=name)
+            check_count(name, value)
 
     def tokens_for(self, convention: CountingConvention) -> int:
         return self.tokens if self.tokens is not None else convention.tokens

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from archsearch.checks import check_count
 from archsearch.errors import InputError
 
 # Parts of a model that MACs and parameters are broken into.
@@ -40,8 +41,7 @@ class CountingConvention:
             value = getattr(self, name)
             if value is None and name == "source_tokens":
                 continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InputError(f"must be a positive integer, got {value!r}", key=name)
+            check_count(name, value)
         for part in self.exclude:
             if part not in PARTS:
                 known = ", ".join(PARTS)

@@ -397,11 +397,10 @@ def _unique_stacks(config: ArchConfig) -> list[tuple[LayerConfig, ...]]:
 
 
 def _check_sizes(tokens: int, batch: int) -> None:
-    from archsearch.errors import InputError
+    from archsearch.checks import check_count
 
-    for name, value in (("tokens", tokens), ("batch_size", batch)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InputError(f"must be a positive integer, got {value!r}", key=name)
+    check_count("tokens", tokens)
+    check_count("batch_size", batch)
 
 
 __all__ = [

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from archsearch.checks import check_count
 from archsearch.errors import InputError
 
 CORPORA = ("python_stdlib",)
@@ -94,10 +95,8 @@ def load_corpus(name: str = "python_stdlib", max_bytes: int | None = None) -> Co
     """
     if name not in CORPORA:
         raise InputError(f"unknown corpus '{name}' (known: {', '.join(CORPORA)})", key="data")
-    if max_bytes is not None and (
-        isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1
-    ):
-        raise InputError(f"must be a positive integer, got {max_bytes!r}", key="max_bytes")
+    if max_bytes is not None:
+        check_count("max_bytes", max_bytes)
     key = (name, max_bytes)
     if key not in _CACHE:
         _CACHE[key] = load_tree(stdlib_root(), max_bytes=max_bytes, python_version=python_version())

@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from archsearch.checks import check_count
 from archsearch.config import ArchConfig
 from archsearch.costs import estimate_costs
 from archsearch.errors import InputError
@@ -340,11 +341,9 @@ def run_fidelity(
             raise InputError(
                 f"unknown proxy {name!r} (known: {', '.join(PROXIES)})", key="--proxies"
             )
-    for name, value, minimum in (("--configs", configs, MIN_CONFIGS), ("--factor", factor, 2)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise InputError(f"must be an integer >= {minimum}, got {value!r}", key=name)
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise InputError(f"must be a positive integer, got {workers!r}", key="--workers")
+    check_count("--configs", configs, minimum=MIN_CONFIGS)
+    check_count("--factor", factor, minimum=2)
+    check_count("--workers", workers)
     if space.task != recipe.task:
         raise InputError(
             f"space '{space.name}' is {space.task} but evaluator '{recipe.name}' measures "

@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from archsearch.checks import check_count
 from archsearch.config import ArchConfig
 from archsearch.costs import estimate_costs
 from archsearch.errors import InputError
@@ -108,10 +109,8 @@ def score(config: ArchConfig, recipe: Recipe, *, threads: int | None = None) -> 
     """
     if recipe.proxy is None:
         raise InputError("this recipe trains; it names no zero-cost proxy", key="proxy")
-    if threads is not None and (
-        isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
-    ):
-        raise InputError(f"must be a positive integer, got {threads!r}", key="threads")
+    if threads is not None:
+        check_count("threads", threads)
     previous = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)

@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from archsearch.builtins import resolve
-from archsearch.checks import check_number
+from archsearch.checks import check_integer, check_number
 from archsearch.errors import InputError, yaml_problem
 
 TASKS = ("causal_lm", "seq2seq")
@@ -403,11 +403,7 @@ def _choice(obj: Any, name: str, allowed: tuple[str, ...]) -> None:
 
 
 def _integer(obj: Any, name: str, *, minimum: int) -> None:
-    value = getattr(obj, name)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InputError(f"must be an integer, got {value!r}", key=name)
-    if value < minimum:
-        raise InputError(f"must be >= {minimum}, got {value}", key=name)
+    check_integer(name, getattr(obj, name), minimum)
 
 
 def _number(obj: Any, name: str, **limits: Any) -> None:

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from archsearch.checks import check_count
 from archsearch.config import ArchConfig
 from archsearch.errors import InputError
 from archsearch.evaluate import CandidateFailed
@@ -91,8 +92,7 @@ def evaluate(
     when the loss or the gradient becomes NaN or infinite.
     """
     check_compatible(config, recipe)
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise InputError(f"must be a positive integer, got {threads!r}", key="threads")
+    check_count("threads", threads)
     # AdamW imports torch._dynamo when first built (seconds of CPU): do it before the clocks
     # start, so the first candidate of a worker is not charged for a one-time import.
     importlib.import_module("torch._dynamo")
