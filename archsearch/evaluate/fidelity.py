@@ -370,12 +370,11 @@ def run_fidelity(
     say = progress or (lambda message: None)
     saved = Journal(journal) if journal is not None else None
     finished = saved.read() if saved is not None else {}
-    keys = [job_key(kind, results[i].arch, job_recipe, proxies) for kind, i, job_recipe in jobs]
+    key_of = {(kind, i): job_key(kind, results[i].arch, r, proxies) for kind, i, r in jobs}
     reused = [
-        (kind, i, finished[k]) for (kind, i, _), k in zip(jobs, keys, strict=True) if k in finished
+        (kind, i, finished[key_of[kind, i]]) for kind, i, _ in jobs if key_of[kind, i] in finished
     ]
-    todo = [job for job, k in zip(jobs, keys, strict=True) if k not in finished]
-    key_of = {(kind, i): k for (kind, i, _), k in zip(jobs, keys, strict=True)}
+    todo = [job for job in jobs if key_of[job[0], job[1]] not in finished]
 
     def outcomes() -> Iterator[tuple[str, int, dict[str, Any]]]:
         yield from ((kind, i, dict(outcome)) for kind, i, outcome in reused)

@@ -185,8 +185,7 @@ def validate(model: nn.Module, batches: Batches, recipe: Recipe) -> dict[str, fl
     finally:
         model.train(was_training)
     denominator = answers if batches.answers_only else recipe.eval_batches
-    targets = (batches.valid(index).targets for index in range(recipe.eval_batches))
-    bpb = total / denominator * tokens_per_byte(targets, token_byte_lengths(recipe)) / LN2
+    bpb = total / denominator * _valid_tokens_per_byte(batches, recipe) / LN2
     if not math.isfinite(bpb):
         raise CandidateFailed(f"validation loss is {bpb}")
     if batches.answers_only:
@@ -208,9 +207,14 @@ def tokens_per_byte(targets: Iterable[torch.Tensor], lengths: torch.Tensor | Non
 def uniform_bpb(batches: Batches, recipe: Recipe) -> float:
     """What a uniform guess over the recipe's vocabulary scores on the validation targets:
     log2(vocab_size) bits per token, in bits per byte (8 for bytes)."""
-    targets = (batches.valid(index).targets for index in range(recipe.eval_batches))
     assert recipe.vocab_size is not None  # filled in for every tokenizer
-    return math.log2(recipe.vocab_size) * tokens_per_byte(targets, token_byte_lengths(recipe))
+    return math.log2(recipe.vocab_size) * _valid_tokens_per_byte(batches, recipe)
+
+
+def _valid_tokens_per_byte(batches: Batches, recipe: Recipe) -> float:
+    """``tokens_per_byte`` of the validation targets, the same at every validation point."""
+    targets = (batches.valid(index).targets for index in range(recipe.eval_batches))
+    return tokens_per_byte(targets, token_byte_lengths(recipe))
 
 
 def learning_rate(recipe: Recipe, step: int) -> float:
