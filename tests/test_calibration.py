@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from archsearch import ArchConfig
 from archsearch.cli import main
@@ -23,10 +22,7 @@ TINY_ARCH = {"vocab_size": 64, "max_seq_len": 64, "d_model": 16, "n_layers": 1, 
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("ARCHSEARCH_CACHE_DIR", str(tmp_path / "cache"))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield tmp_path / "cache"
-    torch.set_num_threads(threads)
+    return tmp_path / "cache"
 
 
 @pytest.fixture

@@ -80,7 +80,6 @@ def test_a_recipe_trains_on_local_files_relative_to_its_folder(tmp_path: Path) -
     recipe = load_recipe(path)
     assert recipe.data == f"files:{(tmp_path / 'corpus').resolve()}"
     assert Recipe.from_dict(recipe.to_dict()) == recipe
-    torch.set_num_threads(1)
     config = ArchConfig.from_dict({"d_model": 16, "n_layers": 1, "heads": 2, "max_seq_len": 32})
     result = evaluate(config, recipe)
     assert result.data_fingerprint == load_files(tmp_path / "corpus").fingerprint

@@ -200,7 +200,6 @@ def _recomputed(report: dict[str, Any]) -> None:
 
 
 def test_a_tiny_fidelity_run_reports_consistent_correlations() -> None:
-    torch.set_num_threads(1)
     space, profile, recipe = _inputs()
     lines: list[str] = []
     report = run_fidelity(
@@ -235,7 +234,6 @@ def test_cli_in_two_processes_matches_the_serial_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Spawned one-thread workers give the very losses the in-process run gives."""
-    torch.set_num_threads(1)
     space, profile, recipe = _inputs()
     serial = run_fidelity(space, profile, recipe, configs=4, factor=2, workers=1, proxies=[])
     paths = {
@@ -276,7 +274,6 @@ def test_cli_rejects_bad_flags_with_exit_2(
 def test_journal_resumes_an_interrupted_run_without_training_again(tmp_path: Path) -> None:
     """Half the jobs in the journal (plus a line cut short by a crash): the resumed report
     equals an uninterrupted one, and only the missing jobs run."""
-    torch.set_num_threads(1)
     space, profile, recipe = _inputs()
     journal = tmp_path / "fidelity.jsonl"
     whole = run_fidelity(space, profile, recipe, configs=4, factor=2, journal=journal)

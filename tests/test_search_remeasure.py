@@ -6,7 +6,6 @@ from pathlib import Path
 
 import optuna
 import pytest
-import torch
 
 from archsearch import ArchConfig
 from archsearch.costs import calibration
@@ -33,13 +32,10 @@ ARCHS = [
 @pytest.fixture
 def predictor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("ARCHSEARCH_CACHE_DIR", str(tmp_path / "cache"))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     calibration.calibrate(
         8, spaces=("tiny_lm",), seq_lens=(8, 16), max_macs=5e6, options=FAST, repeat=2
     )
-    yield load_predictor(threads=1)
-    torch.set_num_threads(threads)
+    return load_predictor(threads=1)
 
 
 def test_front_trials_are_timed_alone_and_both_figures_stored(predictor):

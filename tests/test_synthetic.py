@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -31,14 +30,6 @@ from archsearch.evaluate.synthetic import (
 from archsearch.evaluate.train import validate
 
 SEQ_LEN = 48
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _examples(task: str, count: int = 40, seq_len: int = SEQ_LEN) -> list[tuple[Any, ...]]:
