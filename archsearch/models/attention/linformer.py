@@ -93,7 +93,8 @@ class LinformerAttention(nn.Module):
         y = F.scaled_dot_product_attention(
             queries, keys, values, attn_mask=_causal_block_mask(n, c, q.device)
         )
-        return y.view(b, h, n * c, d)[:, :, :t]
+        # reshape, not view: CUDA's fused kernels may return y with strides a view cannot merge
+        return y.reshape(b, h, n * c, d)[:, :, :t]
 
 
 def _causal_block_mask(blocks: int, size: int, device: torch.device) -> torch.Tensor:
