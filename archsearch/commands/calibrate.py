@@ -182,5 +182,12 @@ def _print_report(report: dict[str, Any]) -> None:
             else ""
         )
     )
+    if "max_abs_cuda_training_memory_error" in summary:
+        device = next(iter(report["families"].values()))["memory"]["device"]
+        print(
+            f"on {device} (torch.cuda.max_memory_allocated): analytic inference memory within "
+            f"{summary['max_abs_cuda_inference_memory_error']:.2%}, training memory within "
+            f"{summary['max_abs_cuda_training_memory_error']:.2%}"
+        )
     for note in report["notes"]:
         print(f"note: {note}")

@@ -22,6 +22,7 @@ import torch
 from archsearch.config import ArchConfig
 from archsearch.costs.analytic import analytic_costs
 from archsearch.costs.convention import CountingConvention
+from archsearch.costs.cuda_memory import cuda_available, measure_on_device, release
 from archsearch.costs.latency import TimingOptions, measure_forward
 from archsearch.costs.memory import inference_memory, training_memory
 from archsearch.costs.predictor import (
@@ -266,7 +267,8 @@ def _relative(predicted: float, measured: float) -> float:
     return predicted / measured - 1.0 if measured else float("nan")
 
 
-def _model_inputs(config: ArchConfig, tokens: int, batch: int) -> tuple[tuple, Any]:
+def model_inputs(config: ArchConfig, tokens: int, batch: int) -> tuple[tuple, Any]:
+    """Random token inputs for ``batch`` x ``tokens`` and a full recurrent state (if any)."""
     from archsearch.models.memory import steady_state
 
     ids = torch.randint(0, config.vocab_size, (batch, tokens))
@@ -296,19 +298,42 @@ def check_family(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             model = build_model(config).eval()
-            inputs, state = _model_inputs(config, latency_tokens, 1)
+            inputs, state = model_inputs(config, latency_tokens, 1)
             kwargs = {} if state is None else {"state": state}
             counted = measured_macs(model, *inputs, **kwargs)["total"]
             convention = CountingConvention(tokens=latency_tokens, exclude=())
             analytic = analytic_costs(config, convention).total_macs
-            inputs, state = _model_inputs(config, memory_tokens, memory_batch)
+            inputs, state = model_inputs(config, memory_tokens, memory_batch)
             measure_inference(model, inputs, state)  # warm: cached masks are built once
             inference = measure_inference(model, inputs, state).peak
             training = measure_training(model, inputs, inputs[0], state).peak
+            on_gpu = measure_on_device(model, inputs, state) if cuda_available() else None
+            del model, inputs, state  # frees the device before the next family
     finally:
         torch.set_num_threads(previous)
     memory_inf = inference_memory(config, memory_tokens, memory_batch).peak
     memory_train = training_memory(config, memory_tokens, memory_batch).peak
+    memory: dict[str, Any] = {
+        "tokens": memory_tokens,
+        "batch": memory_batch,
+        "inference": {
+            "analytic": memory_inf,
+            "measured": inference,
+            "error": _relative(memory_inf, inference),
+        },
+        "training": {
+            "analytic": memory_train,
+            "measured": training,
+            "error": _relative(memory_train, training),
+        },
+    }
+    if on_gpu is not None:
+        release()
+        memory["device"] = on_gpu.device
+        memory["inference"]["cuda"] = on_gpu.inference
+        memory["inference"]["cuda_error"] = _relative(memory_inf, on_gpu.inference)
+        memory["training"]["cuda"] = on_gpu.training
+        memory["training"]["cuda_error"] = _relative(memory_train, on_gpu.training)
     stats = measure_forward(config, latency_tokens, 1, threads=threads, options=options)
     latency: dict[str, Any] = {"tokens": latency_tokens, "batch": 1, "measured": stats.to_dict()}
     if predictor is not None:
@@ -328,20 +353,7 @@ def check_family(
             "measured": counted,
             "error": _relative(analytic, counted),
         },
-        "memory": {
-            "tokens": memory_tokens,
-            "batch": memory_batch,
-            "inference": {
-                "analytic": memory_inf,
-                "measured": inference,
-                "error": _relative(memory_inf, inference),
-            },
-            "training": {
-                "analytic": memory_train,
-                "measured": training,
-                "error": _relative(memory_train, training),
-            },
-        },
+        "memory": memory,
         "latency": latency,
     }
 
@@ -357,8 +369,8 @@ def calibration_report(
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Per family: MACs, memory and latency next to their measurements; plus the predictor's
-    cross-validated figures when this machine has one. Memory is not measured on a GPU here
-    (none is lent): the tracker's figure is what ``torch.cuda.max_memory_allocated`` reports."""
+    cross-validated figures when this machine has one. Where a CUDA device is present, memory is
+    also measured there (``archsearch.costs.cuda_memory``: the allocator's own peak)."""
     predictor = load_predictor(threads)
     if options is None:  # time on the clock the predictor was calibrated on
         clock = (
@@ -392,8 +404,12 @@ def calibration_report(
         "families": rows,
         "summary": _summary(rows),
         "notes": [
-            "memory: peak live tensor bytes (archsearch.costs.tracker); no GPU is available, so "
-            "torch.cuda.max_memory_allocated is not checked",
+            "memory: peak live tensor bytes (archsearch.costs.tracker)"
+            + (
+                "; 'cuda': torch.cuda.max_memory_allocated above the cuBLAS workspaces"
+                if cuda_available()
+                else "; no CUDA device here, so the GPU allocator is not measured"
+            ),
             "latency: measured on a shared machine; figures include its load",
         ],
     }
@@ -411,9 +427,15 @@ def _summary(rows: dict[str, Any]) -> dict[str, Any]:
         return max(values) if values else float("nan")
 
     latency = [abs(r["latency"]["error"]) for r in rows.values() if "error" in r["latency"]]
-    return {
+    summary = {
         "max_abs_macs_error": worst(("macs", "error")),
         "max_abs_inference_memory_error": worst(("memory", "inference", "error")),
         "max_abs_training_memory_error": worst(("memory", "training", "error")),
         "latency_mape_held_out": sum(latency) / len(latency) if latency else None,
     }
+    if any("device" in row["memory"] for row in rows.values()):
+        summary["max_abs_cuda_inference_memory_error"] = worst(
+            ("memory", "inference", "cuda_error")
+        )
+        summary["max_abs_cuda_training_memory_error"] = worst(("memory", "training", "cuda_error"))
+    return summary
