@@ -8,10 +8,13 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 import yaml
+
+from archsearch.models.registry import ATTENTION, FFN, attention_family
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 # Tests never read or write the user's cache (latency predictors, tokenizers): a private one per
@@ -98,3 +101,62 @@ def tiny_inputs(tmp_path: Path) -> dict[str, Path]:
         "evaluator": write_yaml(tmp_path / "tiny_brief.yaml", TINY_RECIPE),
         "storage": f"sqlite:///{tmp_path / 'study.db'}",
     }
+
+
+# Every architecture family on a tiny model, one case each (plus memory, seq2seq and other
+# options): the memory tests check each on the CPU tracker, and on the CUDA allocator where a
+# GPU is present (test_cuda.py).
+FAMILY_BATCH, FAMILY_TOKENS = 2, 64
+FAMILY_BASE: dict[str, Any] = {
+    "vocab_size": 64,
+    "max_seq_len": 128,
+    "d_model": 32,
+    "n_layers": 2,
+    "heads": 2,
+    "ffn_ratio": 2,
+}
+# Settings that make each family do its characteristic work at FAMILY_TOKENS (several chunks,
+# buckets, blocks); families registered later get a plain configuration and are still checked.
+FAMILY_SETTINGS: dict[str, dict[str, Any]] = {
+    "local": {"window": 8, "dilation": 2},
+    "linformer": {"linformer_k": 16},
+    "performer": {"performer_features": 16},
+    "lsh": {"lsh_bucket_size": 8, "lsh_hashes": 2},
+    "lsra": {"lsra_split": 0.5, "conv_kernel": 5, "conv_type": "dynamic"},
+    "switch_moe": {"experts": 4, "capacity_factor": 4.0},
+    "sparse": {"sparsity": 4},
+}
+OTHER_CASES: dict[str, dict[str, Any]] = {
+    "memory=xl": {"memory": "xl", "mem_len": 16},
+    "memory=compressive": {
+        "memory": "compressive",
+        "mem_len": 16,
+        "compress_len": 4,
+        "compress_rate": 2,
+        "compress_fn": "conv",
+    },
+    "task=seq2seq": {
+        "task": "seq2seq",
+        "n_encoder_layers": 1,
+        "encoder_attention": "local",
+        "encoder_window": 8,
+        "encoder_global_tokens": 2,
+    },
+    "albert+dropout": {"embed_dim": 16, "tie_embeddings": False, "dropout": 0.1},
+    "lsra=lightweight": {"attention": "lsra", "lsra_split": 0.5, "conv_kernel": 3},
+    "relu+shared": {"activation": "relu", "share_layers": True},
+}
+
+
+def _family_cases() -> dict[str, dict[str, Any]]:
+    attention_family("full")  # load the registry
+    cases = {
+        f"attention={name}": {"attention": name, **FAMILY_SETTINGS.get(name, {})}
+        for name in ATTENTION
+    }
+    cases.update({f"ffn={name}": {"ffn": name, **FAMILY_SETTINGS.get(name, {})} for name in FFN})
+    cases.update(OTHER_CASES)
+    return cases
+
+
+FAMILY_CASES = _family_cases()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 import torch
+from conftest import FAMILY_BASE as BASE
+from conftest import FAMILY_BATCH as BATCH
+from conftest import FAMILY_CASES as CASES
+from conftest import FAMILY_TOKENS as TOKENS
 
 from archsearch import ArchConfig, build_model
 from archsearch.costs.memory import (
@@ -17,63 +19,8 @@ from archsearch.costs.memory import (
 from archsearch.costs.tracker import LiveBytes, measure_inference, measure_training
 from archsearch.errors import InputError
 from archsearch.models.memory import steady_state
-from archsearch.models.registry import ATTENTION, FFN, attention_family
 
 TOLERANCE = 0.10
-BATCH, TOKENS = 2, 64
-BASE: dict[str, Any] = {
-    "vocab_size": 64,
-    "max_seq_len": 128,
-    "d_model": 32,
-    "n_layers": 2,
-    "heads": 2,
-    "ffn_ratio": 2,
-}
-# Settings that make each family do its characteristic work at TOKENS (several chunks, buckets,
-# blocks); families registered later get a plain configuration and are still checked.
-FAMILY_SETTINGS: dict[str, dict[str, Any]] = {
-    "local": {"window": 8, "dilation": 2},
-    "linformer": {"linformer_k": 16},
-    "performer": {"performer_features": 16},
-    "lsh": {"lsh_bucket_size": 8, "lsh_hashes": 2},
-    "lsra": {"lsra_split": 0.5, "conv_kernel": 5, "conv_type": "dynamic"},
-    "switch_moe": {"experts": 4, "capacity_factor": 4.0},
-    "sparse": {"sparsity": 4},
-}
-OTHER_CASES: dict[str, dict[str, Any]] = {
-    "memory=xl": {"memory": "xl", "mem_len": 16},
-    "memory=compressive": {
-        "memory": "compressive",
-        "mem_len": 16,
-        "compress_len": 4,
-        "compress_rate": 2,
-        "compress_fn": "conv",
-    },
-    "task=seq2seq": {
-        "task": "seq2seq",
-        "n_encoder_layers": 1,
-        "encoder_attention": "local",
-        "encoder_window": 8,
-        "encoder_global_tokens": 2,
-    },
-    "albert+dropout": {"embed_dim": 16, "tie_embeddings": False, "dropout": 0.1},
-    "lsra=lightweight": {"attention": "lsra", "lsra_split": 0.5, "conv_kernel": 3},
-    "relu+shared": {"activation": "relu", "share_layers": True},
-}
-
-
-def _cases() -> dict[str, dict[str, Any]]:
-    attention_family("full")  # load the registry
-    cases = {
-        f"attention={name}": {"attention": name, **FAMILY_SETTINGS.get(name, {})}
-        for name in ATTENTION
-    }
-    cases.update({f"ffn={name}": {"ffn": name, **FAMILY_SETTINGS.get(name, {})} for name in FFN})
-    cases.update(OTHER_CASES)
-    return cases
-
-
-CASES = _cases()
 
 
 def measured(config: ArchConfig) -> tuple[int, int, int]:
