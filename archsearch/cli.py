@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -16,6 +17,7 @@ from archsearch.commands import COMMANDS
 from archsearch.errors import InputError
 
 USAGE_ERROR = 2
+BROKEN_PIPE = 141  # 128 + SIGPIPE, the status a shell reports for a tool its pipe's reader left
 
 
 class _Parser(argparse.ArgumentParser):
@@ -37,13 +39,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.handler(args)
+        status = args.handler(args)
+        sys.stdout.flush()  # a reader that left shows up here, not in the exit-time flush
+        return status
     except InputError as exc:
         print(f"archsearch: error: {exc}", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:
         print("archsearch: interrupted; run the same command again to continue", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader left early (`archsearch show --json | head`): stop quietly, as a Unix tool
+        # killed by SIGPIPE would, and point stdout at /dev/null so the exit flush cannot fail.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return BROKEN_PIPE
 
 
 if __name__ == "__main__":

@@ -44,6 +44,20 @@ def test_lists_builtins(command, kind):
     assert [line.split()[0] for line in result.stdout.splitlines()] == list_builtins(kind)
 
 
+def test_a_reader_that_leaves_early_ends_the_command_quietly():
+    """`archsearch profiles | head -0`: no traceback, the status a SIGPIPE'd tool reports."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "archsearch.cli", "profiles"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    proc.stdout.close()  # before the command writes anything
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=120) == 141, stderr
+    assert stderr == ""
+
+
 def test_unknown_builtin_names_the_flag(tmp_path):
     assert_one_line_error(archsearch("run", "--profile", "mobile_1M", cwd=tmp_path), "--profile")
     assert_one_line_error(archsearch("run", "--space", "nope", cwd=tmp_path), "--space")
