@@ -7,11 +7,13 @@ which study and trial it holds and how many MACs it costs (``export.naming``).
 from __future__ import annotations
 
 from pathlib import Path
-
-import optuna
+from typing import TYPE_CHECKING
 
 from archsearch.config import ArchConfig
 from archsearch.errors import InputError
+
+if TYPE_CHECKING:  # an exported Hugging Face model imports this package, and needs no Optuna
+    import optuna
 
 FORMATS = ("yaml", "json", "pytorch", "onnx", "hf")
 
