@@ -8,7 +8,9 @@ Skipped where no CUDA device is present (CI and this project's CPU machine). On 
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -127,3 +129,44 @@ def test_calibration_report_puts_the_gpu_figure_next_to_the_analytic_one() -> No
         assert figures["cuda"] > 0.3 * figures["measured"]  # a real figure, not the workspace
         assert abs(figures["cuda_error"]) <= TOLERANCE, (workload, figures)
         assert figures["cuda_error"] == pytest.approx(figures["analytic"] / figures["cuda"] - 1)
+
+
+@pytest.mark.parametrize(
+    "case", sorted(c for c in FAMILY_CASES if FAMILY_CASES[c].get("task") != "seq2seq")
+)
+def test_hf_export_trains_on_cuda_with_the_trainer(case: str, tmp_path: Path) -> None:
+    """What `archsearch export --format hf` hands to other trainers runs on a GPU: the loss
+    there is the CPU's, and transformers' Trainer takes steps on the device."""
+    pytest.importorskip("transformers")
+    from transformers import Trainer, TrainingArguments
+
+    from archsearch.export.hf_remote.configuration_archsearch import ArchsearchConfig
+    from archsearch.export.hf_remote.modeling_archsearch import ArchsearchForCausalLM
+
+    config, _, _, _ = _built(case)
+    torch.manual_seed(0)
+    model = ArchsearchForCausalLM(ArchsearchConfig(arch=config.to_dict(), provenance={}))
+    model.eval()  # no dropout or exploration noise, so devices agree; the Trainer sets train
+    tokens = torch.randint(0, config.vocab_size, (2, 32))
+    cpu_loss = model(input_ids=tokens, labels=tokens).loss
+    model = model.cuda()
+    gpu_loss = model(input_ids=tokens.cuda(), labels=tokens.cuda()).loss
+    torch.testing.assert_close(gpu_loss.cpu(), cpu_loss, rtol=1e-5, atol=1e-5)
+
+    rows = torch.randint(0, config.vocab_size, (8, 32))
+    data = [{"input_ids": row, "labels": row} for row in rows]
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    arguments = TrainingArguments(
+        output_dir=str(tmp_path),
+        max_steps=2,
+        per_device_train_batch_size=4,
+        learning_rate=1e-2,
+        report_to=[],
+        save_strategy="no",
+        disable_tqdm=True,
+    )
+    result = Trainer(model=model, args=arguments, train_dataset=data).train()
+    assert result.global_step == 2 and math.isfinite(result.training_loss), case
+    assert all(p.device.type == "cuda" for p in model.parameters())
+    changed = [n for n, p in model.named_parameters() if not torch.equal(before[n], p)]
+    assert changed, case
