@@ -308,3 +308,24 @@ def test_fidelity_refuses_a_proxy_recipe() -> None:
     with pytest.raises(InputError) as info:
         run_fidelity(space, profile, recipe.replace(proxy="grad_norm"), configs=4, factor=2)
     assert info.value.key == "--evaluator"
+
+
+def test_failing_candidates_are_reported_with_their_reason_and_time() -> None:
+    """A candidate whose training diverges is a result saying why, not a crash or a 0 s nan."""
+    space, profile, _ = _inputs()
+    exploding = Recipe.from_dict(
+        {**TINY_RECIPE, "optimizer": {**TINY_RECIPE["optimizer"], "lr": 1e6}, "grad_clip": 1e30}
+    )
+    lines: list[str] = []
+    report = run_fidelity(
+        space, profile, exploding, configs=4, factor=2, workers=1, proxies=[], progress=lines.append
+    ).to_dict()
+    for result in report["results"]:
+        assert [reason.split(":")[0] for reason in result["failed"]] == ["long", "short"]
+        assert all("became nan" in reason for reason in result["failed"])
+    trained = [line for line in lines if " long " in line or " short " in line]
+    assert len(trained) == 8
+    for line in trained:
+        assert "failed after " in line and "became nan at step" in line, line
+        assert float(line.split("failed after ")[1].split(" s:")[0]) > 0, line
+    assert report["correlations"]["brief_training"]["n"] == 0

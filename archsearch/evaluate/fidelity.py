@@ -395,7 +395,9 @@ def run_fidelity(
             setattr(result, f"{kind}_bpb", outcome.get("val_bpb", math.nan))
             setattr(result, f"{kind}_wall_s", outcome.get("wall_s", 0.0))
             shown = (
-                f"{outcome.get('val_bpb', math.nan):.4f} bpb in {outcome.get('wall_s', 0):.1f} s"
+                f"failed after {outcome.get('wall_s', math.nan):.1f} s: {outcome['failed']}"
+                if "failed" in outcome
+                else f"{outcome['val_bpb']:.4f} bpb in {outcome['wall_s']:.1f} s"
             )
         again = " (from the journal)" if done <= len(reused) else ""
         say(f"[{done}/{len(jobs)}] {kind:<7} #{index + 1} ({result.macs:,} MACs): {shown}{again}")
@@ -508,7 +510,7 @@ def run_job(
 
     from archsearch.evaluate import CandidateFailed
 
-    cpu_start = time.process_time()
+    cpu_start, wall_start = time.process_time(), time.perf_counter()
     config = ArchConfig.from_dict(arch)
     try:
         if kind == "proxies":
@@ -527,8 +529,9 @@ def run_job(
             result = evaluate(config, recipe, threads=1)
             outcome = {"val_bpb": result.val_bpb, "wall_s": result.wall_s}
     except CandidateFailed as exc:
-        outcome = {"failed": exc.reason}
+        outcome = {"failed": exc.reason, "wall_s": time.perf_counter() - wall_start}
     except (RuntimeError, MemoryError, ValueError) as exc:
         outcome = {"failed": f"{type(exc).__name__}: {exc}"}
+        outcome["wall_s"] = time.perf_counter() - wall_start
     outcome["cpu_s"] = time.process_time() - cpu_start
     return outcome
