@@ -323,9 +323,9 @@ def test_failing_candidates_are_reported_with_their_reason_and_time() -> None:
     for result in report["results"]:
         assert [reason.split(":")[0] for reason in result["failed"]] == ["long", "short"]
         assert all("became nan" in reason for reason in result["failed"])
+        assert result["long_wall_s"] > 0 and result["short_wall_s"] > 0  # the time it took
     trained = [line for line in lines if " long " in line or " short " in line]
     assert len(trained) == 8
     for line in trained:
         assert "failed after " in line and "became nan at step" in line, line
-        assert float(line.split("failed after ")[1].split(" s:")[0]) > 0, line
     assert report["correlations"]["brief_training"]["n"] == 0
