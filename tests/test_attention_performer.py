@@ -253,3 +253,25 @@ def test_model_costs_match_measured_over_random_configs(task: str) -> None:
         costs = estimate_costs(cfg, convention)
         assert costs.total_macs == measured["total"], arch
         assert costs.params == sum(p.numel() for p in model.parameters()), arch
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_gradients_stay_finite_when_a_query_misses_every_key(causal: bool) -> None:
+    """A query whose largest random feature is tiny for every key it sees: without a floor
+    under the key features its normaliser underflows to 0 and backward turns to NaN (a brief
+    run of a Performer model failed so at step 72)."""
+    features = torch.tensor([[[1.0, 0.0], [-1.0, 0.0]]])  # [heads, m, d]
+    direction = torch.tensor([1.0, 0.0])
+    q = (60.0 * direction).expand(1, 1, 3, 2).clone().requires_grad_()  # picks feature 0
+    k = (-60.0 * direction).expand(1, 1, 3, 2).clone().requires_grad_()  # feature 1 only
+    v = (10 * torch.randn(1, 1, 3, 2, generator=torch.Generator().manual_seed(0))).requires_grad_()
+    out = favor_attention(q, k, v, features, causal)
+    out.sum().backward()
+    for tensor in (q, k, v):
+        assert torch.isfinite(tensor.grad).all()
+    # the keys are alike, so softmax attention averages their values (over the prefix if causal)
+    if causal:
+        expected = v.detach().cumsum(-2) / torch.arange(1, 4).view(1, 1, 3, 1)
+    else:
+        expected = v.detach().mean(-2, keepdim=True).expand(1, 1, 3, 2)
+    torch.testing.assert_close(out.detach(), expected, rtol=1e-4, atol=1e-5)

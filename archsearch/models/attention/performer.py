@@ -33,6 +33,7 @@ from archsearch.models.attention.common import (
 from archsearch.models.registry import ATTENTION, BlockContext, Family, register
 
 CHUNK_CANDIDATES = (16, 32, 64, 128)  # causal chunk lengths tried (the sequence length is too)
+KEY_FLOOR = 1e-6  # added to every key feature (scaled to max 1): keeps normalisers off zero
 
 
 def orthogonal_features(
@@ -80,9 +81,22 @@ def favor_attention(
         tokens, m, width = q.shape[-2], features.shape[-2], q.shape[-1]
         out = _causal_favor(phi_q, k_log, values, chunk or causal_chunk(tokens, m, width))
     else:
-        phi_k = torch.exp(k_log - k_log.detach().amax(dim=(-2, -1), keepdim=True))
+        key_max = k_log.detach().amax(-1, keepdim=True)
+        phi_k = _key_features(k_log, key_max) * (key_max - key_max.amax(-2, keepdim=True)).exp()
         out = phi_q @ (phi_k.transpose(-1, -2) @ values)
     return out[..., :-1] / out[..., -1:].clamp_min(torch.finfo(out.dtype).tiny)
+
+
+def _key_features(k_log: torch.Tensor, key_max: torch.Tensor) -> torch.Tensor:
+    """phi(k) per key, its largest feature scaled to 1, plus KEY_FLOOR on every feature.
+
+    Without the floor, a query whose large features miss those of every visible key (as q and
+    k grow in training) gets a normaliser that underflows to 0; its output is then 0 / tiny and
+    the gradient through it inf, then NaN (seen at step 72 of a brief run). With it, the key
+    holding the running maximum contributes at least KEY_FLOOR, since phi(q)'s largest feature
+    is 1, so the normaliser stays above KEY_FLOOR.
+    """
+    return torch.exp(k_log - key_max) + KEY_FLOOR
 
 
 def _log_features(x: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
@@ -103,7 +117,7 @@ def _causal_favor(
     e = values.shape[-1]
     key_max = k_log.detach().amax(-1)
     run_max = key_max.cummax(-1).values
-    phi_k = torch.exp(k_log - key_max.unsqueeze(-1))
+    phi_k = _key_features(k_log, key_max.unsqueeze(-1))
     n = math.ceil(tokens / chunk)
     pad = n * chunk - tokens
     if pad:
