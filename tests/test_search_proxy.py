@@ -186,14 +186,15 @@ def test_plots_put_the_highest_proxy_on_top_of_the_front(capsys, proxy_db, tmp_p
 
 
 def test_a_proxy_that_errors_or_is_not_finite_fails_the_candidate(ray_local, tmp_path):
-    # synflow overflows to NaN on a two-layer Performer of width 64 (exp of large features)
-    # and cannot build an embedding of 2**62 rows; a full-attention model scores normally.
+    # synflow overflows float64 to NaN on a 32-layer Performer of width 64 (its all-ones input
+    # grows through every layer's exponential features; 8 layers score 181, full attention's
+    # 32 layers 196) and cannot build an embedding of 2**62 rows; full attention scores normally.
     space = write_yaml(
         tmp_path / "two.yaml",
         {
             "name": "two",
             "task": "causal_lm",
-            "fixed": {"max_seq_len": 32, "n_layers": 2, "d_model": 64, "heads": 2, "ffn_ratio": 1},
+            "fixed": {"max_seq_len": 32, "n_layers": 32, "d_model": 64, "heads": 2, "ffn_ratio": 1},
             "params": {
                 "attention": {"choice": ["full", "performer"]},
                 "vocab_size": {"choice": [256, 2**62]},
