@@ -10,10 +10,12 @@ Attention then costs linear rather than quadratic time in the sequence length:
   product per token, which a plain cumsum would.
 
 The 1 / sqrt(m) factor and every max-subtraction cancel between numerator and normaliser, so they
-are left out or detached. The causal stabilisers only use keys at or before a query (a running
-max), so outputs are exactly causal, bit for bit, not only up to rounding. The features are a
-buffer drawn once at build time from a generator seeded by torch's global RNG: the same
-``torch.manual_seed`` gives the same model, and parameter counts stay those of the projections.
+are left out or detached. Each key's features, scaled so the largest is 1, carry a floor of
+KEY_FLOOR: without it a normaliser can underflow to 0 and training turns to NaN. The causal
+stabilisers only use keys at or before a query (a running max), so outputs are exactly causal,
+bit for bit, not only up to rounding. The features are a buffer drawn once at build time from a
+generator seeded by torch's global RNG: the same ``torch.manual_seed`` gives the same model, and
+parameter counts stay those of the projections.
 """
 
 from __future__ import annotations
