@@ -58,14 +58,6 @@ class DeviceMemory:
     training: int
     workspace: int  # what the device held before the model (cuBLAS workspaces), not counted
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "device": self.device,
-            "inference": self.inference,
-            "training": self.training,
-            "workspace": self.workspace,
-        }
-
 
 def measure_on_device(
     model: torch.nn.Module,
@@ -79,12 +71,13 @@ def measure_on_device(
     The model is moved, not copied: the caller gets it back on ``device``. Nothing else of
     the caller's may live on the device, or it would be counted as the workload's.
     """
-    baseline = workspace_baseline(device)
-    model = model.to(device)
-    inputs, state = to_device(inputs, device), to_device(state, device)
-    measure_inference(model, inputs, state, allocator_baseline=baseline)  # warm: cached masks
-    inference = measure_inference(model, inputs, state, allocator_baseline=baseline)
-    training = measure_training(model, inputs, inputs[0], state, allocator_baseline=baseline)
+    with torch.cuda.device(device):  # the allocator statistics read below are this device's
+        baseline = workspace_baseline(device)
+        model = model.to(device)
+        inputs, state = to_device(inputs, device), to_device(state, device)
+        measure_inference(model, inputs, state, allocator_baseline=baseline)  # warm: masks
+        inference = measure_inference(model, inputs, state, allocator_baseline=baseline)
+        training = measure_training(model, inputs, inputs[0], state, allocator_baseline=baseline)
     return DeviceMemory(
         device=torch.cuda.get_device_name(device),
         inference=inference.peak,
