@@ -529,9 +529,10 @@ def run_job(
             result = evaluate(config, recipe, threads=1)
             outcome = {"val_bpb": result.val_bpb, "wall_s": result.wall_s}
     except CandidateFailed as exc:
-        outcome = {"failed": exc.reason, "wall_s": time.perf_counter() - wall_start}
+        outcome = {"failed": exc.reason}
     except (RuntimeError, MemoryError, ValueError) as exc:
         outcome = {"failed": f"{type(exc).__name__}: {exc}"}
+    if "failed" in outcome:  # a trained result carries its own wall time, imports excluded
         outcome["wall_s"] = time.perf_counter() - wall_start
     outcome["cpu_s"] = time.process_time() - cpu_start
     return outcome
