@@ -160,3 +160,17 @@ def _family_cases() -> dict[str, dict[str, Any]]:
 
 
 FAMILY_CASES = _family_cases()
+
+
+def built_family(config: Any, batch: int, tokens: int) -> tuple[torch.nn.Module, tuple, Any]:
+    """``config``'s model (seed 0), its token inputs (the decoder's reversed for seq2seq) and a
+    full recurrent state (causal models with memory), as both memory tests measure them."""
+    from archsearch import build_model
+    from archsearch.models.memory import steady_state
+
+    torch.manual_seed(0)
+    model = build_model(config)
+    ids = torch.randint(0, config.vocab_size, (batch, tokens))
+    inputs = (ids, ids.flip(1)) if config.task == "seq2seq" else (ids,)
+    state = steady_state(config, batch) if config.task == "causal_lm" else None
+    return model, inputs, state

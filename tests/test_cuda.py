@@ -16,14 +16,13 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import FAMILY_BASE, FAMILY_CASES
+from conftest import FAMILY_BASE, FAMILY_CASES, built_family
 
-from archsearch import ArchConfig, build_model
+from archsearch import ArchConfig
 from archsearch.costs import calibration
 from archsearch.costs.cuda_memory import measure_on_device, release, to_device, workspace_baseline
 from archsearch.costs.latency import TimingOptions
 from archsearch.costs.tracker import measure_inference, measure_training
-from archsearch.models.memory import steady_state
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -50,12 +49,7 @@ def exact_float32() -> Iterator[None]:
 
 def _built(case: str) -> tuple[ArchConfig, torch.nn.Module, tuple, Any]:
     config = ArchConfig.from_dict({**FAMILY_BASE, **GPU_SIZES, **FAMILY_CASES[case]})
-    torch.manual_seed(0)
-    model = build_model(config)
-    tokens = torch.randint(0, config.vocab_size, (GPU_BATCH, GPU_TOKENS))
-    inputs = (tokens, tokens.flip(1)) if config.task == "seq2seq" else (tokens,)
-    state = steady_state(config, GPU_BATCH) if config.task == "causal_lm" else None
-    return config, model, inputs, state
+    return (config, *built_family(config, GPU_BATCH, GPU_TOKENS))
 
 
 def _loss_and_gradients(

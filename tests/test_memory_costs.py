@@ -8,8 +8,9 @@ from conftest import FAMILY_BASE as BASE
 from conftest import FAMILY_BATCH as BATCH
 from conftest import FAMILY_CASES as CASES
 from conftest import FAMILY_TOKENS as TOKENS
+from conftest import built_family
 
-from archsearch import ArchConfig, build_model
+from archsearch import ArchConfig
 from archsearch.costs.memory import (
     generation_memory,
     inference_memory,
@@ -18,21 +19,16 @@ from archsearch.costs.memory import (
 )
 from archsearch.costs.tracker import LiveBytes, measure_inference, measure_training
 from archsearch.errors import InputError
-from archsearch.models.memory import steady_state
 
 TOLERANCE = 0.10
 
 
 def measured(config: ArchConfig) -> tuple[int, int, int]:
     """(inference peak, training peak, bytes before) from the tracker on a built model."""
-    torch.manual_seed(0)
-    model = build_model(config)
-    tokens = torch.randint(0, config.vocab_size, (BATCH, TOKENS))
-    inputs = (tokens, tokens.flip(1)) if config.task == "seq2seq" else (tokens,)
-    state = steady_state(config, BATCH) if config.task == "causal_lm" else None
+    model, inputs, state = built_family(config, BATCH, TOKENS)
     measure_inference(model, inputs, state)  # cached masks are built once, outside the figure
     inference = measure_inference(model, inputs, state)
-    training = measure_training(model, inputs, tokens, state)
+    training = measure_training(model, inputs, inputs[0], state)
     return inference.peak, training.peak, inference.before
 
 
