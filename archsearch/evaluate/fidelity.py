@@ -23,6 +23,7 @@ import hashlib
 import json
 import math
 import multiprocessing
+import os
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -483,7 +484,9 @@ def _execute(
             yield kind, index, run_job(*call)
         return
     context = multiprocessing.get_context("spawn")  # fork after torch threads start is unsafe
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_one_thread) as pool:
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_start_worker, initargs=(os.getpid(),)
+    ) as pool:
         futures: dict[Future, tuple[str, int]] = {
             pool.submit(run_job, *call): (kind, index)
             for (kind, index, _), call in zip(jobs, calls, strict=True)
@@ -493,9 +496,13 @@ def _execute(
             yield kind, index, future.result()
 
 
-def _one_thread() -> None:
+def _start_worker(parent_pid: int) -> None:
+    """One torch thread per worker; the worker ends if the parent does (``workers.py``)."""
     import torch
 
+    from archsearch.evaluate.workers import die_with_parent
+
+    die_with_parent(parent_pid)
     torch.set_num_threads(1)
 
 

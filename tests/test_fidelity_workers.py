@@ -1,0 +1,84 @@
+"""A fidelity run's worker processes end with it, even when only the parent is killed."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import TINY_PROFILE, TINY_RECIPE, TINY_SPACE, write_yaml
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="reads /proc; the parent-death signal is Linux's"
+)
+
+
+def _children(parent: int) -> dict[int, bytes]:
+    """pid -> command line of every live process whose parent is ``parent``."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == parent and fields[0] != "Z":
+                found[int(stat.parent.name)] = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue  # the process ended while it was read
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has ended; only its exit status waits to be read
+
+
+def _wait(condition, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return condition()
+
+
+def test_sigterm_to_the_command_ends_its_busy_workers(tmp_path: Path) -> None:
+    inputs = {
+        "space": write_yaml(tmp_path / "space.yaml", TINY_SPACE),
+        "profile": write_yaml(tmp_path / "profile.yaml", TINY_PROFILE),
+        "evaluator": write_yaml(tmp_path / "recipe.yaml", TINY_RECIPE),
+    }
+    # Long runs of 4000 x 1,024 tokens: each keeps a worker busy for a minute or more.
+    argv = [sys.executable, "-m", "archsearch.cli", "fidelity"]
+    argv += [f"--{key}={path}" for key, path in inputs.items()]
+    argv += ["--configs=4", "--factor=4000", "--workers=2", "--proxies=none"]
+    command = subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path
+    )
+    workers: dict[int, bytes] = {}
+    try:
+
+        def training() -> bool:
+            workers.update(
+                (pid, line) for pid, line in _children(command.pid).items() if b"spawn_main" in line
+            )
+            return len(workers) == 2
+
+        assert _wait(training, 60), "the two workers never started"
+        time.sleep(3)  # both are inside their long runs now
+        assert all(_alive(pid) for pid in workers)
+        command.send_signal(signal.SIGTERM)
+        command.wait(timeout=30)
+        assert _wait(lambda: not any(_alive(pid) for pid in workers), 15), (
+            "workers outlived the command"
+        )
+    finally:
+        if command.poll() is None:
+            command.kill()
+        for pid in workers:
+            if _alive(pid):
+                subprocess.run(["kill", "-9", str(pid)], check=False)
