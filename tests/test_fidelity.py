@@ -224,6 +224,11 @@ def test_a_tiny_fidelity_run_reports_consistent_correlations() -> None:
         assert result["failed"] == []
         assert 0 < result["long_bpb"] < 8 and 0 < result["short_bpb"] < 8
         assert result["long_bpb"] < result["short_bpb"]  # twice the training helps
+        for kind, tokens in (("short", data["short_tokens"]), ("long", data["long_tokens"])):
+            curve = result[f"{kind}_curve"]
+            assert len(curve) == recipe.eval_points
+            assert curve[-1] == {"tokens": tokens, "val_bpb": result[f"{kind}_bpb"]}
+            assert [p["tokens"] for p in curve] == sorted({p["tokens"] for p in curve})
     _recomputed(data)
     assert len(lines) == 3 * 5 and lines[-1].startswith("[15/15]")
     assert data["wall_s"] > 0 and data["cpu_s"] > 0

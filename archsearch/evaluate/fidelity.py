@@ -238,7 +238,12 @@ def sample_region(
 
 @dataclass
 class FidelityResult:
-    """One configuration's brief and long training and its proxies."""
+    """One configuration's brief and long training and its proxies.
+
+    ``short_curve`` / ``long_curve``: validation bpb at each of the recipe's ``eval_points``
+    (``{"tokens", "val_bpb"}``), for reading how each run was still moving when it stopped.
+    Empty for jobs read from a journal written before curves were recorded.
+    """
 
     arch: dict[str, Any]
     family: str
@@ -248,6 +253,8 @@ class FidelityResult:
     long_bpb: float = math.nan
     short_wall_s: float = 0.0
     long_wall_s: float = 0.0
+    short_curve: list[dict[str, float]] = field(default_factory=list)
+    long_curve: list[dict[str, float]] = field(default_factory=list)
     proxies: dict[str, float] = field(default_factory=dict)
     failed: list[str] = field(default_factory=list)
 
@@ -395,6 +402,7 @@ def run_fidelity(
         else:
             setattr(result, f"{kind}_bpb", outcome.get("val_bpb", math.nan))
             setattr(result, f"{kind}_wall_s", outcome.get("wall_s", 0.0))
+            setattr(result, f"{kind}_curve", outcome.get("curve", []))
             shown = (
                 f"failed after {outcome.get('wall_s', math.nan):.1f} s: {outcome['failed']}"
                 if "failed" in outcome
@@ -534,7 +542,8 @@ def run_job(
             from archsearch.evaluate.train import evaluate
 
             result = evaluate(config, recipe, threads=1)
-            outcome = {"val_bpb": result.val_bpb, "wall_s": result.wall_s}
+            curve = [{"tokens": p["tokens"], "val_bpb": p["val_bpb"]} for p in result.curve]
+            outcome = {"val_bpb": result.val_bpb, "wall_s": result.wall_s, "curve": curve}
     except CandidateFailed as exc:
         outcome = {"failed": exc.reason}
     except (RuntimeError, MemoryError, ValueError) as exc:
