@@ -19,16 +19,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from archsearch.builtins import resolve
 from archsearch.checks import check_count
 from archsearch.config import ArchConfig
-from archsearch.costs.analytic import Costs
 from archsearch.costs.convention import CountingConvention
 from archsearch.errors import InputError, yaml_problem
+
+if TYPE_CHECKING:  # importing the counter imports torch; reading a profile does not need it
+    from archsearch.costs.analytic import Costs
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,41 @@ def test_bad_flag_value_is_one_line(tmp_path):
     assert_one_line_error(archsearch("run", "--trials", "0", cwd=tmp_path), "--trials")
 
 
+HEAVY = ("torch", "optuna", "ray")  # seconds to import, each
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["profiles"],
+        ["run", "--space", "missing.yaml"],
+        ["run", "--trials", "0"],
+        ["run", "--profile", "mobile_1M"],
+    ],
+)
+def test_help_listings_and_input_errors_import_no_heavy_library(tmp_path, argv):
+    """Answering these needs only the YAML readers: a bad flag is answered at once, not after
+    Optuna, Ray and torch have loaded."""
+    probe = (
+        "import sys\n"
+        "from archsearch.cli import main\n"
+        "try:\n"
+        f"    status = main({argv!r})\n"
+        "except SystemExit as exc:\n"
+        "    status = exc.code\n"
+        f"print('\\nIMPORTED', [m for m in {HEAVY!r} if m in sys.modules], status)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("IMPORTED"), result.stdout + result.stderr
+    imported, status = last.removeprefix("IMPORTED ").rsplit(" ", 1)
+    assert imported == "[]", f"{argv} imported {imported}"
+    assert int(status) == (0 if argv[0] in ("--help", "profiles") else 2), result.stderr
+
+
 def test_malformed_space_file_names_file_and_key(tmp_path):
     broken = {**TINY_SPACE, "params": {**TINY_SPACE["params"], "d_modle": {"choice": [32]}}}
     path = write_yaml(tmp_path / "broken.yaml", broken)

@@ -70,10 +70,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    from archsearch.report.front import print_front
-    from archsearch.search import SearchOptions, run_search
+    from archsearch.search.inputs import SearchOptions, load_inputs
 
     options = SearchOptions(
         profile=args.profile,
@@ -89,8 +86,15 @@ def handle(args: argparse.Namespace) -> int:
         address=args.address,
         timeout=args.timeout,
     )
+    inputs = load_inputs(options)  # a bad flag or file: one line, before the heavy imports
+
+    from rich.console import Console
+
+    from archsearch.report.front import print_front
+    from archsearch.search.driver import run_search
+
     console = Console()
-    summary = run_search(options, console=console)
+    summary = run_search(options, console=console, inputs=inputs)
     how = {
         "done": "",
         "exhausted": " (the space has no more candidates)",

@@ -1,0 +1,80 @@
+"""What ``archsearch run`` is asked to do, read and cross-checked before anything starts.
+
+Kept free of Optuna, Ray and torch imports, so a wrong flag or a broken YAML file is answered
+in a fraction of a second (``commands/run.py`` checks the inputs before importing the driver).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from archsearch.errors import InputError
+from archsearch.evaluate.recipe import Recipe, load_recipe
+from archsearch.profiles import Profile, load_profile
+from archsearch.search.defaults import (
+    DEFAULT_SAMPLER,
+    DEFAULT_SCHEDULER,
+    DEFAULT_STORAGE,
+    SAMPLERS,
+    SCHEDULERS,
+)
+from archsearch.space import SearchSpace, load_space
+
+
+@dataclass
+class SearchOptions:
+    """Everything ``archsearch run`` takes; the CLI fills it from flags."""
+
+    profile: str = "mobile_100M"
+    space: str = "tiny_lm"
+    evaluator: str = "lm_brief"
+    trials: int = 24
+    workers: int = 2
+    storage: str = DEFAULT_STORAGE
+    study: str | None = None
+    seed: int = 0
+    address: str | None = None
+    sampler: str = DEFAULT_SAMPLER
+    scheduler: str = DEFAULT_SCHEDULER
+    timeout: float | None = None
+
+
+@dataclass
+class Inputs:
+    space: SearchSpace
+    profile: Profile
+    recipe: Recipe
+
+
+def load_inputs(options: SearchOptions) -> Inputs:
+    """Read and cross-check the three YAML axes and the flags before anything starts."""
+    for name, value, low in (("--trials", options.trials, 1), ("--workers", options.workers, 1)):
+        if value < low:
+            raise InputError(f"must be >= {low}, got {value}", key=name)
+    if options.sampler not in SAMPLERS:
+        raise InputError(f"must be one of {', '.join(SAMPLERS)}", key="--sampler")
+    if options.scheduler not in SCHEDULERS:
+        raise InputError(f"must be one of {', '.join(SCHEDULERS)}", key="--scheduler")
+    if options.timeout is not None and not options.timeout > 0:
+        message = f"must be a positive number of seconds, got {options.timeout}"
+        raise InputError(message, key="--timeout")
+    space = load_space(options.space)
+    profile = load_profile(options.profile)
+    profile.prepare()  # e.g. a latency budget needs this machine's calibrated predictor
+    recipe = load_recipe(options.evaluator)
+    if space.task != recipe.task:
+        raise InputError(
+            f"space '{space.name}' is {space.task} but evaluator '{recipe.name}' measures "
+            f"{recipe.task}",
+            key="--evaluator",
+        )
+    if options.sampler == "grid":
+        from archsearch.search.samplers import grid_size
+
+        grid_size(space)  # a continuous or huge space is an input error before anything starts
+    return Inputs(space=space, profile=profile, recipe=recipe)
+
+
+def default_study_name(inputs: Inputs) -> str:
+    """Deterministic, so running the same command again continues the same study."""
+    return f"{inputs.space.name}.{inputs.profile.name}.{inputs.recipe.name}"
