@@ -86,6 +86,8 @@ def handle(args: argparse.Namespace) -> int:
 
 def print_report(report) -> None:
     """Plain-text report: what was compared, each configuration, then the correlations."""
+    from archsearch.evaluate.fidelity import BOOTSTRAP_LEVEL
+
     k = len(report.results)
     print(
         f"fidelity of '{report.evaluator}' on space '{report.space}' under '{report.profile}': "
@@ -112,9 +114,13 @@ def print_report(report) -> None:
         )
         for reason in result.failed:
             print(f"      failed: {reason}")
-    print("rank correlation with the reference ranking (+1: identical order)")
+    print(
+        "rank correlation with the reference ranking (+1: identical order; "
+        f"[low, high]: {BOOTSTRAP_LEVEL:.0%} bootstrap interval over the configurations)"
+    )
     for name, values in report.correlations.items():
+        low, high = values.get("kendall_tau_interval", (math.nan, math.nan))
         print(
-            f"  {name:<18} Kendall tau {values['kendall_tau']:>6.3f}   "
+            f"  {name:<18} Kendall tau {values['kendall_tau']:>6.3f} [{low:>6.3f}, {high:>6.3f}]   "
             f"Spearman {values['spearman']:>6.3f}   over {values['n']}"
         )
