@@ -104,6 +104,13 @@ def test_help_listings_and_input_errors_import_no_heavy_library(tmp_path, argv):
     assert int(status) == (0 if argv[0] in ("--help", "profiles") else 2), result.stderr
 
 
+@pytest.mark.parametrize("command", ["run", "fidelity"])
+def test_an_evaluator_for_another_task_is_refused(tmp_path, command):
+    """A causal-LM space with the encoder-decoder `reverse` recipe: one line naming both."""
+    result = archsearch(command, "--space", "tiny_lm", "--evaluator", "reverse", cwd=tmp_path)
+    assert_one_line_error(result, "--evaluator", "tiny_lm", "causal_lm", "reverse", "seq2seq")
+
+
 def test_malformed_space_file_names_file_and_key(tmp_path):
     broken = {**TINY_SPACE, "params": {**TINY_SPACE["params"], "d_modle": {"choice": [32]}}}
     path = write_yaml(tmp_path / "broken.yaml", broken)

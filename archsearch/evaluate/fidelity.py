@@ -392,12 +392,7 @@ def run_fidelity(
     check_count("--configs", configs, minimum=MIN_CONFIGS)
     check_count("--factor", factor, minimum=2)
     check_count("--workers", workers)
-    if space.task != recipe.task:
-        raise InputError(
-            f"space '{space.name}' is {space.task} but evaluator '{recipe.name}' measures "
-            f"{recipe.task}",
-            key="--evaluator",
-        )
+    recipe.check_space(space)
     if recipe.scores_by_proxy:
         raise InputError(
             f"evaluator '{recipe.name}' scores by the {recipe.proxy} proxy, without training; "

@@ -24,13 +24,16 @@ import copy
 import dataclasses
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from archsearch.builtins import resolve
 from archsearch.checks import check_integer, check_number
 from archsearch.errors import InputError, yaml_problem
+
+if TYPE_CHECKING:
+    from archsearch.space import SearchSpace
 
 TASKS = ("causal_lm", "seq2seq")
 # What ``data:`` may name. A built-in corpus by name, or a scheme and a value:
@@ -204,6 +207,16 @@ class Recipe:
         _integer(self, "vocab_size", minimum=low)
         if self.vocab_size > high:
             raise InputError(f"must be <= {high}, got {self.vocab_size}", key="vocab_size")
+
+    def check_space(self, space: SearchSpace) -> None:
+        """InputError on ``--evaluator`` unless this recipe measures the task ``space`` builds
+        (a causal LM recipe cannot score an encoder-decoder space, nor the reverse)."""
+        if space.task != self.task:
+            raise InputError(
+                f"space '{space.name}' is {space.task} but evaluator '{self.name}' measures "
+                f"{self.task}",
+                key="--evaluator",
+            )
 
     @property
     def scores_by_proxy(self) -> bool:

@@ -62,12 +62,7 @@ def load_inputs(options: SearchOptions) -> Inputs:
     profile = load_profile(options.profile)
     profile.prepare()  # e.g. a latency budget needs this machine's calibrated predictor
     recipe = load_recipe(options.evaluator)
-    if space.task != recipe.task:
-        raise InputError(
-            f"space '{space.name}' is {space.task} but evaluator '{recipe.name}' measures "
-            f"{recipe.task}",
-            key="--evaluator",
-        )
+    recipe.check_space(space)
     if options.sampler == "grid":
         from archsearch.search.samplers import grid_size
 
