@@ -119,7 +119,7 @@ def print_report(report) -> None:
         f"[low, high]: {BOOTSTRAP_LEVEL:.0%} bootstrap interval over the configurations)"
     )
     for name, values in report.correlations.items():
-        low, high = values.get("kendall_tau_interval", (math.nan, math.nan))
+        low, high = values["kendall_tau_interval"]
         print(
             f"  {name:<18} Kendall tau {values['kendall_tau']:>6.3f} [{low:>6.3f}, {high:>6.3f}]   "
             f"Spearman {values['spearman']:>6.3f}   over {values['n']}"
