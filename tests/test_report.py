@@ -20,7 +20,7 @@ from archsearch import load_profile
 from archsearch.cli import main
 from archsearch.report.artifacts import artifact_dir
 from archsearch.report.footprint import ET_SEARCH_CO2_LBS, ET_SEARCH_GPU_HOURS, Assumptions
-from archsearch.report.plots import frontier, panels
+from archsearch.report.plots import Point, frontier, panels
 from archsearch.search import SearchOptions, run_search
 from tests.conftest import TINY_PROFILE, TINY_RECIPE, TINY_SPACE, write_yaml
 
@@ -213,6 +213,19 @@ def test_plot_panels_hold_the_two_dimensional_front(study_db):
             for q in panel.points
         )
         assert (p.trial in kept) == (not beaten) or math.isclose(p.cost, 0)
+
+
+@pytest.mark.parametrize("maximize", [False, True])
+def test_the_plotted_front_keeps_every_copy_of_a_tied_point(maximize):
+    # A repeated configuration scores the same; neither copy beats the other, so both stay, as
+    # they do on the study's front. Dropping one made a proxy-study plot test fail when a
+    # search happened to repeat a front configuration.
+    sign = -1.0 if maximize else 1.0
+    values = [(10.0, 3.0), (10.0, 3.0), (20.0, 2.0), (20.0, 2.5), (5.0, 4.0), (30.0, 2.0)]
+    points = [
+        Point(n, sign * quality, cost, False, None, "") for n, (cost, quality) in enumerate(values)
+    ]
+    assert [p.trial for p in frontier(points, maximize=maximize)] == [4, 0, 1, 2]
 
 
 def test_missing_plot_libraries_are_named(study_db, tmp_path, monkeypatch):

@@ -100,12 +100,16 @@ def panels(study: optuna.Study) -> list[Panel]:
 
 def frontier(points: list[Point], *, maximize: bool = False) -> list[Point]:
     """Points no other point beats on both cost and quality: lower cost is better, and lower
-    quality values (``val_bpb``) or, with ``maximize``, higher ones (a proxy score)."""
+    quality values (``val_bpb``) or, with ``maximize``, higher ones (a proxy score). Points
+    with equal cost and quality beat neither each other, so all of them are kept, as on the
+    study's own front (a repeated configuration scores the same)."""
     sign = -1.0 if maximize else 1.0
     ordered = sorted(points, key=lambda p: (p.cost, sign * p.quality, p.trial))
     kept: list[Point] = []
     for point in ordered:
-        if not kept or sign * point.quality < sign * kept[-1].quality:
+        last = kept[-1] if kept else None
+        tied = last is not None and (point.cost, point.quality) == (last.cost, last.quality)
+        if last is None or tied or sign * point.quality < sign * last.quality:
             kept.append(point)
     return kept
 
