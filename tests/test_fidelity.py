@@ -308,7 +308,12 @@ def test_cli_in_two_processes_matches_the_serial_run(
 
 @pytest.mark.parametrize(
     ("flag", "key"),
-    [("--configs=2", "--configs"), ("--factor=1", "--factor"), ("--proxies=magic", "--proxies")],
+    [
+        ("--configs=2", "--configs"),
+        ("--factor=1", "--factor"),
+        ("--proxies=magic", "--proxies"),
+        ("--reference-seeds=0", "--reference-seeds"),
+    ],
 )
 def test_cli_rejects_bad_flags_with_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, key: str
@@ -345,6 +350,53 @@ def test_journal_resumes_an_interrupted_run_without_training_again(tmp_path: Pat
     other = recipe.replace(seed=recipe.seed + 1)
     fresh = run_fidelity(space, profile, other, configs=4, factor=2, proxies=[], journal=journal)
     assert fresh.reused_jobs == 0
+
+
+def test_reference_seeds_average_runs_that_one_seed_runs_would_give(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two reference seeds: the first is the one-seed run's very job (read back), the second is
+    the reference a recipe with the next seed trains; the report ranks by their mean and says
+    how well the two agree."""
+    space, profile, recipe = _inputs()
+    journal = tmp_path / "fidelity.jsonl"
+    one = run_fidelity(space, profile, recipe, configs=4, factor=2, proxies=[], journal=journal)
+    two = run_fidelity(
+        space, profile, recipe, configs=4, factor=2, proxies=[], journal=journal, reference_seeds=2
+    )
+    assert two.reused_jobs == 8 and two.reference_seeds == 2  # only the second seed trained
+    following = recipe.replace(seed=recipe.seed + 1)
+    nxt = run_fidelity(space, profile, following, configs=4, factor=2, proxies=[], journal=journal)
+    assert nxt.reused_jobs == 4  # its references are the second seed's runs
+    first = [r.long_runs[0] for r in two.results]
+    second = [r.long_runs[1] for r in two.results]
+    assert first == [r.long_bpb for r in one.results]
+    assert second == [r.long_bpb for r in nxt.results]
+    assert first != second  # the seed changes the run
+    for result, alone, a, b in zip(two.results, one.results, first, second, strict=True):
+        assert result.long_bpb == pytest.approx((a + b) / 2)
+        assert result.short_bpb == alone.short_bpb
+    repeat = two.correlations["reference_repeat"]
+    assert repeat["kendall_tau"] == pytest.approx(kendall_tau(first, second))
+    brief = [r.short_bpb for r in two.results]
+    mean = [r.long_bpb for r in two.results]
+    assert two.correlations["brief_training"]["kendall_tau"] == pytest.approx(
+        kendall_tau(brief, mean)
+    )
+    assert "reference_repeat" not in one.correlations
+
+    # The command re-prints it from the journal, with each seed's column, training nothing.
+    paths = {
+        "space": write_yaml(tmp_path / "space.yaml", WIDE_SPACE),
+        "profile": write_yaml(tmp_path / "profile.yaml", TINY_PROFILE),
+        "evaluator": write_yaml(tmp_path / "recipe.yaml", TINY_RECIPE),
+    }
+    argv = ["fidelity", *(f"--{k}={v}" for k, v in paths.items())]
+    argv += ["--configs=4", "--factor=2", "--proxies=none", "--reference-seeds=2"]
+    assert main([*argv, f"--save={journal}", "--workers=1"]) == 0
+    text = capsys.readouterr().out
+    assert "mean of 2 seeds" in text and "ref s1" in text and "12 jobs read back" in text
+    assert "reference_repeat" in text
 
 
 def _measured(report: Any) -> list[dict[str, Any]]:

@@ -36,6 +36,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     fidelity.add_argument("--seed", type=int, default=0, help="seed of the configuration sample")
     fidelity.add_argument(
+        "--reference-seeds",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train each reference N times (recipe seeds counting up) and rank by the mean; "
+        "N >= 2 also reports how well two reference seeds agree (default 1)",
+    )
+    fidelity.add_argument(
         "--proxies",
         default=None,
         help="comma-separated zero-cost proxies (default: all; 'none' for none)",
@@ -76,6 +84,7 @@ def handle(args: argparse.Namespace) -> int:
         proxies=proxies,
         progress=progress,
         journal=Path(args.save) if args.save else None,
+        reference_seeds=args.reference_seeds,
     )
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
@@ -93,21 +102,26 @@ def print_report(report) -> None:
         f"fidelity of '{report.evaluator}' on space '{report.space}' under '{report.profile}': "
         f"{k} configurations with MACs in [{report.macs_low:,.0f}, {report.macs_budget:,.0f}]"
     )
+    seeds = report.reference_seeds
     print(
         f"brief: {report.short_tokens:,} tokens; reference: {report.long_tokens:,} tokens "
-        f"({report.factor}x); {report.wall_s:.0f} s wall, {report.cpu_s:.0f} s CPU, "
+        f"({report.factor}x"
+        + (f", mean of {seeds} seeds" if seeds > 1 else "")
+        + f"); {report.wall_s:.0f} s wall, {report.cpu_s:.0f} s CPU, "
         f"{report.workers} workers"
         + (f"; {report.reused_jobs} jobs read back from the journal" if report.reused_jobs else "")
     )
     if k < 12:
         print(f"note: only {k} configurations; rank correlations over so few are noisy")
     proxies = list(report.results[0].proxies) if report.results else []
+    runs = [f"ref s{k}" for k in range(seeds)] if seeds > 1 else []
     header = f"{'#':>3} {'MACs':>12} {'brief bpb':>10} {'ref bpb':>9}  " + "".join(
-        f"{name:>11}" for name in proxies
+        f"{name:>11}" for name in [*runs, *proxies]
     )
     print(header + "  family")
     for index, result in enumerate(report.results, 1):
-        cells = "".join(f"{result.proxies.get(name, math.nan):>11.4g}" for name in proxies)
+        cells = "".join(f"{bpb:>11.4f}" for bpb in result.long_runs) if seeds > 1 else ""
+        cells += "".join(f"{result.proxies.get(name, math.nan):>11.4g}" for name in proxies)
         print(
             f"{index:>3} {result.macs:>12,} {result.short_bpb:>10.4f} {result.long_bpb:>9.4f}  "
             f"{cells}  {result.family}"
@@ -123,4 +137,9 @@ def print_report(report) -> None:
         print(
             f"  {name:<18} Kendall tau {values['kendall_tau']:>6.3f} [{low:>6.3f}, {high:>6.3f}]   "
             f"Spearman {values['spearman']:>6.3f}   over {values['n']}"
+        )
+    if "reference_repeat" in report.correlations:
+        print(
+            "  (reference_repeat: the first two reference seeds' runs against each other; "
+            "a brief recipe cannot be expected to agree with the reference better than that)"
         )

@@ -11,6 +11,12 @@ Every correlation is signed so that +1 means "ranks exactly like long training":
 training's validation loss is compared with the long run's loss (both lower-is-better), and a
 proxy (higher-is-better) with the negated long loss.
 
+Long runs are themselves noisy: a different seed reorders configurations whose losses lie
+close together. With ``reference_seeds`` N > 1 each reference is trained N times (recipe seeds
+``seed .. seed + N - 1``), ranked by the mean loss, and the report adds how well the first two
+seeds' references agree with each other (``reference_repeat``): no brief recipe can be expected
+to agree with one reference run better than two reference runs agree with each other.
+
 A measurement takes tens of minutes, so it can keep a journal (``--save``): one JSON line per
 finished job, keyed by what decides its outcome (the job kind, the architecture, the recipe and
 the proxies). Run the same command with the same journal again and finished jobs are read back
@@ -281,8 +287,10 @@ class FidelityResult:
     """One configuration's brief and long training and its proxies.
 
     ``short_curve`` / ``long_curve``: validation bpb at each of the recipe's ``eval_points``
-    (``{"tokens", "val_bpb"}``), for reading how each run was still moving when it stopped.
-    Empty for jobs read from a journal written before curves were recorded.
+    (``{"tokens", "val_bpb"}``), for reading how each run was still moving when it stopped
+    (``long_curve``: the first reference seed's run). Empty for jobs read from a journal written
+    before curves were recorded. ``long_runs``: each reference seed's bpb, in seed order;
+    ``long_bpb`` is their mean and ``long_wall_s`` their total.
     """
 
     arch: dict[str, Any]
@@ -295,6 +303,7 @@ class FidelityResult:
     long_wall_s: float = 0.0
     short_curve: list[dict[str, float]] = field(default_factory=list)
     long_curve: list[dict[str, float]] = field(default_factory=list)
+    long_runs: list[float] = field(default_factory=list)
     proxies: dict[str, float] = field(default_factory=dict)
     failed: list[str] = field(default_factory=list)
 
@@ -319,6 +328,7 @@ class FidelityReport:
     cpu_s: float
     recipe: dict[str, Any]
     reused_jobs: int = 0  # read back from the journal instead of run (their CPU is in cpu_s)
+    reference_seeds: int = 1  # long runs per configuration, averaged
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -353,9 +363,14 @@ def _none_to_nan(value: Any) -> Any:
 
 
 def correlations(results: Sequence[FidelityResult], proxies: Sequence[str]) -> dict[str, Any]:
-    """Signed so that +1 means the same ranking as the long runs (see the module docstring)."""
+    """Signed so that +1 means the same ranking as the long runs (see the module docstring);
+    with two or more reference seeds, ``reference_repeat`` is the first two seeds' agreement."""
     long_loss = [r.long_bpb for r in results]
     out = {"brief_training": correlation([r.short_bpb for r in results], long_loss)}
+    if results and all(len(r.long_runs) >= 2 for r in results):
+        out["reference_repeat"] = correlation(
+            [r.long_runs[0] for r in results], [r.long_runs[1] for r in results]
+        )
     negated = [-v for v in long_loss]
     for name in proxies:
         out[f"proxy:{name}"] = correlation(
@@ -376,10 +391,13 @@ def run_fidelity(
     proxies: Sequence[str] | None = None,
     progress: Progress | None = None,
     journal: Path | None = None,
+    reference_seeds: int = 1,
 ) -> FidelityReport:
     """Sample, train at both budgets, compute proxies, correlate (module docstring).
 
     ``journal``: a JSON-lines file of finished jobs, read back and appended to (resume).
+    ``reference_seeds``: long runs per configuration (recipe seeds counting up from the
+    recipe's), ranked by their mean; the first is the same job as with one seed.
     """
     from archsearch.evaluate.proxies import PROXIES
 
@@ -392,6 +410,7 @@ def run_fidelity(
     check_count("--configs", configs, minimum=MIN_CONFIGS)
     check_count("--factor", factor, minimum=2)
     check_count("--workers", workers)
+    check_count("--reference-seeds", reference_seeds)
     recipe.check_space(space)
     if recipe.scores_by_proxy:
         raise InputError(
@@ -402,10 +421,16 @@ def run_fidelity(
     long_recipe = recipe.replace(token_budget=factor * recipe.token_budget)
     candidates = sample_region(space, profile, recipe, configs, seed=seed)
     results = [FidelityResult(c.arch, c.family, c.macs, c.params) for c in candidates]
+    for result in results:
+        result.long_runs = [math.nan] * reference_seeds
+    jobs = [
+        Job("long", i, long_recipe.replace(seed=recipe.seed + k), k)
+        for k in range(reference_seeds)
+        for i in range(len(results))
+    ]
+    jobs += [Job("short", i, recipe) for i in range(len(results))]
+    jobs += [Job("proxies", i, recipe) for i in range(len(results))] if proxies else []
     # Longest jobs first, so the last job to finish is a short one.
-    jobs: list[tuple[str, int, Recipe]] = [("long", i, long_recipe) for i in range(len(results))]
-    jobs += [("short", i, recipe) for i in range(len(results))]
-    jobs += [("proxies", i, recipe) for i in range(len(results))] if proxies else []
     jobs.sort(key=lambda job: -_cost(job, results, factor))
 
     wall_start = time.perf_counter()
@@ -413,38 +438,39 @@ def run_fidelity(
     say = progress or (lambda message: None)
     saved = Journal(journal) if journal is not None else None
     finished = saved.read() if saved is not None else {}
-    key_of = {(kind, i): job_key(kind, results[i].arch, r, proxies) for kind, i, r in jobs}
-    reused = [
-        (kind, i, finished[key_of[kind, i]]) for kind, i, _ in jobs if key_of[kind, i] in finished
-    ]
-    todo = [job for job in jobs if key_of[job[0], job[1]] not in finished]
+    key_of = {job: job_key(job.kind, results[job.index].arch, job.recipe, proxies) for job in jobs}
+    reused = [(job, finished[key_of[job]]) for job in jobs if key_of[job] in finished]
+    todo = [job for job in jobs if key_of[job] not in finished]
 
-    def outcomes() -> Iterator[tuple[str, int, dict[str, Any]]]:
-        yield from ((kind, i, dict(outcome)) for kind, i, outcome in reused)
-        for kind, index, outcome in _execute(todo, results, proxies, workers):
+    def outcomes() -> Iterator[tuple[Job, dict[str, Any]]]:
+        yield from ((job, dict(outcome)) for job, outcome in reused)
+        for job, outcome in _execute(todo, results, proxies, workers):
             if saved is not None:
-                saved.append(key_of[kind, index], outcome)
-            yield kind, index, outcome
+                saved.append(key_of[job], outcome)
+            yield job, outcome
 
-    for done, (kind, index, outcome) in enumerate(outcomes(), 1):
+    for done, (job, outcome) in enumerate(outcomes(), 1):
         cpu_total += outcome.pop("cpu_s", 0.0)
-        result = results[index]
+        result = results[job.index]
         if "failed" in outcome:
-            result.failed.append(f"{kind}: {outcome['failed']}")
-        if kind == "proxies":
+            result.failed.append(f"{job.label}: {outcome['failed']}")
+        if job.kind == "proxies":
             result.proxies = outcome.get("proxies", {})
             shown = " ".join(f"{k}={v:.4g}" for k, v in result.proxies.items())
         else:
-            setattr(result, f"{kind}_bpb", outcome.get("val_bpb", math.nan))
-            setattr(result, f"{kind}_wall_s", outcome.get("wall_s", 0.0))
-            setattr(result, f"{kind}_curve", outcome.get("curve", []))
+            _record_run(result, job, outcome)
             shown = (
                 f"failed after {outcome.get('wall_s', math.nan):.1f} s: {outcome['failed']}"
                 if "failed" in outcome
                 else f"{outcome['val_bpb']:.4f} bpb in {outcome['wall_s']:.1f} s"
             )
         again = " (from the journal)" if done <= len(reused) else ""
-        say(f"[{done}/{len(jobs)}] {kind:<7} #{index + 1} ({result.macs:,} MACs): {shown}{again}")
+        say(
+            f"[{done}/{len(jobs)}] {job.label:<7} #{job.index + 1} ({result.macs:,} MACs): "
+            f"{shown}{again}"
+        )
+    for result in results:
+        result.long_bpb = sum(result.long_runs) / reference_seeds  # nan if any run failed
     return FidelityReport(
         space=space.name,
         profile=profile.name,
@@ -462,7 +488,37 @@ def run_fidelity(
         cpu_s=cpu_total,
         recipe=recipe.to_dict(),
         reused_jobs=len(reused),
+        reference_seeds=reference_seeds,
     )
+
+
+@dataclass(frozen=True, eq=False)  # identity: a recipe holds unhashable parts
+class Job:
+    """One unit of work: train a configuration (``short`` or ``long``, the latter once per
+    reference seed, ``replica`` counting from 0) or score its proxies."""
+
+    kind: str
+    index: int
+    recipe: Recipe
+    replica: int = 0
+
+    @property
+    def label(self) -> str:
+        """How progress lines and failure reasons name it: ``long`` for the first seed."""
+        return f"{self.kind} s{self.replica}" if self.replica else self.kind
+
+
+def _record_run(result: FidelityResult, job: Job, outcome: dict[str, Any]) -> None:
+    """A training job's outcome into its configuration's result."""
+    bpb, wall = outcome.get("val_bpb", math.nan), outcome.get("wall_s", 0.0)
+    if job.kind == "short":
+        result.short_bpb, result.short_wall_s = bpb, wall
+        result.short_curve = outcome.get("curve", [])
+        return
+    result.long_runs[job.replica] = bpb
+    result.long_wall_s += wall
+    if job.replica == 0:
+        result.long_curve = outcome.get("curve", [])
 
 
 def job_key(kind: str, arch: dict[str, Any], recipe: Recipe, proxies: Sequence[str]) -> str:
@@ -507,36 +563,30 @@ class Journal:
             handle.flush()
 
 
-def _cost(job: tuple[str, int, Recipe], results: list[FidelityResult], factor: int) -> float:
-    kind, index, _ = job
-    weight = {"long": factor, "short": 1, "proxies": 0.1}[kind]
-    return weight * results[index].macs
+def _cost(job: Job, results: list[FidelityResult], factor: int) -> float:
+    weight = {"long": factor, "short": 1, "proxies": 0.1}[job.kind]
+    return weight * results[job.index].macs
 
 
 def _execute(
-    jobs: list[tuple[str, int, Recipe]],
-    results: list[FidelityResult],
-    proxies: list[str],
-    workers: int,
-):
-    """Yield (kind, index, outcome) as jobs finish: in this process, or in ``workers``
-    spawned processes of one torch thread each."""
-    calls = [(kind, results[i].arch, job_recipe, proxies) for kind, i, job_recipe in jobs]
+    jobs: list[Job], results: list[FidelityResult], proxies: list[str], workers: int
+) -> Iterator[tuple[Job, dict[str, Any]]]:
+    """Yield (job, outcome) as jobs finish: in this process, or in ``workers`` spawned
+    processes of one torch thread each."""
+    calls = [(job.kind, results[job.index].arch, job.recipe, proxies) for job in jobs]
     if workers == 1:
-        for (kind, index, _), call in zip(jobs, calls, strict=True):
-            yield kind, index, run_job(*call)
+        for job, call in zip(jobs, calls, strict=True):
+            yield job, run_job(*call)
         return
     context = multiprocessing.get_context("spawn")  # fork after torch threads start is unsafe
     with ProcessPoolExecutor(
         workers, mp_context=context, initializer=_start_worker, initargs=(os.getpid(),)
     ) as pool:
-        futures: dict[Future, tuple[str, int]] = {
-            pool.submit(run_job, *call): (kind, index)
-            for (kind, index, _), call in zip(jobs, calls, strict=True)
+        futures: dict[Future, Job] = {
+            pool.submit(run_job, *call): job for job, call in zip(jobs, calls, strict=True)
         }
         for future in as_completed(futures):
-            kind, index = futures[future]
-            yield kind, index, future.result()
+            yield futures[future], future.result()
 
 
 def _start_worker(parent_pid: int) -> None:
