@@ -14,9 +14,10 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from archsearch.commands import COMMANDS
-from archsearch.errors import InputError
+from archsearch.errors import InputError, RunAborted
 
 USAGE_ERROR = 2
+RUN_ABORTED = 1
 BROKEN_PIPE = 141  # 128 + SIGPIPE, the status a shell reports for a tool its pipe's reader left
 
 
@@ -45,6 +46,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as exc:
         print(f"archsearch: error: {exc}", file=sys.stderr)
         return USAGE_ERROR
+    except RunAborted as exc:
+        print(f"archsearch: error: {exc}", file=sys.stderr)
+        return RUN_ABORTED
     except KeyboardInterrupt:
         print("archsearch: interrupted; run the same command again to continue", file=sys.stderr)
         return 130

@@ -1,4 +1,5 @@
-"""One error type for bad user input, so the CLI can print one line and exit 2."""
+"""Error types the CLI turns into one line: bad user input (exit 2), and a run that something
+outside the input stopped (exit 1)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,12 @@ class InputError(Exception):
         parts = [p for p in (self.source, self.key) if p]
         parts.append(self.message)
         return ": ".join(parts)
+
+
+class RunAborted(Exception):
+    """A run stopped by something outside its input, such as a worker process killed for
+    memory. The CLI prints the message as one line and exits 1; the message says what was kept
+    and how to go on."""
 
 
 def yaml_problem(exc: yaml.YAMLError) -> str:

@@ -1,7 +1,9 @@
-"""A fidelity run's worker processes end with it, even when only the parent is killed."""
+"""A fidelity run's worker processes end with it, even when only the parent is killed; a
+worker killed on its own ends the run with one line."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -76,6 +78,47 @@ def test_sigterm_to_the_command_ends_its_busy_workers(tmp_path: Path) -> None:
         assert _wait(lambda: not any(_alive(pid) for pid in workers), 15), (
             "workers outlived the command"
         )
+    finally:
+        if command.poll() is None:
+            command.kill()
+        for pid in workers:
+            if _alive(pid):
+                subprocess.run(["kill", "-9", str(pid)], check=False)
+
+
+def test_a_worker_killed_for_memory_ends_the_run_with_one_line(tmp_path: Path) -> None:
+    """SIGKILL, as the out-of-memory killer sends it, to one worker: the command says so in one
+    line, names what it kept, exits 1, and leaves no worker behind."""
+    inputs = {
+        "space": write_yaml(tmp_path / "space.yaml", TINY_SPACE),
+        "profile": write_yaml(tmp_path / "profile.yaml", TINY_PROFILE),
+        "evaluator": write_yaml(tmp_path / "recipe.yaml", TINY_RECIPE),
+    }
+    journal = tmp_path / "journal.jsonl"
+    argv = [sys.executable, "-m", "archsearch.cli", "fidelity"]
+    argv += [f"--{key}={path}" for key, path in inputs.items()]
+    argv += ["--configs=4", "--factor=4000", "--workers=2", "--proxies=none", f"--save={journal}"]
+    command = subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path, text=True
+    )
+    workers: dict[int, bytes] = {}
+    try:
+
+        def training() -> bool:
+            workers.update(
+                (pid, line) for pid, line in _children(command.pid).items() if b"spawn_main" in line
+            )
+            return len(workers) == 2
+
+        assert _wait(training, 60), "the two workers never started"
+        time.sleep(2)
+        os.kill(min(workers), signal.SIGKILL)
+        _, err = command.communicate(timeout=60)
+        assert command.returncode == 1, err
+        lines = [line for line in err.splitlines() if not line.startswith("[")]  # progress
+        assert len(lines) == 1 and "Traceback" not in err, err
+        assert "worker process died" in lines[0] and str(journal) in lines[0]
+        assert _wait(lambda: not any(_alive(pid) for pid in workers), 15), "a worker lived on"
     finally:
         if command.poll() is None:
             command.kill()

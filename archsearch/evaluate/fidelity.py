@@ -34,6 +34,7 @@ import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ from typing import Any
 from archsearch.checks import check_count
 from archsearch.config import ArchConfig
 from archsearch.costs import estimate_costs
-from archsearch.errors import InputError
+from archsearch.errors import InputError, RunAborted
 from archsearch.evaluate.recipe import Recipe
 from archsearch.profiles import Profile
 from archsearch.space import SearchSpace
@@ -444,10 +445,18 @@ def run_fidelity(
 
     def outcomes() -> Iterator[tuple[Job, dict[str, Any]]]:
         yield from ((job, dict(outcome)) for job, outcome in reused)
-        for job, outcome in _execute(todo, results, proxies, workers):
-            if saved is not None:
-                saved.append(key_of[job], outcome)
-            yield job, outcome
+        try:
+            for job, outcome in _execute(todo, results, proxies, workers):
+                if saved is not None:
+                    saved.append(key_of[job], outcome)
+                yield job, outcome
+        except RunAborted as exc:
+            kept = (
+                f"the jobs that finished are in {saved.path}: the same command resumes"
+                if saved is not None
+                else "nothing was kept: --save JOURNAL keeps finished jobs for a resume"
+            )
+            raise RunAborted(f"{exc}; {kept}") from None
 
     for done, (job, outcome) in enumerate(outcomes(), 1):
         cpu_total += outcome.pop("cpu_s", 0.0)
@@ -586,7 +595,14 @@ def _execute(
             pool.submit(run_job, *call): job for job, call in zip(jobs, calls, strict=True)
         }
         for future in as_completed(futures):
-            yield futures[future], future.result()
+            try:
+                outcome = future.result()
+            except BrokenProcessPool:  # the pool ends the other workers and fails every job left
+                raise RunAborted(
+                    "a fidelity worker process died (killed, perhaps for memory) while jobs "
+                    "were running"
+                ) from None
+            yield futures[future], outcome
 
 
 def _start_worker(parent_pid: int) -> None:
