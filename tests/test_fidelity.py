@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
@@ -397,6 +398,44 @@ def test_reference_seeds_average_runs_that_one_seed_runs_would_give(
     text = capsys.readouterr().out
     assert "mean of 2 seeds" in text and "ref s1" in text and "12 jobs read back" in text
     assert "reference_repeat" in text
+
+
+def test_a_journal_keyed_the_old_way_is_still_reused(tmp_path: Path) -> None:
+    """Journals written while keys held the recipe's name and description (sha256 of the
+    sorted JSON of kind, arch, the whole recipe and, for proxies, their names) resume."""
+    space, profile, recipe = _inputs()
+    journal = tmp_path / "fidelity.jsonl"
+    first = run_fidelity(space, profile, recipe, configs=4, factor=2, journal=journal)
+    long_recipe = recipe.replace(token_budget=2 * recipe.token_budget)
+    proxies = list(first.results[0].proxies)
+    outcomes = [json.loads(line)["outcome"] for line in journal.read_text().splitlines()]
+    old_lines = []
+    for kind, used in (("long", long_recipe), ("short", recipe), ("proxies", recipe)):
+        for result in first.results:
+            what = {"kind": kind, "arch": result.arch, "recipe": asdict(used)}
+            what["recipe"].pop("source")
+            what["recipe"].pop("blend")
+            what["recipe"]["optimizer"]["betas"] = list(used.optimizer.betas)
+            if kind == "proxies":
+                what["proxies"] = proxies
+            key = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
+            old_lines.append(json.dumps({"key": key, "outcome": _outcome(kind, result)}))
+    assert len(old_lines) == len(outcomes)
+    journal.write_text("\n".join(old_lines) + "\n")
+    again = run_fidelity(space, profile, recipe, configs=4, factor=2, journal=journal)
+    assert again.reused_jobs == 12
+    assert _measured(again) == _measured(first)
+
+
+def _outcome(kind: str, result: Any) -> dict[str, Any]:
+    """A journal outcome as a job reports it, from a finished result."""
+    if kind == "proxies":
+        return {"proxies": result.proxies}
+    return {
+        "val_bpb": getattr(result, f"{kind}_bpb"),
+        "wall_s": getattr(result, f"{kind}_wall_s"),
+        "curve": getattr(result, f"{kind}_curve"),
+    }
 
 
 def _measured(report: Any) -> list[dict[str, Any]]:

@@ -111,16 +111,24 @@ def print_report(report) -> None:
         f"{report.workers} workers"
         + (f"; {report.reused_jobs} jobs read back from the journal" if report.reused_jobs else "")
     )
+    blend = report.recipe.get("blend")
+    if blend:
+        print(
+            f"brief score: brief bpb - {blend['weight']:g} x {blend['proxy']} "
+            "(the recipe's blend), ranked against the reference's bpb"
+        )
     if k < 12:
         print(f"note: only {k} configurations; rank correlations over so few are noisy")
     proxies = list(report.results[0].proxies) if report.results else []
     runs = [f"ref s{k}" for k in range(seeds)] if seeds > 1 else []
+    scores = ["brief score"] if blend else []
     header = f"{'#':>3} {'MACs':>12} {'brief bpb':>10} {'ref bpb':>9}  " + "".join(
-        f"{name:>11}" for name in [*runs, *proxies]
+        f"{name:>11}" for name in [*scores, *runs, *proxies]
     )
     print(header + "  family")
     for index, result in enumerate(report.results, 1):
-        cells = "".join(f"{bpb:>11.4f}" for bpb in result.long_runs) if seeds > 1 else ""
+        cells = f"{result.short_score:>11.4f}" if blend else ""
+        cells += "".join(f"{bpb:>11.4f}" for bpb in result.long_runs) if seeds > 1 else ""
         cells += "".join(f"{result.proxies.get(name, math.nan):>11.4g}" for name in proxies)
         print(
             f"{index:>3} {result.macs:>12,} {result.short_bpb:>10.4f} {result.long_bpb:>9.4f}  "

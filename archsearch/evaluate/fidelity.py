@@ -17,6 +17,10 @@ close together. With ``reference_seeds`` N > 1 each reference is trained N times
 seeds' references agree with each other (``reference_repeat``): no brief recipe can be expected
 to agree with one reference run better than two reference runs agree with each other.
 
+A recipe that blends a proxy into its score (``blend``) is measured by that score: the brief
+runs' ``val_bpb - weight * proxy`` against the references' ``val_bpb``; ``brief_val_bpb`` gives
+the brief runs' bpb alone beside it. Its runs are those of the recipe without the blend.
+
 A measurement takes tens of minutes, so it can keep a journal (``--save``): one JSON line per
 finished job, keyed by what decides its outcome (the job kind, the architecture, the recipe and
 the proxies). Run the same command with the same journal again and finished jobs are read back
@@ -300,6 +304,7 @@ class FidelityResult:
     params: int
     short_bpb: float = math.nan
     long_bpb: float = math.nan
+    short_score: float = math.nan  # the recipe's quality of the brief run (see ``brief_score``)
     short_wall_s: float = 0.0
     long_wall_s: float = 0.0
     short_curve: list[dict[str, float]] = field(default_factory=list)
@@ -363,11 +368,24 @@ def _none_to_nan(value: Any) -> Any:
     return value
 
 
-def correlations(results: Sequence[FidelityResult], proxies: Sequence[str]) -> dict[str, Any]:
+def brief_score(result: FidelityResult, recipe: Recipe) -> float:
+    """What the recipe scores a brief run by: its bpb, less ``weight`` x the blend's proxy."""
+    if recipe.blend is None:
+        return result.short_bpb
+    proxy = result.proxies.get(recipe.blend.proxy, math.nan)
+    return result.short_bpb - recipe.blend.weight * proxy
+
+
+def correlations(
+    results: Sequence[FidelityResult], proxies: Sequence[str], *, blended: bool = False
+) -> dict[str, Any]:
     """Signed so that +1 means the same ranking as the long runs (see the module docstring);
-    with two or more reference seeds, ``reference_repeat`` is the first two seeds' agreement."""
+    with two or more reference seeds, ``reference_repeat`` is the first two seeds' agreement.
+    ``blended``: the recipe's score is not the bpb alone, which ``brief_val_bpb`` then gives."""
     long_loss = [r.long_bpb for r in results]
-    out = {"brief_training": correlation([r.short_bpb for r in results], long_loss)}
+    out = {"brief_training": correlation([r.short_score for r in results], long_loss)}
+    if blended:
+        out["brief_val_bpb"] = correlation([r.short_bpb for r in results], long_loss)
     if results and all(len(r.long_runs) >= 2 for r in results):
         out["reference_repeat"] = correlation(
             [r.long_runs[0] for r in results], [r.long_runs[1] for r in results]
@@ -419,6 +437,9 @@ def run_fidelity(
             "fidelity needs a training recipe (it reports every proxy beside it)",
             key="--evaluator",
         )
+    if recipe.blend is not None and recipe.blend.proxy not in proxies:
+        proxies.append(recipe.blend.proxy)  # the recipe's own score needs it
+    scored_by, recipe = recipe, recipe.training  # jobs are the same with or without a blend
     long_recipe = recipe.replace(token_budget=factor * recipe.token_budget)
     candidates = sample_region(space, profile, recipe, configs, seed=seed)
     results = [FidelityResult(c.arch, c.family, c.macs, c.params) for c in candidates]
@@ -440,6 +461,10 @@ def run_fidelity(
     saved = Journal(journal) if journal is not None else None
     finished = saved.read() if saved is not None else {}
     key_of = {job: job_key(job.kind, results[job.index].arch, job.recipe, proxies) for job in jobs}
+    for job in jobs:  # a journal from before the key left the recipe's names out
+        legacy = legacy_job_key(job.kind, results[job.index].arch, job.recipe, proxies)
+        if key_of[job] not in finished and legacy in finished:
+            finished[key_of[job]] = finished[legacy]
     reused = [(job, finished[key_of[job]]) for job in jobs if key_of[job] in finished]
     todo = [job for job in jobs if key_of[job] not in finished]
 
@@ -480,10 +505,11 @@ def run_fidelity(
         )
     for result in results:
         result.long_bpb = sum(result.long_runs) / reference_seeds  # nan if any run failed
+        result.short_score = brief_score(result, scored_by)
     return FidelityReport(
         space=space.name,
         profile=profile.name,
-        evaluator=recipe.name,
+        evaluator=scored_by.name,
         factor=factor,
         seed=seed,
         workers=workers,
@@ -492,10 +518,10 @@ def run_fidelity(
         short_tokens=recipe.token_budget,
         long_tokens=long_recipe.token_budget,
         results=results,
-        correlations=correlations(results, proxies),
+        correlations=correlations(results, proxies, blended=scored_by.blend is not None),
         wall_s=time.perf_counter() - wall_start,
         cpu_s=cpu_total,
-        recipe=recipe.to_dict(),
+        recipe=scored_by.to_dict(),
         reused_jobs=len(reused),
         reference_seeds=reference_seeds,
     )
@@ -530,9 +556,29 @@ def _record_run(result: FidelityResult, job: Job, outcome: dict[str, Any]) -> No
         result.long_curve = outcome.get("curve", [])
 
 
+# Recipe keys that never change a job's outcome: a recipe's names, and a blend (which rescores).
+NOT_IN_JOBS = ("name", "description", "blend")
+
+
 def job_key(kind: str, arch: dict[str, Any], recipe: Recipe, proxies: Sequence[str]) -> str:
-    """What decides a job's outcome, hashed: a journal line is reused only for the same job."""
-    what = {"kind": kind, "arch": arch, "recipe": recipe.to_dict()}
+    """What decides a job's outcome, hashed: a journal line is reused only for the same job,
+    and for it whatever the recipe is called (``lm_brief_synflow`` reuses ``lm_brief``'s)."""
+    settings = recipe.to_dict()
+    for key in NOT_IN_JOBS:
+        del settings[key]
+    return _hashed(kind, arch, settings, proxies)
+
+
+def legacy_job_key(kind: str, arch: dict[str, Any], recipe: Recipe, proxies: Sequence[str]) -> str:
+    """The key journals were written with before ``job_key`` left the recipe's names out (and
+    before blends): read, so that their jobs are reused, never written."""
+    settings = recipe.training.to_dict()
+    del settings["blend"]
+    return _hashed(kind, arch, settings, proxies)
+
+
+def _hashed(kind: str, arch: dict[str, Any], settings: dict[str, Any], proxies: Sequence[str]):
+    what = {"kind": kind, "arch": arch, "recipe": settings}
     if kind == "proxies":
         what["proxies"] = list(proxies)
     text = json.dumps(what, sort_keys=True)

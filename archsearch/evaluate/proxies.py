@@ -109,13 +109,21 @@ def score(config: ArchConfig, recipe: Recipe, *, threads: int | None = None) -> 
     """
     if recipe.proxy is None:
         raise InputError("this recipe trains; it names no zero-cost proxy", key="proxy")
+    return score_with(recipe.proxy, config, recipe, threads=threads)
+
+
+def score_with(
+    name: str, config: ArchConfig, recipe: Recipe, *, threads: int | None = None
+) -> float:
+    """Proxy ``name`` of ``config`` with torch's intra-op threads set as ``score`` does (a
+    blended recipe's proxy, for one)."""
     if threads is not None:
         check_count("threads", threads)
     previous = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        return float(PROXIES[recipe.proxy](config, recipe))
+        return float(PROXIES[name](config, recipe))
     finally:
         torch.set_num_threads(previous)
 

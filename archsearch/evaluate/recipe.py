@@ -15,7 +15,11 @@ Optional keys, each off unless given:
 - ``proxy``: score with a zero-cost proxy instead of training. The training keys
   (``token_budget``, ``optimizer``, ``schedule``, ``grad_clip``, ``eval_tokens``,
   ``eval_points``) may then be left out: ``PROXY_TRAINING_DEFAULTS`` fills them, and they only
-  describe the model the proxy scores (built exactly as training would start it).
+  describe the model the proxy scores (built exactly as training would start it);
+- ``blend``: ``{proxy, weight}``: a training recipe's score becomes ``val_bpb - weight * proxy``
+  (the proxy of the untrained model; every proxy is higher-is-better, so a higher proxy lowers
+  the score). Brief training favours what learns fast; a proxy such as synflow grows with depth
+  and capacity, which long training rewards. The training itself is unchanged.
 """
 
 from __future__ import annotations
@@ -116,6 +120,18 @@ class Curriculum:
 
 
 @dataclass(frozen=True)
+class Blend:
+    """``blend``: score = validation bpb - ``weight`` x the ``proxy`` of the untrained model."""
+
+    proxy: str
+    weight: float
+
+    def __post_init__(self) -> None:
+        _choice(self, "proxy", PROXY_NAMES)
+        _number(self, "weight", low=0.0, low_open=True)
+
+
+@dataclass(frozen=True)
 class Recipe:
     """A validated evaluator recipe. ``source`` is the file it came from (None if built in code)."""
 
@@ -137,6 +153,7 @@ class Recipe:
     dedup: str = "none"
     curriculum: Curriculum | None = None
     proxy: str | None = None
+    blend: Blend | None = None
     source: str | None = dataclasses.field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -150,6 +167,15 @@ class Recipe:
         _choice(self, "dedup", DEDUP_MODES)
         if self.proxy is not None:
             _choice(self, "proxy", PROXY_NAMES)
+        if self.blend is not None:
+            if not isinstance(self.blend, Blend):
+                raise InputError("must be a mapping with proxy and weight", key="blend")
+            if self.proxy is not None:
+                raise InputError(
+                    "blends a proxy into training's score; a proxy recipe does not train "
+                    "(leave out proxy or blend)",
+                    key="blend",
+                )
         if self.data_scheme == "synthetic":
             _refuse_text_options(self)
         if self.curriculum is not None:
@@ -224,6 +250,12 @@ class Recipe:
         return self.proxy is not None
 
     @property
+    def training(self) -> Recipe:
+        """The recipe without ``blend``: what decides a training run (a blend only rescores
+        it), so runs are shared between a recipe and its blended variant."""
+        return self if self.blend is None else self.replace(blend=None)
+
+    @property
     def tokens_per_step(self) -> int:
         return self.batch_size * self.seq_len
 
@@ -273,12 +305,14 @@ class Recipe:
                 values[key] = kind(**_take_keys(section, kind))
             except InputError as exc:
                 raise exc.under(key) from None
-        if values["curriculum"] is not None:
+        for key, kind in (("curriculum", Curriculum), ("blend", Blend)):
+            if values[key] is None:
+                continue
             try:
-                section = _mapping(values["curriculum"], key=None)
-                values["curriculum"] = Curriculum(**_take_keys(section, Curriculum))
+                section = _mapping(values[key], key=None)
+                values[key] = kind(**_take_keys(section, kind))
             except InputError as exc:
-                raise exc.under("curriculum") from None
+                raise exc.under(key) from None
         return cls(**values)
 
 
@@ -287,6 +321,7 @@ OPTIONAL_DEFAULTS: dict[str, Any] = {
     "dedup": "none",
     "curriculum": None,
     "proxy": None,
+    "blend": None,
 }
 
 

@@ -2,8 +2,9 @@
 
 A training recipe measures validation loss: ``val_bpb``, minimised. A zero-cost proxy recipe
 (``proxy: <name>``) scores the untrained model instead: ``proxy_<name>``, maximised (every proxy
-in ``evaluate/proxies.py`` is higher-is-better). The cost objectives of the profile are always
-minimised.
+in ``evaluate/proxies.py`` is higher-is-better). A training recipe with ``blend: {proxy,
+weight}`` trains as usual and scores ``val_bpb - weight * proxy``: ``blended_bpb``, minimised.
+The cost objectives of the profile are always minimised.
 
 The driver records the quality in the study (user attribute ``quality``, and Optuna's own study
 directions, which optuna-dashboard reads), and everything that reads results asks
@@ -21,18 +22,23 @@ from typing import Any
 from archsearch.errors import InputError
 from archsearch.evaluate.recipe import Recipe
 
-STUDY_ATTR = "quality"  # study user attribute: {"name", "direction", "proxy"}
+STUDY_ATTR = "quality"  # study user attribute: {"name", "direction", "proxy", "blend"}
 MINIMIZE, MAXIMIZE = "minimize", "maximize"  # Optuna's words for a study direction
 PROXY_PREFIX = "proxy_"
+BLENDED = "blended_bpb"
+BLEND_ATTR = "blend_proxy"  # a blended score's proxy value, kept on each trial beside val_bpb
 
 
 @dataclass(frozen=True)
 class Quality:
-    """The quality objective: what it is called, which way is better, which proxy (if any)."""
+    """The quality objective: what it is called, which way is better, which proxy (if any)
+    replaces training, or which proxy is blended into the trained score (``blend``:
+    ``{"proxy", "weight"}``)."""
 
     name: str = "val_bpb"
     direction: str = MINIMIZE
     proxy: str | None = None
+    blend: tuple[str, float] | None = None
 
     def __post_init__(self) -> None:
         if self.direction not in (MINIMIZE, MAXIMIZE):
@@ -59,6 +65,12 @@ class Quality:
 
     def describe(self) -> str:
         """What the value means, in a short clause for report notes."""
+        if self.blend is not None:
+            proxy, weight = self.blend
+            return (
+                f"{self.name}, validation bits per byte after brief training minus {weight:g} x "
+                f"the untrained model's {proxy} (lower is better)"
+            )
         if self.proxy is None:
             return f"{self.name}, validation bits per byte after brief training (lower is better)"
         return (
@@ -66,8 +78,16 @@ class Quality:
             "(higher is predicted better)"
         )
 
+    def blended(self, val_bpb: float, proxy_value: float) -> float:
+        """The blended score of a trained candidate (``blend`` must be set)."""
+        assert self.blend is not None
+        return val_bpb - self.blend[1] * proxy_value
+
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "direction": self.direction, "proxy": self.proxy}
+        out: dict[str, Any] = {"name": self.name, "direction": self.direction, "proxy": self.proxy}
+        if self.blend is not None:
+            out["blend"] = {"proxy": self.blend[0], "weight": self.blend[1]}
+        return out
 
 
 LEGACY = Quality()  # what every study measured before the quality was recorded
@@ -77,6 +97,8 @@ def quality_of(recipe: Recipe) -> Quality:
     """The quality objective a recipe measures."""
     if recipe.scores_by_proxy:
         return Quality(name=f"{PROXY_PREFIX}{recipe.proxy}", direction=MAXIMIZE, proxy=recipe.proxy)
+    if recipe.blend is not None:
+        return Quality(name=BLENDED, blend=(recipe.blend.proxy, recipe.blend.weight))
     return LEGACY
 
 
@@ -96,6 +118,10 @@ def quality_from_attrs(attrs: dict[str, Any]) -> Quality:
             f"the study records quality direction {direction!r}, neither {MINIMIZE} nor {MAXIMIZE}",
             key="--study",
         )
+    blend = record.get("blend")
     return Quality(
-        name=str(record.get("name", LEGACY.name)), direction=direction, proxy=record.get("proxy")
+        name=str(record.get("name", LEGACY.name)),
+        direction=direction,
+        proxy=record.get("proxy"),
+        blend=(str(blend["proxy"]), float(blend["weight"])) if isinstance(blend, dict) else None,
     )

@@ -21,7 +21,7 @@ from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
 
 from archsearch.evaluate.recipe import Recipe
 from archsearch.search.defaults import DEFAULT_SCHEDULER, SCHEDULERS
-from archsearch.search.trainable import QUALITY
+from archsearch.search.quality import quality_of
 
 __all__ = ["DEFAULT_SCHEDULER", "SCHEDULERS", "BaselineKeepingASHA", "make_scheduler"]
 REDUCTION_FACTOR = 2  # keep the better half at each rung: recipes have only a few eval points
@@ -44,11 +44,12 @@ def make_scheduler(name: str, recipe: Recipe) -> TrialScheduler | None:
     """The Tune scheduler for ``--scheduler name``; None means run every trial to the end."""
     if name == "none" or recipe.scores_by_proxy or recipe.eval_points < 2:
         return None
+    quality = quality_of(recipe)
     if name == "asha":
         return BaselineKeepingASHA(
             time_attr="training_iteration",  # one report per eval point
-            metric=QUALITY,
-            mode="min",
+            metric=quality.name,
+            mode=quality.mode,
             max_t=recipe.eval_points,
             grace_period=1,
             reduction_factor=REDUCTION_FACTOR,

@@ -29,7 +29,7 @@ from ray.tune.search.optuna import OptunaSearch
 from archsearch.profiles import Profile
 from archsearch.search.baselines import USER_ATTR as BASELINE
 from archsearch.search.constraints import record_constraints
-from archsearch.search.quality import LEGACY, Quality
+from archsearch.search.quality import BLEND_ATTR, LEGACY, Quality
 from archsearch.search.resume import close_interrupted
 from archsearch.search.samplers import GridSampler
 from archsearch.search.verdict import Verdict, judge
@@ -38,6 +38,7 @@ from archsearch.space import SearchSpace
 log = logging.getLogger(__name__)
 MAX_REPEATS = 50  # proposals in a row of already-trained architectures before the search ends
 
+BLENDED_ATTRS = (LEGACY.name, BLEND_ATTR)  # a blended score's parts: bpb and the proxy's score
 RESULT_ATTRS = (
     "wall_s",
     "cpu_s",
@@ -147,7 +148,7 @@ class ArchSearcher(OptunaSearch):
         if trial is None or trial_id in self._completed_trials:
             return
         result = result or self._last.get(trial_id) or {}
-        for key in RESULT_ATTRS:
+        for key in RESULT_ATTRS + (BLENDED_ATTRS if self.quality.blend else ()):
             if key in result:
                 trial.set_user_attr(key, result[key])
         curve = self._curves.pop(trial_id, [])

@@ -13,7 +13,7 @@ from ray import tune
 from archsearch.config import ArchConfig
 from archsearch.evaluate import CandidateFailed
 from archsearch.evaluate.recipe import Recipe
-from archsearch.search.quality import LEGACY, Quality, quality_of
+from archsearch.search.quality import BLEND_ATTR, LEGACY, Quality, quality_of
 
 QUALITY = LEGACY.name  # the training recipes' quality metric, minimised
 
@@ -64,6 +64,8 @@ def train_candidate(config: dict[str, Any], recipe: Recipe, threads: int = 1) ->
         arch = ArchConfig.from_dict(config["arch"])
         if quality.proxy is not None:
             figures = _proxy_figures(arch, recipe, quality, threads)
+        elif quality.blend is not None:
+            figures = _blended_figures(arch, recipe, quality, report, threads)
         else:
             figures = _training_figures(arch, recipe, report, threads)
     except CandidateFailed as exc:
@@ -97,6 +99,26 @@ def _training_figures(
         "data_fingerprint": result.data_fingerprint,
         **_optional(val_accuracy=getattr(result, "val_accuracy", None)),
     }
+
+
+def _blended_figures(
+    arch: ArchConfig, recipe: Recipe, quality: Quality, report: Any, threads: int
+) -> dict[str, Any]:
+    """Score the untrained model with the blend's proxy first, so every report (the
+    scheduler's included) carries the blended score; then train as usual."""
+    from archsearch.evaluate.proxies import score_with
+
+    assert quality.blend is not None
+    proxy = quality.blend[0]
+    value = score_with(proxy, arch, recipe, threads=threads)
+    if not math.isfinite(value):
+        raise CandidateFailed(f"non-finite {proxy} score {value} (blended into the quality)")
+
+    def blended_report(point: dict[str, Any]) -> None:
+        report({**point, quality.name: quality.blended(point[QUALITY], value)})
+
+    figures = _training_figures(arch, recipe, blended_report, threads)
+    return {**figures, quality.name: quality.blended(figures[QUALITY], value), BLEND_ATTR: value}
 
 
 def _proxy_figures(
