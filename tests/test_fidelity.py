@@ -425,6 +425,12 @@ def test_a_journal_keyed_the_old_way_is_still_reused(tmp_path: Path) -> None:
     again = run_fidelity(space, profile, recipe, configs=4, factor=2, journal=journal)
     assert again.reused_jobs == 12
     assert _measured(again) == _measured(first)
+    # Read once, the journal holds the new keys too: a renamed recipe finds every job.
+    renamed = recipe.replace(name="renamed", description="the same training")
+    assert (
+        run_fidelity(space, profile, renamed, configs=4, factor=2, journal=journal).reused_jobs
+        == 12
+    )
 
 
 def _outcome(kind: str, result: Any) -> dict[str, Any]:

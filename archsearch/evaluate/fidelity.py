@@ -461,10 +461,11 @@ def run_fidelity(
     saved = Journal(journal) if journal is not None else None
     finished = saved.read() if saved is not None else {}
     key_of = {job: job_key(job.kind, results[job.index].arch, job.recipe, proxies) for job in jobs}
-    for job in jobs:  # a journal from before the key left the recipe's names out
+    for job in jobs:  # a journal from before the key left the recipe's names out: rekeyed
         legacy = legacy_job_key(job.kind, results[job.index].arch, job.recipe, proxies)
-        if key_of[job] not in finished and legacy in finished:
+        if key_of[job] not in finished and legacy in finished and saved is not None:
             finished[key_of[job]] = finished[legacy]
+            saved.append(key_of[job], finished[legacy])  # so a renamed recipe finds it too
     reused = [(job, finished[key_of[job]]) for job in jobs if key_of[job] in finished]
     todo = [job for job in jobs if key_of[job] not in finished]
 
