@@ -22,9 +22,10 @@ runs' ``val_bpb - weight * proxy`` against the references' ``val_bpb``; ``brief_
 the brief runs' bpb alone beside it. Its runs are those of the recipe without the blend.
 
 A measurement takes tens of minutes, so it can keep a journal (``--save``): one JSON line per
-finished job, keyed by what decides its outcome (the job kind, the architecture, the recipe and
-the proxies). Run the same command with the same journal again and finished jobs are read back
-instead of trained again: an interrupted measurement resumes, and a finished one re-prints.
+finished job, keyed by what decides its outcome (the job kind, the architecture, the recipe's
+settings but not its name, and the proxies). Run the same command with the same journal again
+and finished jobs are read back instead of trained again: an interrupted measurement resumes, a
+finished one re-prints, and another recipe that trains the same way reuses them.
 """
 
 from __future__ import annotations
