@@ -446,15 +446,7 @@ def run_fidelity(
     results = [FidelityResult(c.arch, c.family, c.macs, c.params) for c in candidates]
     for result in results:
         result.long_runs = [math.nan] * reference_seeds
-    jobs = [
-        Job("long", i, long_recipe.replace(seed=recipe.seed + k), k)
-        for k in range(reference_seeds)
-        for i in range(len(results))
-    ]
-    jobs += [Job("short", i, recipe) for i in range(len(results))]
-    jobs += [Job("proxies", i, recipe) for i in range(len(results))] if proxies else []
-    # Longest jobs first, so the last job to finish is a short one.
-    jobs.sort(key=lambda job: -_cost(job, results, factor))
+    jobs = _plan(results, recipe, long_recipe, reference_seeds, bool(proxies), factor)
 
     wall_start = time.perf_counter()
     cpu_total = 0.0
@@ -462,11 +454,8 @@ def run_fidelity(
     saved = Journal(journal) if journal is not None else None
     finished = saved.read() if saved is not None else {}
     key_of = {job: job_key(job.kind, results[job.index].arch, job.recipe, proxies) for job in jobs}
-    for job in jobs:  # a journal from before the key left the recipe's names out: rekeyed
-        legacy = legacy_job_key(job.kind, results[job.index].arch, job.recipe, proxies)
-        if key_of[job] not in finished and legacy in finished and saved is not None:
-            finished[key_of[job]] = finished[legacy]
-            saved.append(key_of[job], finished[legacy])  # so a renamed recipe finds it too
+    if saved is not None:
+        _rekey_old_lines(saved, finished, key_of, results, proxies)
     reused = [(job, finished[key_of[job]]) for job in jobs if key_of[job] in finished]
     todo = [job for job in jobs if key_of[job] not in finished]
 
@@ -543,6 +532,42 @@ class Job:
     def label(self) -> str:
         """How progress lines and failure reasons name it: ``long`` for the first seed."""
         return f"{self.kind} s{self.replica}" if self.replica else self.kind
+
+
+def _plan(
+    results: list[FidelityResult],
+    recipe: Recipe,
+    long_recipe: Recipe,
+    reference_seeds: int,
+    with_proxies: bool,
+    factor: int,
+) -> list[Job]:
+    """Every job of a measurement, longest first (so the last to finish is a short one)."""
+    count = range(len(results))
+    jobs = [
+        Job("long", i, long_recipe.replace(seed=recipe.seed + k), k)
+        for k in range(reference_seeds)
+        for i in count
+    ]
+    jobs += [Job("short", i, recipe) for i in count]
+    jobs += [Job("proxies", i, recipe) for i in count] if with_proxies else []
+    return sorted(jobs, key=lambda job: -_cost(job, results, factor))
+
+
+def _rekey_old_lines(
+    saved: Journal,
+    finished: dict[str, dict[str, Any]],
+    key_of: dict[Job, str],
+    results: list[FidelityResult],
+    proxies: Sequence[str],
+) -> None:
+    """Jobs a journal holds under the key from before it left the recipe's names out: read,
+    and appended under the new key, so that a renamed recipe finds them too."""
+    for job, key in key_of.items():
+        legacy = legacy_job_key(job.kind, results[job.index].arch, job.recipe, proxies)
+        if key not in finished and legacy in finished:
+            finished[key] = finished[legacy]
+            saved.append(key, finished[legacy])
 
 
 def _record_run(result: FidelityResult, job: Job, outcome: dict[str, Any]) -> None:
