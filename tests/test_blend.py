@@ -5,6 +5,7 @@ Ray Tune and Optuna. References come from the unblended runs and from the proxy 
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from archsearch.search import run_search
 from archsearch.search.quality import BLEND_ATTR, BLENDED, STUDY_ATTR, quality_of
 from archsearch.search.study import load_study
 from tests.test_fidelity import WIDE_SPACE, _inputs
+from tests.test_report import show
 from tests.test_search import by_status, options
 
 WEIGHT = 0.01
@@ -105,7 +107,9 @@ def test_fidelity_scores_the_blend_on_the_unblended_runs(tmp_path: Path) -> None
 
 
 @pytest.mark.slow
-def test_a_blended_search_minimises_bpb_less_the_weighted_proxy(ray_local, tmp_path: Path) -> None:
+def test_a_blended_search_minimises_bpb_less_the_weighted_proxy(
+    ray_local, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     inputs = {
         "space": write_yaml(tmp_path / "micro.yaml", TINY_SPACE),
         "profile": write_yaml(tmp_path / "micro_1M.yaml", TINY_PROFILE),
@@ -128,6 +132,17 @@ def test_a_blended_search_minimises_bpb_less_the_weighted_proxy(ray_local, tmp_p
         assert math.isfinite(attrs["val_bpb"]) and attrs["val_bpb"] > 0
         # The learning curve, which the scheduler reads, is in the blended score too.
         assert attrs["curve"][-1][BLENDED] == pytest.approx(trial.values[0])
+
+    # The comparison table gives the blended score and, beside it, val_bpb alone.
+    db = {"url": inputs["storage"]}
+    report = json.loads(show(capsys, db, "micro", "--json"))
+    rows = {row["name"]: row for row in report["comparison"]["rows"]}
+    best = rows["archsearch best"]
+    trial = study.trials[best["trial"]]
+    assert (best[BLENDED], best["val_bpb"]) == (trial.values[0], trial.user_attrs["val_bpb"])
+    markdown = show(capsys, db, "micro", "--markdown").splitlines()
+    header = next(line for line in markdown if "Mult-Adds" in line)
+    assert f"| {BLENDED} | val_bpb |" in header
 
 
 def test_asha_stops_trials_on_the_blended_score() -> None:

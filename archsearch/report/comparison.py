@@ -60,19 +60,23 @@ class ComparisonRow:
     note: str = ""
     et_ratio: float | None = None  # Evolved Transformer's search CO2 / this row's
     quality_name: str = select.QUALITY  # the study's quality objective
+    shows_val_bpb: bool = False  # a blended quality: val_bpb gets a column of its own
+    val_bpb: float | None = None
 
     def cells(self) -> list[str]:
-        design = [MISSING] * 3
+        columns = 4 if self.shows_val_bpb else 3
+        design = [MISSING] * columns
         if self.trial is not None:
-            design = [
-                format_value("params", self.params),
-                format_value("macs", self.macs),
-                format_value(self.quality_name, self.quality)
-                if self.quality is not None
-                else self.note or MISSING,
+            measured = [(self.quality_name, self.quality)]
+            if self.shows_val_bpb:
+                measured.append((select.QUALITY, self.val_bpb))
+            design = [format_value("params", self.params), format_value("macs", self.macs)]
+            design += [
+                format_value(name, value) if value is not None else self.note or MISSING
+                for name, value in measured
             ]
         elif self.note:
-            design = [self.note] * 3
+            design = [self.note] * columns
         cost = [HAND_DESIGNED if self.trial is not None else MISSING] + [MISSING] * 4
         if self.search is not None:
             cost = [
@@ -95,6 +99,7 @@ class ComparisonRow:
             "params": self.params,
             "macs": self.macs,
             self.quality_name: self.quality,
+            **({select.QUALITY: self.val_bpb} if self.shows_val_bpb else {}),
             "search": self.search.to_dict() if self.search else None,
             "note": self.note,
             "et_ratio": self.et_ratio,
@@ -115,7 +120,8 @@ class Comparison:
     def headers(self) -> tuple[str, ...]:
         """``HEADERS`` with the quality column named after the study's quality objective."""
         label = objective_label(self.quality.name, self.quality.direction)
-        return (*HEADERS[:QUALITY_COLUMN], label, *HEADERS[QUALITY_COLUMN + 1 :])
+        labels = (label, select.QUALITY) if self.quality.blend else (label,)
+        return (*HEADERS[:QUALITY_COLUMN], *labels, *HEADERS[QUALITY_COLUMN + 1 :])
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -165,12 +171,19 @@ def compare(study: optuna.Study, assumptions: Assumptions | None = None) -> Comp
             f"quality: {quality.describe()}; no candidate was trained, so the column is a "
             "predicted ranking, not a measured quality (see `archsearch fidelity`)"
         )
+    if quality.blend:
+        notes.append(
+            f"quality: {quality.describe()}; {select.QUALITY} is the brief training's loss alone"
+        )
     notes += [
         "Evolved Transformer: parameters, Mult-Adds and quality were measured on WMT "
         f"translation, so they are {NOT_APPLICABLE}",
         *assumptions.describe(),
     ]
-    rows = [dataclasses.replace(row, quality_name=quality.name) for row in rows]
+    blended = quality.blend is not None
+    rows = [
+        dataclasses.replace(row, quality_name=quality.name, shows_val_bpb=blended) for row in rows
+    ]
     return Comparison(
         study=study.study_name,
         budget=_describe_budget(profile),
@@ -226,6 +239,7 @@ def _trial_row(study: optuna.Study, name: str, trial: optuna.trial.FrozenTrial) 
         quality=values.get(quality) if usable else None,
         note="" if usable else select.status(trial),
         quality_name=quality,
+        val_bpb=trial.user_attrs.get(select.QUALITY) if usable else None,
     )
 
 
