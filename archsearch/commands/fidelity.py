@@ -120,7 +120,7 @@ def print_report(report) -> None:
     if k < 12:
         print(f"note: only {k} configurations; rank correlations over so few are noisy")
     proxies = list(report.results[0].proxies) if report.results else []
-    runs = [f"ref s{k}" for k in range(seeds)] if seeds > 1 else []
+    runs = [f"ref s{seed}" for seed in range(seeds)] if seeds > 1 else []
     scores = ["brief score"] if blend else []
     header = f"{'#':>3} {'MACs':>12} {'brief bpb':>10} {'ref bpb':>9}  " + "".join(
         f"{name:>11}" for name in [*scores, *runs, *proxies]
