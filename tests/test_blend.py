@@ -19,7 +19,13 @@ from archsearch.evaluate.fidelity import kendall_tau, run_fidelity
 from archsearch.evaluate.proxies import PROXIES
 from archsearch.evaluate.recipe import Recipe
 from archsearch.search import run_search
-from archsearch.search.quality import BLEND_ATTR, BLENDED, STUDY_ATTR, quality_of
+from archsearch.search.quality import (
+    BLEND_ATTR,
+    BLENDED,
+    STUDY_ATTR,
+    quality_from_attrs,
+    quality_of,
+)
 from archsearch.search.study import load_study
 from tests.test_fidelity import WIDE_SPACE, _inputs
 from tests.test_report import show
@@ -66,7 +72,8 @@ def test_a_blend_round_trips_and_leaves_training_alone() -> None:
     assert recipe.training == plain and plain.training is plain
     quality = quality_of(recipe)
     assert quality.name == BLENDED and not quality.maximize and quality.trains
-    assert quality.blended(3.0, 50.0) == pytest.approx(3.0 - WEIGHT * 50.0)
+    assert quality.blend.score(3.0, 50.0) == pytest.approx(3.0 - WEIGHT * 50.0)
+    assert quality_from_attrs({STUDY_ATTR: quality.to_dict()}) == quality  # as a study keeps it
 
 
 def test_fidelity_scores_the_blend_on_the_unblended_runs(tmp_path: Path) -> None:

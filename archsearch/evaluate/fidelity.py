@@ -373,8 +373,7 @@ def brief_score(result: FidelityResult, recipe: Recipe) -> float:
     """What the recipe scores a brief run by: its bpb, less ``weight`` x the blend's proxy."""
     if recipe.blend is None:
         return result.short_bpb
-    proxy = result.proxies.get(recipe.blend.proxy, math.nan)
-    return result.short_bpb - recipe.blend.weight * proxy
+    return recipe.blend.score(result.short_bpb, result.proxies.get(recipe.blend.proxy, math.nan))
 
 
 def correlations(

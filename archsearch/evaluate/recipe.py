@@ -130,6 +130,10 @@ class Blend:
         _choice(self, "proxy", PROXY_NAMES)
         _number(self, "weight", low=0.0, low_open=True)
 
+    def score(self, val_bpb: float, proxy_value: float) -> float:
+        """The blended score (lower is better): the one formula the search and fidelity share."""
+        return val_bpb - self.weight * proxy_value
+
 
 @dataclass(frozen=True)
 class Recipe:

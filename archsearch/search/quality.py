@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from archsearch.errors import InputError
-from archsearch.evaluate.recipe import Recipe
+from archsearch.evaluate.recipe import Blend, Recipe
 
 STUDY_ATTR = "quality"  # study user attribute: {"name", "direction", "proxy", "blend"}
 MINIMIZE, MAXIMIZE = "minimize", "maximize"  # Optuna's words for a study direction
@@ -32,13 +32,12 @@ BLEND_ATTR = "blend_proxy"  # a blended score's proxy value, kept on each trial 
 @dataclass(frozen=True)
 class Quality:
     """The quality objective: what it is called, which way is better, which proxy (if any)
-    replaces training, or which proxy is blended into the trained score (``blend``:
-    ``{"proxy", "weight"}``)."""
+    replaces training, or which proxy is blended into the trained score (``blend``)."""
 
     name: str = "val_bpb"
     direction: str = MINIMIZE
     proxy: str | None = None
-    blend: tuple[str, float] | None = None
+    blend: Blend | None = None
 
     def __post_init__(self) -> None:
         if self.direction not in (MINIMIZE, MAXIMIZE):
@@ -66,10 +65,10 @@ class Quality:
     def describe(self) -> str:
         """What the value means, in a short clause for report notes."""
         if self.blend is not None:
-            proxy, weight = self.blend
+            blend = self.blend
             return (
-                f"{self.name}, validation bits per byte after brief training minus {weight:g} x "
-                f"the untrained model's {proxy} (lower is better)"
+                f"{self.name}, validation bits per byte after brief training minus "
+                f"{blend.weight:g} x the untrained model's {blend.proxy} (lower is better)"
             )
         if self.proxy is None:
             return f"{self.name}, validation bits per byte after brief training (lower is better)"
@@ -78,15 +77,10 @@ class Quality:
             "(higher is predicted better)"
         )
 
-    def blended(self, val_bpb: float, proxy_value: float) -> float:
-        """The blended score of a trained candidate (``blend`` must be set)."""
-        assert self.blend is not None
-        return val_bpb - self.blend[1] * proxy_value
-
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "direction": self.direction, "proxy": self.proxy}
         if self.blend is not None:
-            out["blend"] = {"proxy": self.blend[0], "weight": self.blend[1]}
+            out["blend"] = {"proxy": self.blend.proxy, "weight": self.blend.weight}
         return out
 
 
@@ -98,7 +92,7 @@ def quality_of(recipe: Recipe) -> Quality:
     if recipe.scores_by_proxy:
         return Quality(name=f"{PROXY_PREFIX}{recipe.proxy}", direction=MAXIMIZE, proxy=recipe.proxy)
     if recipe.blend is not None:
-        return Quality(name=BLENDED, blend=(recipe.blend.proxy, recipe.blend.weight))
+        return Quality(name=BLENDED, blend=recipe.blend)
     return LEGACY
 
 
@@ -123,5 +117,7 @@ def quality_from_attrs(attrs: dict[str, Any]) -> Quality:
         name=str(record.get("name", LEGACY.name)),
         direction=direction,
         proxy=record.get("proxy"),
-        blend=(str(blend["proxy"]), float(blend["weight"])) if isinstance(blend, dict) else None,
+        blend=Blend(str(blend["proxy"]), float(blend["weight"]))
+        if isinstance(blend, dict)
+        else None,
     )

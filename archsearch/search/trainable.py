@@ -108,17 +108,18 @@ def _blended_figures(
     scheduler's included) carries the blended score; then train as usual."""
     from archsearch.evaluate.proxies import score_with
 
-    assert quality.blend is not None
-    proxy = quality.blend[0]
+    blend = quality.blend
+    assert blend is not None
+    proxy = blend.proxy
     value = score_with(proxy, arch, recipe, threads=threads)
     if not math.isfinite(value):
         raise CandidateFailed(f"non-finite {proxy} score {value} (blended into the quality)")
 
     def blended_report(point: dict[str, Any]) -> None:
-        report({**point, quality.name: quality.blended(point[QUALITY], value)})
+        report({**point, quality.name: blend.score(point[QUALITY], value)})
 
     figures = _training_figures(arch, recipe, blended_report, threads)
-    return {**figures, quality.name: quality.blended(figures[QUALITY], value), BLEND_ATTR: value}
+    return {**figures, quality.name: blend.score(figures[QUALITY], value), BLEND_ATTR: value}
 
 
 def _proxy_figures(
