@@ -17,7 +17,7 @@ from tests.conftest import TINY_SPACE, write_yaml
 
 def archsearch(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "archsearch.cli", *args],
+        [sys.executable, "-m", "archsearch", *args],
         capture_output=True,
         text=True,
         cwd=cwd,
