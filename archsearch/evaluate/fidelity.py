@@ -418,27 +418,7 @@ def run_fidelity(
     ``reference_seeds``: long runs per configuration (recipe seeds counting up from the
     recipe's), ranked by their mean; the first is the same job as with one seed.
     """
-    from archsearch.evaluate.proxies import PROXIES
-
-    proxies = list(PROXIES) if proxies is None else list(proxies)
-    for name in proxies:
-        if name not in PROXIES:
-            raise InputError(
-                f"unknown proxy {name!r} (known: {', '.join(PROXIES)})", key="--proxies"
-            )
-    check_count("--configs", configs, minimum=MIN_CONFIGS)
-    check_count("--factor", factor, minimum=2)
-    check_count("--workers", workers)
-    check_count("--reference-seeds", reference_seeds)
-    recipe.check_space(space)
-    if recipe.scores_by_proxy:
-        raise InputError(
-            f"evaluator '{recipe.name}' scores by the {recipe.proxy} proxy, without training; "
-            "fidelity needs a training recipe (it reports every proxy beside it)",
-            key="--evaluator",
-        )
-    if recipe.blend is not None and recipe.blend.proxy not in proxies:
-        proxies.append(recipe.blend.proxy)  # the recipe's own score needs it
+    proxies = _checked_inputs(space, recipe, proxies, configs, factor, workers, reference_seeds)
     scored_by, recipe = recipe, recipe.training  # jobs are the same with or without a blend
     long_recipe = recipe.replace(token_budget=factor * recipe.token_budget)
     candidates = sample_region(space, profile, recipe, configs, seed=seed)
@@ -457,41 +437,14 @@ def run_fidelity(
         _rekey_old_lines(saved, finished, key_of, results, proxies)
     reused = [(job, finished[key_of[job]]) for job in jobs if key_of[job] in finished]
     todo = [job for job in jobs if key_of[job] not in finished]
-
-    def outcomes() -> Iterator[tuple[Job, dict[str, Any]]]:
-        yield from ((job, dict(outcome)) for job, outcome in reused)
-        try:
-            for job, outcome in _execute(todo, results, proxies, workers):
-                if saved is not None:
-                    saved.append(key_of[job], outcome)
-                yield job, outcome
-        except RunAborted as exc:
-            kept = (
-                f"the jobs that finished are in {saved.path}: the same command resumes"
-                if saved is not None
-                else "nothing was kept: --save JOURNAL keeps finished jobs for a resume"
-            )
-            raise RunAborted(f"{exc}; {kept}") from None
-
-    for done, (job, outcome) in enumerate(outcomes(), 1):
+    outcomes = _outcomes(reused, todo, key_of, results, proxies, workers, saved)
+    for done, (job, outcome) in enumerate(outcomes, 1):
         cpu_total += outcome.pop("cpu_s", 0.0)
-        result = results[job.index]
-        if "failed" in outcome:
-            result.failed.append(f"{job.label}: {outcome['failed']}")
-        if job.kind == "proxies":
-            result.proxies = outcome.get("proxies", {})
-            shown = " ".join(f"{k}={v:.4g}" for k, v in result.proxies.items())
-        else:
-            _record_run(result, job, outcome)
-            shown = (
-                f"failed after {outcome.get('wall_s', math.nan):.1f} s: {outcome['failed']}"
-                if "failed" in outcome
-                else f"{outcome['val_bpb']:.4f} bpb in {outcome['wall_s']:.1f} s"
-            )
+        shown = _take(results[job.index], job, outcome)
         again = " (from the journal)" if done <= len(reused) else ""
         say(
-            f"[{done}/{len(jobs)}] {job.label:<7} #{job.index + 1} ({result.macs:,} MACs): "
-            f"{shown}{again}"
+            f"[{done}/{len(jobs)}] {job.label:<7} #{job.index + 1} "
+            f"({results[job.index].macs:,} MACs): {shown}{again}"
         )
     for result in results:
         result.long_bpb = sum(result.long_runs) / reference_seeds  # nan if any run failed
@@ -515,6 +468,80 @@ def run_fidelity(
         reused_jobs=len(reused),
         reference_seeds=reference_seeds,
     )
+
+
+def _checked_inputs(
+    space: SearchSpace,
+    recipe: Recipe,
+    proxies: Sequence[str] | None,
+    configs: int,
+    factor: int,
+    workers: int,
+    reference_seeds: int,
+) -> list[str]:
+    """Refuse what cannot be measured (one line each); the proxies to compute, the blend's
+    own among them (the recipe's score needs it)."""
+    from archsearch.evaluate.proxies import PROXIES
+
+    proxies = list(PROXIES) if proxies is None else list(proxies)
+    for name in proxies:
+        if name not in PROXIES:
+            raise InputError(
+                f"unknown proxy {name!r} (known: {', '.join(PROXIES)})", key="--proxies"
+            )
+    check_count("--configs", configs, minimum=MIN_CONFIGS)
+    check_count("--factor", factor, minimum=2)
+    check_count("--workers", workers)
+    check_count("--reference-seeds", reference_seeds)
+    recipe.check_space(space)
+    if recipe.scores_by_proxy:
+        raise InputError(
+            f"evaluator '{recipe.name}' scores by the {recipe.proxy} proxy, without training; "
+            "fidelity needs a training recipe (it reports every proxy beside it)",
+            key="--evaluator",
+        )
+    if recipe.blend is not None and recipe.blend.proxy not in proxies:
+        proxies.append(recipe.blend.proxy)
+    return proxies
+
+
+def _outcomes(
+    reused: list[tuple[Job, dict[str, Any]]],
+    todo: list[Job],
+    key_of: dict[Job, str],
+    results: list[FidelityResult],
+    proxies: list[str],
+    workers: int,
+    saved: Journal | None,
+) -> Iterator[tuple[Job, dict[str, Any]]]:
+    """The journal's outcomes first, then each new job's as it finishes (journaled at once,
+    so an interrupted measurement loses only the jobs that were running)."""
+    yield from ((job, dict(outcome)) for job, outcome in reused)
+    try:
+        for job, outcome in _execute(todo, results, proxies, workers):
+            if saved is not None:
+                saved.append(key_of[job], outcome)
+            yield job, outcome
+    except RunAborted as exc:
+        kept = (
+            f"the jobs that finished are in {saved.path}: the same command resumes"
+            if saved is not None
+            else "nothing was kept: --save JOURNAL keeps finished jobs for a resume"
+        )
+        raise RunAborted(f"{exc}; {kept}") from None
+
+
+def _take(result: FidelityResult, job: Job, outcome: dict[str, Any]) -> str:
+    """Record a finished job on its configuration; what the progress line shows of it."""
+    if "failed" in outcome:
+        result.failed.append(f"{job.label}: {outcome['failed']}")
+    if job.kind == "proxies":
+        result.proxies = outcome.get("proxies", {})
+        return " ".join(f"{k}={v:.4g}" for k, v in result.proxies.items())
+    _record_run(result, job, outcome)
+    if "failed" in outcome:
+        return f"failed after {outcome.get('wall_s', math.nan):.1f} s: {outcome['failed']}"
+    return f"{outcome['val_bpb']:.4f} bpb in {outcome['wall_s']:.1f} s"
 
 
 @dataclass(frozen=True, eq=False)  # identity: a recipe holds unhashable parts
