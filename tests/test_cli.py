@@ -12,6 +12,8 @@ import yaml
 
 from archsearch import ArchConfig, estimate_costs, load_profile
 from archsearch.builtins import list_builtins
+from archsearch.cli import build_parser
+from archsearch.search.inputs import SearchOptions
 from tests.conftest import TINY_SPACE, write_yaml
 
 
@@ -137,3 +139,13 @@ def test_measure_rejects_a_bad_architecture(tmp_path):
     path = tmp_path / "arch.yaml"
     path.write_text(yaml.safe_dump({"n_layers": 2, "d_model": 100, "heads": 3}))
     assert_one_line_error(archsearch("measure", str(path)), "arch.yaml", "heads")
+
+
+def test_fidelity_measures_the_recipe_run_searches_with_by_default():
+    """The fidelity figures in the README are the default search's: both commands, and the
+    Python API, name the same built-in recipe when none is given."""
+    parser = build_parser()
+    searched = parser.parse_args(["run"]).evaluator
+    measured = parser.parse_args(["fidelity"]).evaluator
+    assert searched == measured == SearchOptions().evaluator
+    assert searched in list_builtins("evaluators")

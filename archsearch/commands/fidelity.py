@@ -10,6 +10,8 @@ import os
 import sys
 from pathlib import Path
 
+from archsearch.search.defaults import DEFAULT_EVALUATOR
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     fidelity = subparsers.add_parser(
@@ -21,7 +23,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="built-in name or YAML path (default efficient_lm: every family of the design space)",
     )
     fidelity.add_argument("--profile", default="mobile_100M", help="built-in name or YAML path")
-    fidelity.add_argument("--evaluator", default="lm_brief", help="built-in name or YAML path")
+    fidelity.add_argument(
+        "--evaluator",
+        default=DEFAULT_EVALUATOR,
+        help=f"built-in name or YAML path (default {DEFAULT_EVALUATOR}, the one `run` uses)",
+    )
     fidelity.add_argument(
         "--configs", type=int, default=12, help="configurations sampled near the budget (>= 4)"
     )

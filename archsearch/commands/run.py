@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from archsearch.search.defaults import (
+    DEFAULT_EVALUATOR,
     DEFAULT_SAMPLER,
     DEFAULT_SCHEDULER,
     DEFAULT_STORAGE,
@@ -26,8 +27,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--space", default="tiny_lm", help="built-in name or YAML path")
     run.add_argument(
         "--evaluator",
-        default="lm_brief",
-        help="built-in name or YAML path: a training recipe (quality val_bpb, minimised) or a "
+        default=DEFAULT_EVALUATOR,
+        help=f"built-in name or YAML path (default {DEFAULT_EVALUATOR}): a training recipe "
+        "(quality val_bpb, minimised; blended_bpb with a blend) or a "
         "zero-cost proxy recipe such as proxy_grad_norm (quality proxy_<name>, maximised; "
         "nothing is trained)",
     )

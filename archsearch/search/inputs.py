@@ -12,6 +12,7 @@ from archsearch.errors import InputError
 from archsearch.evaluate.recipe import Recipe, load_recipe
 from archsearch.profiles import Profile, load_profile
 from archsearch.search.defaults import (
+    DEFAULT_EVALUATOR,
     DEFAULT_SAMPLER,
     DEFAULT_SCHEDULER,
     DEFAULT_STORAGE,
@@ -27,7 +28,7 @@ class SearchOptions:
 
     profile: str = "mobile_100M"
     space: str = "tiny_lm"
-    evaluator: str = "lm_brief"
+    evaluator: str = DEFAULT_EVALUATOR
     trials: int = 24
     workers: int = 2
     storage: str = DEFAULT_STORAGE
