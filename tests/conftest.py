@@ -92,6 +92,36 @@ def ray_local():
         ray.shutdown()
 
 
+@pytest.fixture(scope="session")
+def micro_study(ray_local, tmp_path_factory) -> dict[str, Any]:
+    """A tiny real search (3 trials of the micro space), run once per session for the tests
+    that read a finished study. Readers that change it (plots attach artifacts) copy it first
+    (``copy_study``)."""
+    from archsearch.search import SearchOptions, run_search
+
+    folder = tmp_path_factory.mktemp("micro_study")
+    profile = write_yaml(folder / "micro_1M.yaml", TINY_PROFILE)
+    url = f"sqlite:///{folder / 'study.db'}"
+    run_search(
+        SearchOptions(
+            profile=str(profile),
+            space=str(write_yaml(folder / "micro.yaml", TINY_SPACE)),
+            evaluator=str(write_yaml(folder / "tiny_brief.yaml", TINY_RECIPE)),
+            storage=url,
+            study="micro",
+            trials=3,
+            workers=2,
+        )
+    )
+    return {"url": url, "profile": profile, "db": folder / "study.db"}
+
+
+def copy_study(study: dict[str, Any], folder: Path) -> str:
+    """A private copy of ``micro_study``'s database in ``folder``; its storage URL."""
+    shutil.copyfile(study["db"], folder / "study.db")
+    return f"sqlite:///{folder / 'study.db'}"
+
+
 @pytest.fixture
 def tiny_inputs(tmp_path: Path) -> dict[str, Path]:
     """A micro space, a budget that splits it, and a recipe that trains in about a second."""

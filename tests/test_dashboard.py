@@ -15,28 +15,16 @@ import optuna
 import pytest
 
 from archsearch.cli import main
-from archsearch.search import SearchOptions, run_search
-from tests.conftest import TINY_PROFILE, TINY_RECIPE, TINY_SPACE, write_yaml
+from tests.conftest import copy_study
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def plotted_study(ray_local, tmp_path_factory):
-    """A tiny real search with its Pareto plots attached (``archsearch plot``)."""
+def plotted_study(micro_study, tmp_path_factory):
+    """The session's micro search, copied, with its Pareto plots attached (``archsearch plot``)."""
     folder = tmp_path_factory.mktemp("dashboard")
-    url = f"sqlite:///{folder / 'study.db'}"
-    run_search(
-        SearchOptions(
-            profile=str(write_yaml(folder / "micro_1M.yaml", TINY_PROFILE)),
-            space=str(write_yaml(folder / "micro.yaml", TINY_SPACE)),
-            evaluator=str(write_yaml(folder / "tiny_brief.yaml", TINY_RECIPE)),
-            storage=url,
-            study="micro",
-            trials=3,
-            workers=2,
-        )
-    )
+    url = copy_study(micro_study, folder)
     plots = folder / "plots"
     assert main(["plot", "--study", "micro", "--storage", url, "--out", str(plots)]) == 0
     return {"url": url, "plots": plots}

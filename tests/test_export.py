@@ -20,8 +20,6 @@ from archsearch.cli import main
 from archsearch.errors import InputError
 from archsearch.evaluate.recipe import Recipe
 from archsearch.evaluate.train import fit
-from archsearch.search import SearchOptions, run_search
-from tests.conftest import TINY_PROFILE, TINY_RECIPE, TINY_SPACE, write_yaml
 
 # transformers reads these when first imported: no network, remote code cached in a temp dir.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -31,23 +29,10 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def study_db(ray_local, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("export")
-    profile = write_yaml(folder / "micro_1M.yaml", TINY_PROFILE)
-    url = f"sqlite:///{folder / 'study.db'}"
-    run_search(
-        SearchOptions(
-            profile=str(profile),
-            space=str(write_yaml(folder / "micro.yaml", TINY_SPACE)),
-            evaluator=str(write_yaml(folder / "tiny_brief.yaml", TINY_RECIPE)),
-            storage=url,
-            study="micro",
-            trials=3,
-            workers=2,
-        )
-    )
-    study = optuna.load_study(study_name="micro", storage=url)
-    return {"url": url, "profile": profile, "study": study}
+def study_db(micro_study):
+    """The session's micro search (exports only read it)."""
+    study = optuna.load_study(study_name="micro", storage=micro_study["url"])
+    return {**micro_study, "study": study}
 
 
 def export(capsys, db, out: Path, fmt: str, trial: str = "best") -> list[Path]:
