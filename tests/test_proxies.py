@@ -81,6 +81,21 @@ def test_synflow_moves_by_log_c_when_the_output_layer_is_scaled_by_c() -> None:
     assert synflow_score(model, batch) == pytest.approx(base + math.log(3.0), abs=1e-9)
 
 
+@pytest.mark.parametrize("layers", [2, 8])
+def test_synflow_scores_performer_as_the_same_weights_with_full_attention(layers: int) -> None:
+    """Under synflow's probe every position carries one vector, so any attention returns its
+    values whatever the queries and keys: a Performer model scores exactly what the same
+    weights score with full attention (Performer's features are a buffer, not weights). Its
+    exponential features must not turn rounding into flow."""
+    batch = proxy_batch(_recipe())
+    shape = {"n_layers": layers, "d_model": 64, "heads": 2}
+    performer = _model(attention="performer", performer_features=32, **shape)
+    full = _model(attention="full", **shape)
+    missing, unexpected = full.load_state_dict(performer.state_dict(), strict=False)
+    assert not missing and all(name.endswith(".features") for name in unexpected)
+    assert synflow_score(performer, batch) == pytest.approx(synflow_score(full, batch), abs=1e-6)
+
+
 def test_synflow_grows_with_depth_and_leaves_the_model_alone() -> None:
     """With absolute weights every residual branch adds non-negative flow."""
     batch = proxy_batch(_recipe())

@@ -48,7 +48,7 @@ from archsearch.checks import check_count
 from archsearch.config import ArchConfig
 from archsearch.costs import estimate_costs
 from archsearch.errors import InputError, RunAborted
-from archsearch.evaluate.recipe import Recipe
+from archsearch.evaluate.recipe import PROXY_REVISIONS, Recipe
 from archsearch.profiles import Profile
 from archsearch.space import SearchSpace
 
@@ -630,10 +630,16 @@ def legacy_job_key(kind: str, arch: dict[str, Any], recipe: Recipe, proxies: Seq
     return _hashed(kind, arch, settings, proxies)
 
 
+def _revised(proxy: str) -> str:
+    """``synflow@2`` for a proxy past its first definition, the bare name before that."""
+    revision = PROXY_REVISIONS.get(proxy, 1)
+    return proxy if revision == 1 else f"{proxy}@{revision}"
+
+
 def _hashed(kind: str, arch: dict[str, Any], settings: dict[str, Any], proxies: Sequence[str]):
     what = {"kind": kind, "arch": arch, "recipe": settings}
-    if kind == "proxies":
-        what["proxies"] = list(proxies)
+    if kind == "proxies":  # a revised proxy is another job (revision 1 keeps its old key)
+        what["proxies"] = [_revised(name) for name in proxies]
     text = json.dumps(what, sort_keys=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

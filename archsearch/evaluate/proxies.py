@@ -21,7 +21,10 @@ training.
   the product of absolute weights grows exponentially with depth. Note that the probe makes
   every position carry the same vector, so attention averages identical values: queries and
   keys carry no flow (exactly zero), and synflow scores an attention layer by its value and
-  output projections alone.
+  output projections alone. Performer is the exception in arithmetic, not in analysis: its
+  exponential features turn the rounding error of that zero into flows of e^90 (a 7-layer
+  model with two Performer layers scored 156 where the same model with full attention scores
+  65), so synflow cuts Performer's query and key paths, which leaves the analytic value.
 - ``grad_norm``: the L2 norm of the gradient of the training loss (plus auxiliary loss) over
   every parameter, i.e. the size of the first training step's gradient before clipping.
 - ``jacob_cov`` (Mellor et al. 2020, v1): the per-example Jacobians of the summed logits with
@@ -48,6 +51,7 @@ from archsearch.errors import InputError
 from archsearch.evaluate.data import IGNORE, Batch, make_batches
 from archsearch.evaluate.recipe import Recipe
 from archsearch.evaluate.train import check_compatible, task_forward
+from archsearch.models.attention.performer import PerformerAttention
 
 Proxy = Callable[[ArchConfig, Recipe], float]
 JACOB_COV_K = 1e-5
@@ -147,6 +151,12 @@ def synflow_score(model: nn.Module, batch: Batch, task: str = "causal_lm") -> fl
         for module in linear.modules()
         if isinstance(module, nn.LayerNorm)
     ]
+    handles += [
+        projection.register_forward_hook(_no_flow)
+        for module in linear.modules()
+        if isinstance(module, PerformerAttention)
+        for projection in (module.proj.q, module.proj.k)
+    ]
     probe = Batch(
         inputs=torch.zeros_like(batch.inputs[:1]),
         targets=batch.targets[:1],
@@ -245,6 +255,11 @@ def _ones_instead_of_embedding(model: nn.Module) -> torch.utils.hooks.RemovableH
         return torch.ones_like(output)
 
     return model.embed.table.register_forward_hook(ones)
+
+
+def _no_flow(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+    """The projection's output, cut from the gradient: its flow under the probe is zero."""
+    return output.detach()
 
 
 def _affine_only(module: nn.LayerNorm, inputs: tuple, output: torch.Tensor) -> torch.Tensor:

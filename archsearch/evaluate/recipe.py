@@ -60,6 +60,10 @@ DEDUP_MODES = ("none", "exact", "near")
 # Zero-cost proxies by name; proxies.py (which imports torch) implements them, so the names are
 # listed here for validating a recipe without torch. Higher is predicted better for all four.
 PROXY_NAMES = ("params", "synflow", "grad_norm", "jacob_cov")
+# A proxy's definition, counted up when it changes what the proxy returns, so that saved
+# results of the old definition (fidelity journals) are not read as the new one's. 2: synflow
+# cuts Performer's query and key paths (archsearch/evaluate/proxies.py).
+PROXY_REVISIONS = {"params": 1, "synflow": 2, "grad_norm": 1, "jacob_cov": 1}
 OPTIMIZERS = ("adamw",)
 # What a proxy recipe's left-out training keys mean: lm_brief's settings (they matter only for
 # building the model the proxy scores, and for ``archsearch train`` if it is trained later).
