@@ -2,7 +2,7 @@
 
 DEFAULT_STORAGE = "sqlite:///runs/archsearch.db"
 # The recipe `run` and `fidelity` use unless told otherwise (`train` trains with lm_brief).
-DEFAULT_EVALUATOR = "lm_brief"
+DEFAULT_EVALUATOR = "lm_brief_synflow"
 SAMPLERS = ("tpe", "nsga2", "random", "grid")
 DEFAULT_SAMPLER = "tpe"
 # ASHA ranks candidates on the quality alone, which stops the small models of the front's cheap
