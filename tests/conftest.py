@@ -100,20 +100,19 @@ def micro_study(ray_local, tmp_path_factory) -> dict[str, Any]:
     from archsearch.search import SearchOptions, run_search
 
     folder = tmp_path_factory.mktemp("micro_study")
-    profile = write_yaml(folder / "micro_1M.yaml", TINY_PROFILE)
-    url = f"sqlite:///{folder / 'study.db'}"
+    inputs = write_tiny_inputs(folder)
     run_search(
         SearchOptions(
-            profile=str(profile),
-            space=str(write_yaml(folder / "micro.yaml", TINY_SPACE)),
-            evaluator=str(write_yaml(folder / "tiny_brief.yaml", TINY_RECIPE)),
-            storage=url,
+            profile=str(inputs["profile"]),
+            space=str(inputs["space"]),
+            evaluator=str(inputs["evaluator"]),
+            storage=inputs["storage"],
             study="micro",
             trials=3,
             workers=2,
         )
     )
-    return {"url": url, "profile": profile, "db": folder / "study.db"}
+    return {"url": inputs["storage"], "profile": inputs["profile"], "db": folder / "study.db"}
 
 
 def copy_study(study: dict[str, Any], folder: Path) -> str:
@@ -122,15 +121,21 @@ def copy_study(study: dict[str, Any], folder: Path) -> str:
     return f"sqlite:///{folder / 'study.db'}"
 
 
-@pytest.fixture
-def tiny_inputs(tmp_path: Path) -> dict[str, Path]:
-    """A micro space, a budget that splits it, and a recipe that trains in about a second."""
+def write_tiny_inputs(folder: Path) -> dict[str, Any]:
+    """A micro space, a budget that splits it, and a recipe that trains in about a second, as
+    files in ``folder``; a study database there."""
     return {
-        "space": write_yaml(tmp_path / "micro.yaml", TINY_SPACE),
-        "profile": write_yaml(tmp_path / "micro_1M.yaml", TINY_PROFILE),
-        "evaluator": write_yaml(tmp_path / "tiny_brief.yaml", TINY_RECIPE),
-        "storage": f"sqlite:///{tmp_path / 'study.db'}",
+        "space": write_yaml(folder / "micro.yaml", TINY_SPACE),
+        "profile": write_yaml(folder / "micro_1M.yaml", TINY_PROFILE),
+        "evaluator": write_yaml(folder / "tiny_brief.yaml", TINY_RECIPE),
+        "storage": f"sqlite:///{folder / 'study.db'}",
     }
+
+
+@pytest.fixture
+def tiny_inputs(tmp_path: Path) -> dict[str, Any]:
+    """``write_tiny_inputs`` in the test's own folder."""
+    return write_tiny_inputs(tmp_path)
 
 
 # Every architecture family on a tiny model, one case each (plus memory, seq2seq and other
