@@ -1,10 +1,14 @@
-# Two commands a new user needs: `make run` and `make test`. Each sets up .venv first (once).
+# Two commands a new user needs: `make run` and `make test`. Each sets up .venv first (once),
+# with the versions in constraints.txt: the set the suite was last green on.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# PyTorch is pinned apart: `pip install torch==X` takes the CPU wheel here (a bare `torch` pulls a
+# multi-GB CUDA build). Upgrading it is a deliberate edit of this line and of constraints.txt.
+TORCH := torch==2.13.0
 
-.PHONY: run test lint setup clean
+.PHONY: run test lint setup upgrade clean
 
 run: $(STAMP)
 	$(BIN)/archsearch run --profile mobile_100M
@@ -16,14 +20,19 @@ test: $(STAMP)
 
 setup: $(STAMP)
 
-# torch==2.13.0 is pinned first so pip takes the CPU wheel (a bare `torch` pulls a multi-GB CUDA
-# build); then the package itself, editable, with the development extras.
-$(STAMP): pyproject.toml
+# pip, PyTorch, then the package itself (editable, development extras), all under the constraints.
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt $(TORCH)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
+# On purpose, never on a user's machine by surprise: the newest releases pyproject.toml allows,
+# in a separate .venv-latest, then the whole suite; only if it is green is constraints.txt
+# rewritten (review and commit it, then `make test` re-installs .venv from it).
+upgrade:
+	PYTHON=$(PYTHON) TORCH=$(TORCH) bash scripts/upgrade-constraints
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-latest runs .pytest_cache .ruff_cache

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import random
+import threading
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -36,9 +37,9 @@ def make_sampler(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if name == "nsga2":
-            return optuna.samplers.NSGAIISampler(seed=seed)
+            return NSGAIISampler(seed=seed)
         if name == "random":
-            return optuna.samplers.RandomSampler(seed=seed)
+            return RandomSampler(seed=seed)
         if name == "grid":
             if space is None:
                 raise ValueError("the grid sampler needs the search space")
@@ -46,10 +47,48 @@ def make_sampler(
         if name == "tpe":
             # group: per-layer and conditional parameters form separate sub-spaces;
             # constant_liar: parallel workers are not handed near-copies of running trials.
-            return optuna.samplers.TPESampler(
-                seed=seed, multivariate=True, group=True, constant_liar=True
-            )
+            return TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True)
     raise InputError(f"must be one of {', '.join(SAMPLERS)}, got {name!r}", key="--sampler")
+
+
+_RLOCK = type(threading.RLock())
+_LOCKS = (type(threading.Lock()), _RLOCK)
+
+
+class PicklesWithoutLocks:
+    """Mixin: pickle a sampler without its thread locks and give the copy fresh ones.
+
+    Ray Tune pickles the search algorithm, sampler included, when the Tuner is built (and in its
+    experiment checkpoints). Optuna 5.1's genetic samplers hold a ``threading.Lock``, which no
+    pickler can write; a lock guards a live object only, so a copy starts with a new one.
+    """
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        locks = {n: isinstance(v, _RLOCK) for n, v in state.items() if isinstance(v, _LOCKS)}
+        for name in locks:
+            del state[name]
+        state["_archsearch_locks"] = locks
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        locks: dict[str, bool] = state.pop("_archsearch_locks", {})
+        self.__dict__.update(state)
+        for name, rlock in locks.items():
+            setattr(self, name, threading.RLock() if rlock else threading.Lock())
+
+
+class TPESampler(PicklesWithoutLocks, optuna.samplers.TPESampler):
+    """Optuna's TPE sampler, picklable whatever locks a release adds."""
+
+
+class NSGAIISampler(PicklesWithoutLocks, optuna.samplers.NSGAIISampler):
+    """Optuna's NSGA-II sampler, picklable although Optuna 5.1 gave it a thread lock."""
+
+
+class RandomSampler(PicklesWithoutLocks, optuna.samplers.RandomSampler):
+    """Optuna's random sampler, picklable whatever locks a release adds."""
 
 
 def configurations(space: SearchSpace, limit: int = GRID_LIMIT) -> list[dict[str, Any]]:
@@ -90,7 +129,7 @@ def grid_size(space: SearchSpace, limit: int = GRID_LIMIT) -> int:
     return len(configurations(space, limit))
 
 
-class GridSampler(optuna.samplers.BaseSampler):
+class GridSampler(PicklesWithoutLocks, optuna.samplers.BaseSampler):
     """Every configuration of a define-by-run space once, in a seeded random order.
 
     Taken means tried or being tried by a trial of the study (any state but WAITING), or
@@ -104,7 +143,7 @@ class GridSampler(optuna.samplers.BaseSampler):
         self._keys = [_key(config) for config in self.configs]
         self._taken: set[Key] | None = None  # read from the study once, then kept up to date
         self._assigned: dict[int, dict[str, Any]] = {}  # trial number -> its configuration
-        self._fallback = optuna.samplers.RandomSampler(seed=seed)
+        self._fallback = RandomSampler(seed=seed)
 
     def remaining(self, study: optuna.Study) -> int:
         """Configurations no trial has taken."""
