@@ -22,6 +22,7 @@ from torch import nn
 from archsearch.config import ArchConfig
 from archsearch.errors import InputError
 from archsearch.evaluate.data import make_batches
+from archsearch.evaluate.order import seeded_order
 from archsearch.evaluate.recipe import Recipe
 from archsearch.evaluate.train import Report, TrainState, check_compatible, fit
 
@@ -31,7 +32,12 @@ CONFIG = "config.yaml"
 
 
 def save_checkpoint(
-    path: Path, model: nn.Module, state: TrainState, arch: dict[str, Any], recipe: Recipe
+    path: Path,
+    model: nn.Module,
+    state: TrainState,
+    arch: dict[str, Any],
+    recipe: Recipe,
+    order_seed: int | None = None,
 ) -> None:
     """Write weights and training state atomically (temporary file, then rename)."""
     payload = {
@@ -46,6 +52,7 @@ def save_checkpoint(
         "since_eval": state.since_eval,
         "curve": state.curve,
         "rng": state.rng,
+        "order_seed": order_seed,
     }
     temporary = path.with_name(path.name + ".tmp")
     torch.save(payload, temporary)
@@ -103,13 +110,15 @@ def train_resumable(
     stop_at: int | None = None,
     report: Report | None = None,
     threads: int = 1,
+    order_seed: int | None = None,
 ) -> TrainOutcome:
     """Train ``config`` for the recipe's budget, checkpointing into ``out_dir``.
 
     Checkpoints are written at each of the recipe's ``eval_points`` and where training stops
     (``stop_at`` steps in all, or the end). ``resume`` continues from ``out_dir``'s checkpoint,
     which must have been made with the same architecture and recipe. Results equal those of an
-    uninterrupted run on the same number of threads.
+    uninterrupted run on the same number of threads. ``order_seed`` trains on that seed's data
+    order (``order.py``; confirm passes the recipe's seed); None keeps the recipe's fixed order.
     """
     check_compatible(config, recipe)
     out_dir = Path(out_dir)
@@ -120,6 +129,11 @@ def train_resumable(
     if resume:
         payload = load_checkpoint(path)
         _check_same(payload, arch, recipe, path)
+        if payload.get("order_seed") != order_seed:
+            raise InputError(
+                f"{path} was made with data order {payload.get('order_seed')}, not {order_seed}",
+                key="--resume",
+            )
         state = train_state(payload)
     elif path.exists():
         raise InputError(
@@ -130,6 +144,8 @@ def train_resumable(
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / CONFIG).write_text(config.to_yaml())
     batches = make_batches(recipe)
+    if order_seed is not None:
+        batches = seeded_order(batches, order_seed)
     wall_start = time.perf_counter()
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -144,7 +160,7 @@ def train_resumable(
             reached = [state.step if state is not None else 0]
 
             def keep(snapshot: TrainState) -> None:
-                save_checkpoint(path, model, snapshot, arch, recipe)
+                save_checkpoint(path, model, snapshot, arch, recipe, order_seed)
                 reached.append(snapshot.step)
 
             curve = fit(
