@@ -121,4 +121,10 @@ def handle(args: argparse.Namespace) -> int:
         f"open it: archsearch dashboard --storage {summary.storage}   "
         f"(or: optuna-dashboard {summary.storage})"
     )
+    if summary.quality.trains or summary.trained:
+        console.print(
+            "prove the winner (seeded retraining against the baselines): "
+            f"archsearch confirm --study {summary.study_name} --storage {summary.storage}"
+            + (f" --address {args.address}" if args.address else "")
+        )
     return 0

@@ -23,23 +23,39 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from archsearch.report.comparison import compare, comparison_markdown, comparison_table
+    from archsearch.report.confirmed import confirmed_of
     from archsearch.report.reading import load_existing_study
     from archsearch.report.render import summary_markdown, summary_renderable
     from archsearch.report.summary import summarize
 
     study = load_existing_study(args.storage, args.study)
     summary, comparison = summarize(study), compare(study)
+    confirmed = confirmed_of(study)
     if args.format == "json":
         report = {**summary.to_dict(), "comparison": comparison.to_dict()}
+        if confirmed is not None:
+            report["confirmed"] = confirmed
         print(json.dumps(report, indent=2, default=str))
     elif args.format == "md":
+        from archsearch.report.confirmed import confirmed_markdown
+
         print(summary_markdown(summary))
+        if confirmed is not None:
+            print(confirmed_markdown(confirmed))
         print(comparison_markdown(comparison))
     else:
         from rich.console import Console
 
         console = Console()
         console.print(summary_renderable(summary))
+        if confirmed is not None:
+            from archsearch.report.confirmed import confirmed_renderable
+
+            console.print(confirmed_renderable(confirmed))
+        else:
+            console.print(
+                f"not confirmed: archsearch confirm --study {args.study} --storage {args.storage}"
+            )
         console.print(comparison_table(comparison))
         console.print(
             f"plots: archsearch plot --study {args.study} --storage {args.storage}   "

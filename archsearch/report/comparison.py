@@ -149,11 +149,17 @@ def compare(study: optuna.Study, assumptions: Assumptions | None = None) -> Comp
     ]
     spent = cpu_footprint(float(study.user_attrs.get("search_cpu_s", 0.0)), assumptions)
     best = select.best_trial(study, baselines=False)
+    confirmed = study.user_attrs.get("confirmed") or {}
+    best_name = "archsearch best"
+    if confirmed.get("best") is not None:  # a confirm's best replaces the cheap score's
+        number = int(confirmed["best"])
+        best = next((t for t in study.get_trials(deepcopy=False) if t.number == number), best)
+        best_name = "archsearch best (confirmed)"
     ratio = et.co2_kg / spent.co2_kg if spent.co2_kg > 0 else None
     if best is None:
         rows.append(ComparisonRow("archsearch best", note="no usable trial yet"))
     else:
-        row = _trial_row(study, "archsearch best", best)
+        row = _trial_row(study, best_name, best)
         rows.append(dataclasses.replace(row, search=spent, et_ratio=ratio))
     rows.append(ComparisonRow("Evolved Transformer (as published)", search=et, note=NOT_APPLICABLE))
     profile = study.user_attrs.get("profile", {})
@@ -166,6 +172,8 @@ def compare(study: optuna.Study, assumptions: Assumptions | None = None) -> Comp
         f"best found: {quality.best_word} {quality.name} among trials {done} within budget, "
         "baselines excluded",
     ]
+    if confirmed.get("best") is not None:
+        notes.append(_confirmed_note(confirmed))
     if not quality.trains:
         notes.append(
             f"quality: {quality.describe()}; no candidate was trained, so the column is a "
@@ -219,6 +227,22 @@ def comparison_markdown(comparison: Comparison) -> str:
         lines.append(f"- {comparison.convention}")
     lines += [f"- {note}" for note in comparison.notes]
     return "\n".join(lines) + "\n"
+
+
+def _confirmed_note(confirmed: dict[str, Any]) -> str:
+    """Which trial a confirm found best, and its confirmed figure (the columns keep the
+    search's brief figure, comparable with the baselines' rows)."""
+    best = confirmed["best"]
+    model = next((m for m in confirmed.get("models", []) if m["trial"] == best), {})
+    estimate = model.get("estimate") or {}
+    figure = f"{estimate['mean']:.4f} val_bpb" if "mean" in estimate else "no figure"
+    if estimate.get("low") is not None:
+        figure += f" [{estimate['low']:.4f}, {estimate['high']:.4f}]"
+    return (
+        f"archsearch best (confirmed): trial {best}, lowest mean over {confirmed['seeds']} "
+        f"seed(s) at {confirmed['factor']:g}x the recipe's budget: {figure}; its row shows "
+        "the search's brief figures (see the confirmed section for every model)"
+    )
 
 
 def _design_row(study: optuna.Study, name: str, trial: Any) -> ComparisonRow:

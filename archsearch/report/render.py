@@ -28,7 +28,12 @@ def sections(summary: StudySummary) -> list[tuple[str, list[str], list[list[str]
     """(title, headers, rows) of each table, shared by the Rich and Markdown views."""
     objectives, directions = summary.objectives, summary.directions
     headers = trial_headers(objectives, directions)
-    front = [trial_cells(row, objectives) for row in summary.front]
+    front = [
+        trial_cells(row, objectives, f"{row.number} (lost to a baseline)")
+        if row.number in summary.lost
+        else trial_cells(row, objectives)
+        for row in summary.front
+    ]
     baselines = [trial_cells(row, objectives, name) for name, row in summary.baselines.items()]
     best = [
         trial_cells(row, objectives, f"{_extreme(directions.get(name))} {name}: {row.number}")

@@ -91,6 +91,9 @@ class StudySummary:
     baselines: dict[str, TrialRow]
     best: dict[str, TrialRow]
     cost: SearchCost
+    lost: list[int] = field(
+        default_factory=list
+    )  # front trials a confirm found worse than a baseline
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -102,7 +105,10 @@ class StudySummary:
             "evaluator": self.evaluator,
             "data_fingerprint": self.data_fingerprint,
             "archsearch_version": self.archsearch_version,
-            "front": [row.to_dict() for row in self.front],
+            "front": [
+                {**row.to_dict(), **({"lost_to_baseline": True} if row.number in self.lost else {})}
+                for row in self.front
+            ],
             "baselines": {name: row.to_dict() for name, row in self.baselines.items()},
             "best": {name: row.to_dict() for name, row in self.best.items()},
             "cost": self.cost.to_dict(),
@@ -136,4 +142,5 @@ def summarize(study: optuna.Study) -> StudySummary:
         baselines={n: TrialRow.of(study, t) for n, t in select.baseline_trials(study).items()},
         best={n: TrialRow.of(study, t) for n, t in select.best_per_objective(study).items()},
         cost=search_cost(study),
+        lost=list((attrs.get("confirmed") or {}).get("lost", [])),
     )
