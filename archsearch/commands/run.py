@@ -68,6 +68,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="stop after this many seconds; running trials are queued for the next run",
     )
+    run.add_argument(
+        "--confirm",
+        action="store_true",
+        help="after the search, run `archsearch confirm` on the study with its defaults "
+        "(3 front candidates and the baselines, 3 seeds, 4x the budget) on the same workers",
+    )
     run.set_defaults(handler=handle)
 
 
@@ -121,10 +127,23 @@ def handle(args: argparse.Namespace) -> int:
         f"open it: archsearch dashboard --storage {summary.storage}   "
         f"(or: optuna-dashboard {summary.storage})"
     )
-    if summary.quality.trains or summary.trained:
-        console.print(
-            "prove the winner (seeded retraining against the baselines): "
-            f"archsearch confirm --study {summary.study_name} --storage {summary.storage}"
-            + (f" --address {args.address}" if args.address else "")
+    if args.confirm:
+        from archsearch.confirm.flow import confirm_study
+
+        confirm_study(
+            summary.storage,
+            summary.study_name,
+            top=3,
+            seeds=3,
+            factor=4.0,
+            workers=args.workers,
+            address=args.address,
+            console=console,
         )
+        return 0
+    console.print(
+        "prove the winner (seeded retraining against the baselines): "
+        f"archsearch confirm --study {summary.study_name} --storage {summary.storage}"
+        + (f" --address {args.address}" if args.address else "")
+    )
     return 0
