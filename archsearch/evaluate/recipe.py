@@ -140,6 +140,29 @@ class Blend:
 
 
 @dataclass(frozen=True)
+class SupernetSettings:
+    """``supernet``: score candidates by the inherited weights of a weight-sharing supernet
+    (archsearch/supernet/) trained once for ``token_budget`` tokens per sub-network slot with the
+    sandwich rule (the largest, the smallest and ``random_subnets`` random sub-networks a step),
+    optionally distilling from the largest (``distill``, the KL weight); ``probes`` random
+    configurations size its tensors beside the space's extremes; each candidate is scored on
+    ``score_tokens`` validation tokens."""
+
+    token_budget: int
+    random_subnets: int = 2
+    distill: float = 0.0
+    probes: int = 256
+    score_tokens: int = 4096
+
+    def __post_init__(self) -> None:
+        _integer(self, "token_budget", minimum=1)
+        _integer(self, "random_subnets", minimum=0)
+        _number(self, "distill", low=0.0)
+        _integer(self, "probes", minimum=1)
+        _integer(self, "score_tokens", minimum=1)
+
+
+@dataclass(frozen=True)
 class Recipe:
     """A validated evaluator recipe. ``source`` is the file it came from (None if built in code)."""
 
@@ -162,6 +185,7 @@ class Recipe:
     curriculum: Curriculum | None = None
     proxy: str | None = None
     blend: Blend | None = None
+    supernet: SupernetSettings | None = None
     source: str | None = dataclasses.field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -184,6 +208,20 @@ class Recipe:
                     "(leave out proxy or blend)",
                     key="blend",
                 )
+        if self.supernet is not None:
+            if not isinstance(self.supernet, SupernetSettings):
+                raise InputError("must be a mapping of supernet settings", key="supernet")
+            if self.proxy is not None or self.blend is not None:
+                raise InputError(
+                    "scores candidates by the supernet; leave out proxy and blend", key="supernet"
+                )
+            for name in ("token_budget", "score_tokens"):
+                if getattr(self.supernet, name) % (self.batch_size * self.seq_len):
+                    raise InputError(
+                        f"must be a multiple of batch_size x seq_len = "
+                        f"{self.batch_size * self.seq_len}, got {getattr(self.supernet, name)}",
+                        key=f"supernet.{name}",
+                    )
         if self.data_scheme == "synthetic":
             _refuse_text_options(self)
         if self.curriculum is not None:
@@ -258,6 +296,11 @@ class Recipe:
         return self.proxy is not None
 
     @property
+    def trains_candidates(self) -> bool:
+        """True when each candidate is trained (not scored by a proxy or a supernet)."""
+        return self.proxy is None and self.supernet is None
+
+    @property
     def training(self) -> Recipe:
         """The recipe without ``blend``: what decides a training run (a blend only rescores
         it), so runs are shared between a recipe and its blended variant."""
@@ -313,12 +356,19 @@ class Recipe:
                 values[key] = kind(**_take_keys(section, kind))
             except InputError as exc:
                 raise exc.under(key) from None
-        for key, kind in (("curriculum", Curriculum), ("blend", Blend)):
+        for key, kind in (
+            ("curriculum", Curriculum),
+            ("blend", Blend),
+            ("supernet", SupernetSettings),
+        ):
             if values[key] is None:
                 continue
+            defaulted = frozenset(
+                f.name for f in fields(kind) if f.default is not dataclasses.MISSING
+            )
             try:
                 section = _mapping(values[key], key=None)
-                values[key] = kind(**_take_keys(section, kind))
+                values[key] = kind(**_take_keys(section, kind, optional=defaulted))
             except InputError as exc:
                 raise exc.under(key) from None
         return cls(**values)
@@ -330,6 +380,7 @@ OPTIONAL_DEFAULTS: dict[str, Any] = {
     "curriculum": None,
     "proxy": None,
     "blend": None,
+    "supernet": None,
 }
 
 

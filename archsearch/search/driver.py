@@ -10,6 +10,7 @@ reference architectures are queued once per study, and the search stops when the
 from __future__ import annotations
 
 import json
+import math
 import logging
 import os
 import time
@@ -177,8 +178,10 @@ def _tune(
     logging.getLogger("ray.tune").setLevel(logging.ERROR)
     deadline = None if options.timeout is None else started + options.timeout
     stopper = SearchStopper(deadline)
+    supernet = _ensure_supernet(searcher.study, inputs, options, progress.console)
     trainable = tune.with_resources(
-        tune.with_parameters(train_candidate, recipe=inputs.recipe, threads=1), {"cpu": 1}
+        tune.with_parameters(train_candidate, recipe=inputs.recipe, threads=1, supernet=supernet),
+        {"cpu": 1},
     )
     tuner = tune.Tuner(
         trainable,
@@ -302,3 +305,38 @@ def _plain(value: Any) -> Any:
 
 def _count(study: optuna.Study, status: str) -> int:
     return sum(1 for t in study.get_trials(deepcopy=False) if t.user_attrs.get("status") == status)
+
+
+def _ensure_supernet(study: Any, inputs: Inputs, options: Any, console: Any) -> str | None:
+    """For a supernet recipe: the trained supernet's path (trained now with every worker's
+    thread when the cache has none), recorded in the study attribute ``supernet``."""
+    if inputs.recipe.supernet is None:
+        return None
+    from archsearch.supernet.store import ensure_supernet, load_supernet
+
+    last = [0.0]
+
+    def progress(step: int, steps: int, loss: float) -> None:
+        now = time.perf_counter()
+        if now - last[0] > 10 or step == steps:
+            last[0] = now
+            console.print(
+                f"supernet: step {step}/{steps}, largest's loss {loss / math.log(2):.3f} bits per byte"
+            )
+
+    console.print(f"supernet: training or reusing the supernet of space '{inputs.space.name}'")
+    path = ensure_supernet(
+        inputs.space, inputs.recipe, threads=options.workers, progress=progress, log=console.print
+    )
+    _, record = load_supernet(path)
+    study.set_user_attr(
+        "supernet",
+        {
+            "path": str(path),
+            "steps": record["step"],
+            "tokens": record["tokens"],
+            "wall_s": record.get("wall_s"),
+            "cpu_s": record.get("cpu_s"),
+        },
+    )
+    return str(path)

@@ -64,6 +64,13 @@ def load_inputs(options: SearchOptions) -> Inputs:
     profile.prepare()  # e.g. a latency budget needs this machine's calibrated predictor
     recipe = load_recipe(options.evaluator)
     recipe.check_space(space)
+    if recipe.supernet is not None:
+        from archsearch.supernet.sharing import check_shareable
+
+        try:
+            check_shareable(space)  # memory or ALBERT sharing: refused before anything starts
+        except InputError as exc:
+            raise exc.located(space.source) if space.source else exc from None
     if options.sampler == "grid":
         from archsearch.search.samplers import grid_size
 

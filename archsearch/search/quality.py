@@ -26,6 +26,7 @@ STUDY_ATTR = "quality"  # study user attribute: {"name", "direction", "proxy", "
 MINIMIZE, MAXIMIZE = "minimize", "maximize"  # Optuna's words for a study direction
 PROXY_PREFIX = "proxy_"
 BLENDED = "blended_bpb"
+SUPERNET = "supernet_bpb"  # validation bpb of the inherited-weights sub-network, minimised
 BLEND_ATTR = "blend_proxy"  # a blended score's proxy value, kept on each trial beside val_bpb
 
 
@@ -38,6 +39,7 @@ class Quality:
     direction: str = MINIMIZE
     proxy: str | None = None
     blend: Blend | None = None
+    supernet: bool = False  # scored by a weight-sharing supernet's inherited weights
 
     def __post_init__(self) -> None:
         if self.direction not in (MINIMIZE, MAXIMIZE):
@@ -55,7 +57,7 @@ class Quality:
     @property
     def trains(self) -> bool:
         """True when the value comes from training (learning curves, early stopping apply)."""
-        return self.proxy is None
+        return self.proxy is None and not self.supernet
 
     @property
     def best_word(self) -> str:
@@ -70,6 +72,11 @@ class Quality:
                 f"{self.name}, validation bits per byte after brief training minus "
                 f"{blend.weight:g} x the untrained model's {blend.proxy} (lower is better)"
             )
+        if self.supernet:
+            return (
+                f"{self.name}, validation bits per byte of the sub-network with weights inherited "
+                "from the space's trained supernet (lower is better)"
+            )
         if self.proxy is None:
             return f"{self.name}, validation bits per byte after brief training (lower is better)"
         return (
@@ -79,6 +86,8 @@ class Quality:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "direction": self.direction, "proxy": self.proxy}
+        if self.supernet:
+            out["supernet"] = True
         if self.blend is not None:
             out["blend"] = {"proxy": self.blend.proxy, "weight": self.blend.weight}
         return out
@@ -93,6 +102,8 @@ def quality_of(recipe: Recipe) -> Quality:
         return Quality(name=f"{PROXY_PREFIX}{recipe.proxy}", direction=MAXIMIZE, proxy=recipe.proxy)
     if recipe.blend is not None:
         return Quality(name=BLENDED, blend=recipe.blend)
+    if recipe.supernet is not None:
+        return Quality(name=SUPERNET, supernet=True)
     return LEGACY
 
 
@@ -120,4 +131,5 @@ def quality_from_attrs(attrs: dict[str, Any]) -> Quality:
         blend=Blend(str(blend["proxy"]), float(blend["weight"]))
         if isinstance(blend, dict)
         else None,
+        supernet=bool(record.get("supernet", False)),
     )

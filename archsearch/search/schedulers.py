@@ -42,7 +42,7 @@ class BaselineKeepingASHA(AsyncHyperBandScheduler):
 
 def make_scheduler(name: str, recipe: Recipe) -> TrialScheduler | None:
     """The Tune scheduler for ``--scheduler name``; None means run every trial to the end."""
-    if name == "none" or recipe.scores_by_proxy or recipe.eval_points < 2:
+    if name == "none" or not recipe.trains_candidates or recipe.eval_points < 2:
         return None
     quality = quality_of(recipe)
     if name == "asha":

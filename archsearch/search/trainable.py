@@ -21,13 +21,16 @@ QUALITY = LEGACY.name  # the training recipes' quality metric, minimised
 _OOM_TEXTS = ("out of memory", "can't allocate memory", "cannot allocate memory")
 
 
-def train_candidate(config: dict[str, Any], recipe: Recipe, threads: int = 1) -> None:
+def train_candidate(
+    config: dict[str, Any], recipe: Recipe, threads: int = 1, supernet: str | None = None
+) -> None:
     """Ray Tune function trainable: score one candidate as the recipe says.
 
     A training recipe trains it: each eval point but the last is an intermediate report
     (``final: False``) carrying the quality metric, so a scheduler can stop weak trials; the
     last point arrives once, in the final report (``final: True``) with the cost objectives and
-    the training figures. A proxy recipe scores the untrained model once, in a final report.
+    the training figures. A proxy recipe scores the untrained model once, in a final report; a
+    supernet recipe scores the inherited weights of the supernet saved at ``supernet`` likewise.
     A candidate that fails (an exception, a NaN or infinite quality) reports ``failed: <reason>``
     and ``failure: <kind>`` instead of raising, so the driver records why and the search goes on.
     """
@@ -62,7 +65,9 @@ def train_candidate(config: dict[str, Any], recipe: Recipe, threads: int = 1) ->
 
     try:
         arch = ArchConfig.from_dict(config["arch"])
-        if quality.proxy is not None:
+        if quality.supernet:
+            figures = _supernet_figures(arch, recipe, quality, supernet, threads)
+        elif quality.proxy is not None:
             figures = _proxy_figures(arch, recipe, quality, threads)
         elif quality.blend is not None:
             figures = _blended_figures(arch, recipe, quality, report, threads)
@@ -77,7 +82,11 @@ def train_candidate(config: dict[str, Any], recipe: Recipe, threads: int = 1) ->
         return
     value = figures[quality.name]
     if not math.isfinite(value):
-        what = "validation loss" if quality.trains else f"zero-cost proxy {quality.proxy} score"
+        what = (
+            "validation loss"
+            if quality.trains or quality.supernet
+            else f"zero-cost proxy {quality.proxy} score"
+        )
         report_failure("non_finite", f"non-finite {what} {value}")
         return
     tune.report({**figures, **costs, **spent(), **where, "final": True})
@@ -130,6 +139,21 @@ def _proxy_figures(
     from archsearch.evaluate.proxies import score
 
     value = score(arch, recipe, threads=threads)
+    return {quality.name: value, "data_fingerprint": data_fingerprint(recipe)}
+
+
+def _supernet_figures(
+    arch: ArchConfig, recipe: Recipe, quality: Quality, path: str | None, threads: int
+) -> dict[str, Any]:
+    """Score the sub-network by its weights inherited from the trained supernet at ``path``."""
+    from pathlib import Path
+
+    from archsearch.evaluate.data import data_fingerprint
+    from archsearch.supernet.scoring import score_from_file
+
+    if path is None:
+        raise ValueError("a supernet recipe needs the trained supernet's path")
+    value = score_from_file(Path(path), arch, recipe, threads=threads)
     return {quality.name: value, "data_fingerprint": data_fingerprint(recipe)}
 
 

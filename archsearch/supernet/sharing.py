@@ -1,0 +1,78 @@
+"""Which supernet tensor a sub-network parameter is a slice of: the sharing rules, by name.
+
+A sub-network is the ordinary model ``build_model`` makes; its parameter names say where each
+weight sits (``blocks.3.attn.proj.q.weight``). Weights with the same role share one tensor:
+
+- embeddings, norms and the output head: shared by every configuration (leading slices when
+  ``d_model`` or the embedding width is smaller);
+- the query/key/value/output projections of a layer: shared by every attention family of that
+  layer, since full, local, Linformer, Performer, LSH and LSRA attention differ in how they
+  attend, not in how they project (LSH ties queries and keys, so it has no key projection;
+  LSRA projects the channels of its attention branch: a leading slice);
+- what only one family has (Linformer's length projections, LSRA's convolution branch, the
+  experts and router of a switch MoE, the sparse controller, a dense FFN's two matrices): once
+  per layer and family, at the largest size any configuration needs.
+
+Kept torch-free: the rules are names only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from archsearch.config import ArchConfig
+from archsearch.errors import InputError
+from archsearch.space import SearchSpace
+
+# LSH attention names its projections without the ``proj.`` prefix the others use.
+PROJECTION_ALIASES = {f"{p}.weight": f"proj.{p}.weight" for p in ("q", "k", "v", "out")}
+
+
+def shared_name(name: str, arch: ArchConfig) -> str:
+    """The supernet tensor that parameter ``name`` of ``arch``'s model is a leading slice of."""
+    parts = name.split(".")
+    if len(parts) > 3 and parts[0] == "blocks" and parts[2] in ("attn", "ffn"):
+        index, part, rest = parts[1], parts[2], ".".join(parts[3:])
+        layer = arch.layers[int(index)]
+        if part == "attn":
+            rest = PROJECTION_ALIASES.get(rest, rest)
+            if rest.startswith("proj."):
+                return f"blocks.{index}.attn.{rest}"
+            return f"blocks.{index}.attn.{layer.attention}.{rest}"
+        return f"blocks.{index}.ffn.{layer.ffn}.{rest}"
+    return name
+
+
+def check_shareable(space: SearchSpace) -> None:
+    """InputError, naming the key, for a space the supernet cannot share weights over."""
+    where = space.source
+    if space.task != "causal_lm":
+        raise InputError(
+            f"the supernet covers causal_lm spaces; space '{space.name}' is {space.task}",
+            key="task",
+            source=where,
+        )
+    for key, refused, why in (
+        (
+            "memory",
+            "none",
+            "recurrent memory carries state across segments, which one "
+            "shared forward over fixed batches cannot score; fix memory: none",
+        ),
+        (
+            "share_layers",
+            False,
+            "ALBERT cross-layer sharing ties the layers a supernet keeps "
+            "apart; fix share_layers: false",
+        ),
+    ):
+        values = _values_of(space, key, refused)
+        if any(value != refused for value in values):
+            raise InputError(f"the supernet cannot search {key}: {why}", key=key, source=where)
+
+
+def _values_of(space: SearchSpace, key: str, default: Any) -> list[Any]:
+    if key in space.params:
+        param = space.params[key]
+        return list(param.choices) if param.kind == "choice" else [None]
+    return [space.fixed.get(key, default)]

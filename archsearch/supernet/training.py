@@ -1,0 +1,114 @@
+"""Sandwich training of a supernet: each step trains the largest, the smallest and a few random
+sub-networks on the same batch (BigNAS / Once-for-All), so the shared weights serve every size.
+
+With ``distill > 0`` the other sub-networks also learn from the largest one's predictions of the
+same step (in-place distillation): their loss adds ``distill`` x the KL divergence to its
+(detached) distribution. Every draw is seeded by the step, so a resumed run takes exactly the
+steps an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from archsearch.config import ArchConfig
+from archsearch.evaluate import CandidateFailed
+from archsearch.evaluate.data import IGNORE, make_batches
+from archsearch.evaluate.recipe import Recipe
+from archsearch.evaluate.train import learning_rate
+from archsearch.space import SearchSpace
+from archsearch.supernet.model import Supernet, sample_config
+
+
+@dataclass
+class SupernetState:
+    """What the next step depends on besides the weights (a checkpoint adds this)."""
+
+    step: int = 0
+    optimizer: dict[str, Any] | None = None
+    losses: list[float] = dataclasses.field(default_factory=list)  # largest's loss per step
+
+
+def schedule_recipe(recipe: Recipe) -> Recipe:
+    """The recipe with the supernet's token budget, for the learning-rate schedule."""
+    assert recipe.supernet is not None
+    return recipe.replace(token_budget=recipe.supernet.token_budget, eval_points=1)
+
+
+def train_supernet(
+    supernet: Supernet,
+    space: SearchSpace,
+    recipe: Recipe,
+    ends: Sequence[ArchConfig],
+    *,
+    resume: SupernetState | None = None,
+    checkpoint: Callable[[SupernetState], None] | None = None,
+    checkpoint_every: int = 50,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> SupernetState:
+    """Train ``supernet`` for the recipe's supernet budget; ``ends`` are the largest and the
+    smallest configurations, trained every step beside the random ones."""
+    settings = recipe.supernet
+    assert settings is not None
+    plan = schedule_recipe(recipe)
+    batches = make_batches(recipe)
+    parameters = list(supernet.parameters())
+    # No weight decay: AdamW's decay would shrink every row a step's sub-networks did not use
+    # toward zero, step after step; the sub-networks' own training keeps the recipe's decay.
+    optimizer = torch.optim.AdamW(
+        parameters, lr=recipe.optimizer.lr, betas=recipe.optimizer.betas, weight_decay=0.0
+    )
+    state = SupernetState() if resume is None else resume
+    if state.optimizer is not None:
+        optimizer.load_state_dict(state.optimizer)
+    supernet.train()
+    for step in range(state.step, plan.steps):
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(plan, step)
+        batch = batches.train(step)
+        rng = random.Random(f"{recipe.seed}:{step}")
+        configs = [*ends, *(sample_config(space, rng) for _ in range(settings.random_subnets))]
+        optimizer.zero_grad(set_to_none=True)
+        teacher: torch.Tensor | None = None
+        first_loss = 0.0
+        for index, config in enumerate(configs):
+            output = supernet(config, batch.inputs)
+            logits = output.logits.reshape(-1, output.logits.shape[-1]).float()
+            targets = batch.targets.reshape(-1)
+            loss = F.cross_entropy(logits, targets, ignore_index=IGNORE)
+            if index == 0:
+                first_loss = loss.item()
+                if settings.distill > 0:
+                    teacher = F.softmax(logits.detach(), dim=-1)
+            elif teacher is not None:
+                scored = targets != IGNORE
+                kl = F.kl_div(
+                    F.log_softmax(logits[scored], dim=-1), teacher[scored], reduction="batchmean"
+                )
+                loss = loss + settings.distill * kl
+            total = (loss + output.aux_loss) / len(configs)
+            if not torch.isfinite(total):
+                raise CandidateFailed(f"supernet loss became {total.item()} at step {step + 1}")
+            total.backward()
+        norm = torch.nn.utils.clip_grad_norm_(parameters, recipe.grad_clip)
+        if not torch.isfinite(norm):
+            raise CandidateFailed(f"supernet gradient norm became {norm.item()} at {step + 1}")
+        optimizer.step()
+        state.step = step + 1
+        state.losses.append(first_loss)
+        if progress is not None:
+            progress(state.step, plan.steps, first_loss)
+        if checkpoint is not None and (
+            state.step % checkpoint_every == 0 or state.step == plan.steps
+        ):
+            state.optimizer = optimizer.state_dict()
+            checkpoint(state)
+    state.optimizer = optimizer.state_dict()
+    return state
