@@ -190,6 +190,19 @@ def probe_configs(space: SearchSpace, samples: int, seed: int = 0) -> list[ArchC
     return found
 
 
+def extreme_config(
+    space: SearchSpace, rng: random.Random, *, largest: bool, tries: int = 20
+) -> ArchConfig | None:
+    """A valid configuration at the space's widest (or narrowest) depth and widths, with its
+    families (and other non-numeric choices) drawn at random: the sandwich's bread in a space
+    where "the largest model" is one per combination of families, not one."""
+    for _ in range(tries):
+        config = _valid(space, space.suggest(_Widest(rng, largest)))
+        if config is not None:
+            return config
+    return None
+
+
 def sample_config(space: SearchSpace, rng: random.Random, tries: int = 100) -> ArchConfig:
     """A random valid configuration of ``space``."""
     for _ in range(tries):
@@ -256,3 +269,27 @@ class _Extremes:
         base = name.split(".")[0]
         value = self.forced.get(base)
         return float(value) if value is not None else high
+
+
+class _Widest:
+    """A sampler taking every number at its highest (``largest``) or lowest, a width left to
+    ``None`` (d_model) as the highest, and anything else at random."""
+
+    def __init__(self, rng: random.Random, largest: bool):
+        self.rng, self.largest = rng, largest
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        numbers = [c for c in choices if isinstance(c, int | float) and not isinstance(c, bool)]
+        if numbers and len(numbers) + choices.count(None) == len(choices):
+            if self.largest:
+                return None if None in choices else max(numbers)
+            return min(numbers)
+        return choices[self.rng.randrange(len(choices))]
+
+    def suggest_int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False):
+        return low + (high - low) // step * step if self.largest else low
+
+    def suggest_float(
+        self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False
+    ) -> float:
+        return high if self.largest else low

@@ -30,7 +30,7 @@ from archsearch.supernet.model import Supernet, probe_configs, storage_name
 from archsearch.supernet.sharing import check_shareable
 from archsearch.supernet.training import SupernetState, train_supernet
 
-FORMAT = "archsearch-supernet-v1"
+FORMAT = "archsearch-supernet-v2"  # v2: each step's extremes with random families
 WEIGHTS = "supernet.pt"
 CHECKPOINT = "checkpoint.pt"
 
@@ -49,12 +49,24 @@ def supernet_key(space: SearchSpace, recipe: Recipe) -> str:
     record = {
         "format": FORMAT,
         "space": space_fingerprint(space),
-        "recipe": {k: v for k, v in recipe.to_dict().items() if k not in ("name", "description")},
+        "recipe": _training_part(recipe),
         "data": data_fingerprint(recipe),
         "torch": torch.__version__,
     }
     text = json.dumps(record, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _training_part(recipe: Recipe) -> dict[str, Any]:
+    """The recipe less what does not change the supernet's weights (names, and what happens
+    after it is trained: how many candidates, which finalists)."""
+    out = {k: v for k, v in recipe.to_dict().items() if k not in ("name", "description")}
+    out["supernet"] = {
+        k: v
+        for k, v in out["supernet"].items()
+        if k not in ("candidates", "finalists", "finalist_evaluator", "score_tokens")
+    }
+    return out
 
 
 def supernet_dir(space: SearchSpace, recipe: Recipe) -> Path:

@@ -1,6 +1,13 @@
 """Sandwich training of a supernet: each step trains the largest, the smallest and a few random
 sub-networks on the same batch (BigNAS / Once-for-All), so the shared weights serve every size.
 
+In a space that switches families per layer there is no one largest model: each step's largest
+is the space's deepest and widest, and its smallest the shallowest and narrowest, each with its
+families drawn at random, so every family is trained at both ends of the size range (a fixed
+pair trained two family mixes at the ends, and inherited weights then ranked small models of
+other families above every large one). ``ends`` (a fixed largest and smallest) stand in where a
+space has no valid extreme configuration.
+
 With ``distill > 0`` the other sub-networks also learn from the largest one's predictions of the
 same step (in-place distillation): their loss adds ``distill`` x the KL divergence to its
 (detached) distribution. Every draw is seeded by the step, so a resumed run takes exactly the
@@ -24,7 +31,7 @@ from archsearch.evaluate.data import IGNORE, make_batches
 from archsearch.evaluate.recipe import Recipe
 from archsearch.evaluate.train import learning_rate
 from archsearch.space import SearchSpace
-from archsearch.supernet.model import Supernet, sample_config
+from archsearch.supernet.model import Supernet, extreme_config, sample_config
 
 
 @dataclass
@@ -53,8 +60,8 @@ def train_supernet(
     checkpoint_every: int = 50,
     progress: Callable[[int, int, float], None] | None = None,
 ) -> SupernetState:
-    """Train ``supernet`` for the recipe's supernet budget; ``ends`` are the largest and the
-    smallest configurations, trained every step beside the random ones."""
+    """Train ``supernet`` for the recipe's supernet budget; ``ends`` are a largest and a
+    smallest configuration, used where the space has no valid extreme one."""
     settings = recipe.supernet
     assert settings is not None
     plan = schedule_recipe(recipe)
@@ -74,7 +81,10 @@ def train_supernet(
             group["lr"] = learning_rate(plan, step)
         batch = batches.train(step)
         rng = random.Random(f"{recipe.seed}:{step}")
-        configs = [*ends, *(sample_config(space, rng) for _ in range(settings.random_subnets))]
+        largest = extreme_config(space, rng, largest=True) or ends[0]
+        smallest = extreme_config(space, rng, largest=False) or ends[1]
+        randoms = [sample_config(space, rng) for _ in range(settings.random_subnets)]
+        configs = [largest, smallest, *randoms]
         optimizer.zero_grad(set_to_none=True)
         teacher: torch.Tensor | None = None
         first_loss = 0.0
