@@ -141,11 +141,18 @@ def test_measure_rejects_a_bad_architecture(tmp_path):
     assert_one_line_error(archsearch("measure", str(path)), "arch.yaml", "heads")
 
 
-def test_fidelity_measures_the_recipe_run_searches_with_by_default():
-    """The fidelity figures in the README are the default search's: both commands, and the
-    Python API, name the same built-in recipe when none is given."""
+def test_fidelity_measures_the_recipe_run_trains_its_front_with_by_default():
+    """The fidelity figures in the README are the default search's: `run` (and the Python
+    API) scores by the supernet and trains its finalists with the recipe `fidelity` measures
+    when none is given."""
+    from archsearch.evaluate.recipe import load_recipe
+
     parser = build_parser()
     searched = parser.parse_args(["run"]).evaluator
-    measured = parser.parse_args(["fidelity"]).evaluator
-    assert searched == measured == SearchOptions().evaluator
+    assert searched == SearchOptions().evaluator
     assert searched in list_builtins("evaluators")
+    supernet = load_recipe(searched).supernet
+    assert supernet is not None
+    measured = parser.parse_args(["fidelity"]).evaluator
+    assert measured == supernet.finalist_evaluator
+    assert measured in list_builtins("evaluators")

@@ -10,6 +10,7 @@ Optuna and Ray Tune.
 from __future__ import annotations
 
 import dataclasses
+import io
 import random
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import optuna
 import pytest
 import torch
 
+from archsearch import ArchConfig
 from archsearch.costs import estimate_costs
 from archsearch.errors import InputError
 from archsearch.evaluate.recipe import Recipe, load_recipe
@@ -218,7 +220,9 @@ def test_a_search_scores_candidates_by_the_supernet(ray_local, tmp_path, monkeyp
     monkeypatch.setenv("ARCHSEARCH_CACHE_DIR", str(tmp_path / "cache"))
     space_file = write_yaml(tmp_path / "space.yaml", SPACE)
     profile = write_yaml(tmp_path / "profile.yaml", {**TINY_PROFILE, "budgets": {"macs": 2e5}})
-    recipe_file = write_yaml(tmp_path / "recipe.yaml", RECIPE)
+    brief = write_yaml(tmp_path / "brief.yaml", TINY_RECIPE)  # trains the finalists
+    settings = {**RECIPE["supernet"], "finalist_evaluator": str(brief)}
+    recipe_file = write_yaml(tmp_path / "recipe.yaml", {**RECIPE, "supernet": settings})
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     options = SearchOptions(
         profile=str(profile),
@@ -236,9 +240,69 @@ def test_a_search_scores_candidates_by_the_supernet(ray_local, tmp_path, monkeyp
     record = study.user_attrs["supernet"]
     saved, _ = load_supernet(Path(record["path"]))
     recipe = Recipe.from_dict(RECIPE)
-    from archsearch import ArchConfig
-
     for trial in scored[:3]:  # the study's score is the inherited-weights bpb, recomputed here
         config = ArchConfig.from_dict(trial.user_attrs["arch"])
         assert trial.values[0] == pytest.approx(inherited_bpb(saved, config, recipe), abs=1e-9)
     assert "curve" not in scored[0].user_attrs
+
+    # Second fidelity: the supernet front's finalists and the baselines, trained from scratch.
+    from rich.console import Console
+
+    from archsearch.report.front import front_trials
+    from archsearch.search.finalists import SCORE_ATTR, SOURCE_ATTR, run_finalists
+    from archsearch.search.inputs import load_inputs
+
+    brief = write_yaml(tmp_path / "brief.yaml", TINY_RECIPE)
+    with_finalists = {
+        **RECIPE,
+        "supernet": {**RECIPE["supernet"], "finalist_evaluator": str(brief)},
+    }
+    write_yaml(recipe_file, with_finalists)
+    console = Console(file=io.StringIO())
+    summary = run_finalists(options, load_inputs(options), "s", 2, console)
+    assert summary is not None and summary.study_name == "s.trained"
+    companion = optuna.load_study(study_name="s.trained", storage=storage)
+    trained = [
+        t for t in companion.trials if t.user_attrs.get("status") in ("complete", "duplicate")
+    ]
+    finalists = [t for t in trained if SOURCE_ATTR in t.user_attrs]
+    baselines = {t.user_attrs.get("baseline") for t in trained} - {None}
+    assert len(finalists) == 2 and baselines == set(study.user_attrs["baselines"])
+    front = {t.number: t for t in front_trials(study)}
+    for trial in finalists:  # each came from the supernet front, its score kept beside it
+        source = front[trial.user_attrs[SOURCE_ATTR]]
+        assert trial.user_attrs[SCORE_ATTR] == source.values[0]
+        assert trial.params == source.params
+        assert "curve" in trial.user_attrs or trial.user_attrs["status"] == "duplicate"
+    assert study.user_attrs["finalists"]["study"] == "s.trained"
+    assert companion.user_attrs["supernet_study"] == "s"
+    before = len(companion.trials)
+    run_finalists(options, load_inputs(options), "s", 2, console)  # resumed: nothing again
+    assert len(optuna.load_study(study_name="s.trained", storage=storage).trials) == before
+
+
+@pytest.mark.slow
+def test_fidelity_ranks_the_supernet_against_the_references_a_training_recipe_made(
+    tmp_path, monkeypatch
+):
+    # The supernet recipe's references are its from-scratch training runs: the same jobs as a
+    # training recipe with the same training keys, read back from that recipe's journal.
+    from archsearch.evaluate.fidelity import run_fidelity
+    from archsearch.profiles import Profile
+
+    monkeypatch.setenv("ARCHSEARCH_CACHE_DIR", str(tmp_path / "cache"))
+    space = SearchSpace.from_dict(SPACE)
+    profile = Profile.from_dict({**TINY_PROFILE, "budgets": {"macs": 2e5}})
+    journal = tmp_path / "journal.jsonl"
+    common = {"configs": 4, "factor": 2, "workers": 1, "proxies": [], "journal": journal}
+    trained = run_fidelity(space, profile, Recipe.from_dict(TINY_RECIPE), **common)
+    assert "supernet" not in trained.correlations
+    recipe = Recipe.from_dict(RECIPE)
+    report = run_fidelity(space, profile, recipe, **common)
+    assert report.reused_jobs == 8  # 4 brief + 4 reference runs, none trained again
+    assert "supernet" in report.correlations and "brief_training" in report.correlations
+    saved, _ = load_supernet(supernet_dir(space, recipe) / "supernet.pt")
+    for mine, theirs in zip(report.results, trained.results, strict=True):
+        assert mine.long_bpb == theirs.long_bpb and mine.short_bpb == theirs.short_bpb
+        config = ArchConfig.from_dict(mine.arch)
+        assert mine.supernet_bpb == pytest.approx(inherited_bpb(saved, config, recipe), abs=1e-9)

@@ -127,13 +127,15 @@ def print_report(report) -> None:
         print(f"note: only {k} configurations; rank correlations over so few are noisy")
     proxies = list(report.results[0].proxies) if report.results else []
     runs = [f"ref s{seed}" for seed in range(seeds)] if seeds > 1 else []
-    scores = ["brief score"] if blend else []
+    supernet = "supernet" in report.correlations
+    scores = (["brief score"] if blend else []) + (["supernet"] if supernet else [])
     header = f"{'#':>3} {'MACs':>12} {'brief bpb':>10} {'ref bpb':>9}  " + "".join(
         f"{name:>11}" for name in [*scores, *runs, *proxies]
     )
     print(header + "  family")
     for index, result in enumerate(report.results, 1):
         cells = f"{result.short_score:>11.4f}" if blend else ""
+        cells += f"{result.supernet_bpb:>11.4f}" if supernet else ""
         cells += "".join(f"{bpb:>11.4f}" for bpb in result.long_runs) if seeds > 1 else ""
         cells += "".join(f"{result.proxies.get(name, math.nan):>11.4g}" for name in proxies)
         print(

@@ -5,15 +5,19 @@ from __future__ import annotations
 import argparse
 
 from archsearch.search.defaults import (
-    DEFAULT_EVALUATOR,
+    DEFAULT_RUN_EVALUATOR,
     DEFAULT_SAMPLER,
     DEFAULT_SCHEDULER,
+    DEFAULT_SPACE,
     DEFAULT_STORAGE,
+    DEFAULT_TRIALS,
     SAMPLERS,
     SCHEDULERS,
+    SUPERNET_SAMPLER,
 )
 
 INTERRUPTED = 130  # the shell's status for a command ended by Ctrl-C
+FRONT_ROWS = 8  # of a supernet front, before its finalists are trained
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -24,16 +28,34 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "continues the study (interrupted trials are trained again, none twice).",
     )
     run.add_argument("--profile", default="mobile_100M", help="built-in name or YAML path")
-    run.add_argument("--space", default="tiny_lm", help="built-in name or YAML path")
+    run.add_argument(
+        "--space",
+        default=DEFAULT_SPACE,
+        help=f"built-in name or YAML path (default {DEFAULT_SPACE})",
+    )
     run.add_argument(
         "--evaluator",
-        default=DEFAULT_EVALUATOR,
-        help=f"built-in name or YAML path (default {DEFAULT_EVALUATOR}): a training recipe "
-        "(quality val_bpb, minimised; blended_bpb with a blend) or a "
+        default=DEFAULT_RUN_EVALUATOR,
+        help=f"built-in name or YAML path (default {DEFAULT_RUN_EVALUATOR}): a supernet recipe "
+        "(quality supernet_bpb of inherited weights; then the front's finalists are trained), "
+        "a training recipe (quality val_bpb, minimised; blended_bpb with a blend) or a "
         "zero-cost proxy recipe such as proxy_grad_norm (quality proxy_<name>, maximised; "
         "nothing is trained)",
     )
-    run.add_argument("--trials", type=int, default=24, help="trained candidates in the study")
+    run.add_argument(
+        "--trials",
+        type=int,
+        default=None,
+        help="candidates the study should hold scored (default: a supernet recipe's "
+        f"`candidates`, else {DEFAULT_TRIALS} trained)",
+    )
+    run.add_argument(
+        "--finalists",
+        type=int,
+        default=None,
+        help="supernet recipes: front candidates then trained from scratch with the recipe's "
+        "finalist_evaluator, in the study <study>.trained (default: the recipe's; 0: none)",
+    )
     run.add_argument("--workers", type=int, default=2, help="parallel trials, one thread each")
     run.add_argument(
         "--storage",
@@ -45,9 +67,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--seed", type=int, default=0, help="sampler seed")
     run.add_argument(
         "--sampler",
-        default=DEFAULT_SAMPLER,
+        default=None,
         choices=SAMPLERS,
-        help="tpe (default), nsga2, random, or grid (every configuration of a finite space once)",
+        help=f"{DEFAULT_SAMPLER} (default; {SUPERNET_SAMPLER} for a supernet recipe, whose "
+        "hundreds of cheap trials make TPE's own cost the bottleneck), nsga2, random, or grid "
+        "(every configuration of a finite space once)",
     )
     run.add_argument(
         "--scheduler",
@@ -78,18 +102,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from archsearch.search.inputs import SearchOptions, load_inputs
+    from archsearch.errors import InputError
+    from archsearch.search.inputs import (
+        SearchOptions,
+        default_sampler,
+        default_trials,
+        load_inputs,
+    )
 
+    if args.finalists is not None and args.finalists < 0:
+        raise InputError(f"must be >= 0, got {args.finalists}", key="--finalists")
     options = SearchOptions(
         profile=args.profile,
         space=args.space,
         evaluator=args.evaluator,
-        trials=args.trials,
+        trials=args.trials if args.trials is not None else default_trials(args.evaluator),
+        sampler=args.sampler or default_sampler(args.evaluator),
         workers=args.workers,
         storage=args.storage,
         study=args.study,
         seed=args.seed,
-        sampler=args.sampler,
         scheduler=args.scheduler,
         address=args.address,
         timeout=args.timeout,
@@ -122,6 +154,23 @@ def handle(args: argparse.Namespace) -> int:
         )
     if summary.interrupted:
         return INTERRUPTED
+    settings = inputs.recipe.supernet
+    finalists = settings.finalists if settings is not None and args.finalists is None else 0
+    if settings is not None and args.finalists is not None:
+        finalists = args.finalists
+    if finalists > 0:
+        from archsearch.search.finalists import run_finalists
+
+        print_front(console, summary.storage, summary.study_name, limit=FRONT_ROWS)
+        trained = run_finalists(options, inputs, summary.study_name, finalists, console)
+        if trained is not None:
+            if trained.interrupted:
+                return INTERRUPTED
+            summary = trained
+            console.print(
+                f"study '{summary.study_name}': {summary.trained} trained from scratch "
+                f"(the finalists and the baselines), {summary.wall_s:.0f} s"
+            )
     print_front(console, summary.storage, summary.study_name)
     console.print(
         f"open it: archsearch dashboard --storage {summary.storage}   "

@@ -313,6 +313,7 @@ class FidelityResult:
     long_runs: list[float] = field(default_factory=list)
     proxies: dict[str, float] = field(default_factory=dict)
     failed: list[str] = field(default_factory=list)
+    supernet_bpb: float = math.nan  # inherited-weights score, for a supernet recipe
 
 
 @dataclass
@@ -377,13 +378,22 @@ def brief_score(result: FidelityResult, recipe: Recipe) -> float:
 
 
 def correlations(
-    results: Sequence[FidelityResult], proxies: Sequence[str], *, blended: bool = False
+    results: Sequence[FidelityResult],
+    proxies: Sequence[str],
+    *,
+    blended: bool = False,
+    supernet: bool = False,
 ) -> dict[str, Any]:
     """Signed so that +1 means the same ranking as the long runs (see the module docstring);
     with two or more reference seeds, ``reference_repeat`` is the first two seeds' agreement.
-    ``blended``: the recipe's score is not the bpb alone, which ``brief_val_bpb`` then gives."""
+    ``blended``: the recipe's score is not the bpb alone, which ``brief_val_bpb`` then gives.
+    ``supernet``: the recipe scores by inherited weights (``supernet``), beside the brief
+    training of the same configurations."""
     long_loss = [r.long_bpb for r in results]
-    out = {"brief_training": correlation([r.short_score for r in results], long_loss)}
+    out = {}
+    if supernet:
+        out["supernet"] = correlation([r.supernet_bpb for r in results], long_loss)
+    out["brief_training"] = correlation([r.short_score for r in results], long_loss)
     if blended:
         out["brief_val_bpb"] = correlation([r.short_bpb for r in results], long_loss)
     if results and all(len(r.long_runs) >= 2 for r in results):
@@ -449,6 +459,8 @@ def run_fidelity(
     for result in results:
         result.long_bpb = sum(result.long_runs) / reference_seeds  # nan if any run failed
         result.short_score = brief_score(result, scored_by)
+    if scored_by.supernet is not None:
+        _score_by_supernet(space, scored_by, results, workers, say)
     return FidelityReport(
         space=space.name,
         profile=profile.name,
@@ -461,13 +473,39 @@ def run_fidelity(
         short_tokens=recipe.token_budget,
         long_tokens=long_recipe.token_budget,
         results=results,
-        correlations=correlations(results, proxies, blended=scored_by.blend is not None),
+        correlations=correlations(
+            results,
+            proxies,
+            blended=scored_by.blend is not None,
+            supernet=scored_by.supernet is not None,
+        ),
         wall_s=time.perf_counter() - wall_start,
         cpu_s=cpu_total,
         recipe=scored_by.to_dict(),
         reused_jobs=len(reused),
         reference_seeds=reference_seeds,
     )
+
+
+def _score_by_supernet(
+    space: SearchSpace,
+    recipe: Recipe,
+    results: list[FidelityResult],
+    workers: int,
+    say: Progress,
+) -> None:
+    """Each configuration's inherited-weights score from the space's supernet (trained now
+    with ``workers`` threads unless cached): what a supernet search ranks candidates by."""
+    from archsearch.supernet.scoring import score_from_file
+    from archsearch.supernet.store import ensure_supernet
+
+    path = ensure_supernet(space, recipe, threads=workers, log=say)
+    for index, result in enumerate(results, 1):
+        try:
+            result.supernet_bpb = score_from_file(path, ArchConfig.from_dict(result.arch), recipe)
+        except (RuntimeError, ValueError) as exc:  # outside the supernet: recorded, not fatal
+            result.failed.append(f"supernet: {type(exc).__name__}: {exc}")
+        say(f"supernet #{index} ({result.macs:,} MACs): {result.supernet_bpb:.4f} bpb")
 
 
 def _checked_inputs(
@@ -500,6 +538,10 @@ def _checked_inputs(
             "fidelity needs a training recipe (it reports every proxy beside it)",
             key="--evaluator",
         )
+    if recipe.supernet is not None:
+        from archsearch.supernet.sharing import check_shareable
+
+        check_shareable(space)
     if recipe.blend is not None and recipe.blend.proxy not in proxies:
         proxies.append(recipe.blend.proxy)
     return proxies
@@ -609,8 +651,9 @@ def _record_run(result: FidelityResult, job: Job, outcome: dict[str, Any]) -> No
         result.long_curve = outcome.get("curve", [])
 
 
-# Recipe keys that never change a job's outcome: a recipe's names, and a blend (which rescores).
-NOT_IN_JOBS = ("name", "description", "blend")
+# Recipe keys that never change a job's outcome: a recipe's names, a blend (which rescores),
+# and a supernet (which scores without training; absent from journals written before it).
+NOT_IN_JOBS = ("name", "description", "blend", "supernet")
 
 
 def job_key(kind: str, arch: dict[str, Any], recipe: Recipe, proxies: Sequence[str]) -> str:
@@ -627,6 +670,7 @@ def legacy_job_key(kind: str, arch: dict[str, Any], recipe: Recipe, proxies: Seq
     before blends): read, so that their jobs are reused, never written."""
     settings = recipe.training.to_dict()
     del settings["blend"]
+    settings.pop("supernet", None)
     return _hashed(kind, arch, settings, proxies)
 
 

@@ -153,8 +153,18 @@ class SupernetSettings:
     distill: float = 0.0
     probes: int = 256
     score_tokens: int = 4096
+    candidates: int = 500  # what `run` scores unless --trials says otherwise
+    finalists: int = 4  # of the supernet front, trained from scratch afterwards (0: none)
+    finalist_evaluator: str = "lm_brief_synflow"  # the recipe that trains them
 
     def __post_init__(self) -> None:
+        _integer(self, "candidates", minimum=1)
+        _integer(self, "finalists", minimum=0)
+        if not isinstance(self.finalist_evaluator, str) or not self.finalist_evaluator:
+            raise InputError(
+                f"must name a training recipe, got {self.finalist_evaluator!r}",
+                key="finalist_evaluator",
+            )
         _integer(self, "token_budget", minimum=1)
         _integer(self, "random_subnets", minimum=0)
         _number(self, "distill", low=0.0)
@@ -302,9 +312,12 @@ class Recipe:
 
     @property
     def training(self) -> Recipe:
-        """The recipe without ``blend``: what decides a training run (a blend only rescores
-        it), so runs are shared between a recipe and its blended variant."""
-        return self if self.blend is None else self.replace(blend=None)
+        """The recipe without ``blend`` or ``supernet``: what decides a from-scratch training
+        run (a blend only rescores it; a supernet scores without it), so runs are shared
+        between a recipe and its blended or supernet variant."""
+        if self.blend is None and self.supernet is None:
+            return self
+        return self.replace(blend=None, supernet=None)
 
     @property
     def tokens_per_step(self) -> int:

@@ -82,9 +82,14 @@ def summarize_arch(arch: dict[str, Any]) -> str:
     return " ".join(str(p) for p in parts)
 
 
-def print_front(console: Any, storage: str, study_name: str) -> None:
-    """Load a study and print its feasible Pareto front."""
+def print_front(console: Any, storage: str, study_name: str, limit: int | None = None) -> None:
+    """Load a study and print its feasible Pareto front (its best ``limit`` rows if given)."""
     from archsearch.report.reading import load_existing_study
 
     study = load_existing_study(storage, study_name)
-    console.print(front_table(study, pareto_front(study)))
+    rows = pareto_front(study)
+    console.print(front_table(study, rows[:limit] if limit is not None else rows))
+    if limit is not None and len(rows) > limit:
+        console.print(
+            f"... and {len(rows) - limit} more on the front: archsearch show --study {study_name}"
+        )

@@ -10,11 +10,12 @@ reference architectures are queued once per study, and the search stops when the
 from __future__ import annotations
 
 import json
-import math
 import logging
+import math
 import os
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,11 +49,16 @@ class SearchSummary:
 
 
 def run_search(
-    options: SearchOptions, *, console: Any = None, inputs: Inputs | None = None
+    options: SearchOptions,
+    *,
+    console: Any = None,
+    inputs: Inputs | None = None,
+    queue: Callable[[optuna.Study], Any] | None = None,
 ) -> SearchSummary:
     """Run (or continue) a study until it holds ``options.trials`` trained candidates.
 
-    ``inputs``: ``load_inputs(options)`` when the caller has checked them already.
+    ``inputs``: ``load_inputs(options)`` when the caller has checked them already. ``queue``
+    enqueues chosen candidates after the baselines (a supernet search's finalists).
     """
     from archsearch.search.accounting import RunLedger
     from archsearch.search.baselines import design_baselines, enqueue_baselines
@@ -80,6 +86,8 @@ def run_search(
     searcher.data_fingerprint = _describe_study(study, inputs, options)
     recovered = recover_interrupted(study)
     queued = enqueue_baselines(study, lambda: design_baselines(inputs.space, inputs.profile))
+    if queue is not None:
+        queue(study)
     ledger = RunLedger(
         study,
         sampler=options.sampler,
@@ -173,12 +181,13 @@ def _tune(
     from archsearch.search.stopping import GracefulInterrupt, SearchStopper
     from archsearch.search.trainable import train_candidate
 
+    # Before Ray starts: the supernet trains with every core the run was given.
+    supernet = _ensure_supernet(searcher.study, inputs, options, progress.console)
     ensure_ray(options.address, num_cpus=options.workers)
     ledger.update(ray_address=cluster_address())
     logging.getLogger("ray.tune").setLevel(logging.ERROR)
     deadline = None if options.timeout is None else started + options.timeout
     stopper = SearchStopper(deadline)
-    supernet = _ensure_supernet(searcher.study, inputs, options, progress.console)
     trainable = tune.with_resources(
         tune.with_parameters(train_candidate, recipe=inputs.recipe, threads=1, supernet=supernet),
         {"cpu": 1},
@@ -320,9 +329,8 @@ def _ensure_supernet(study: Any, inputs: Inputs, options: Any, console: Any) -> 
         now = time.perf_counter()
         if now - last[0] > 10 or step == steps:
             last[0] = now
-            console.print(
-                f"supernet: step {step}/{steps}, largest's loss {loss / math.log(2):.3f} bits per byte"
-            )
+            bpb = loss / math.log(2)
+            console.print(f"supernet: step {step}/{steps}, largest's loss {bpb:.3f} bits per byte")
 
     console.print(f"supernet: training or reusing the supernet of space '{inputs.space.name}'")
     path = ensure_supernet(

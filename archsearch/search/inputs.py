@@ -12,10 +12,12 @@ from archsearch.errors import InputError
 from archsearch.evaluate.recipe import Recipe, load_recipe
 from archsearch.profiles import Profile, load_profile
 from archsearch.search.defaults import (
-    DEFAULT_EVALUATOR,
+    DEFAULT_RUN_EVALUATOR,
     DEFAULT_SAMPLER,
     DEFAULT_SCHEDULER,
+    DEFAULT_SPACE,
     DEFAULT_STORAGE,
+    DEFAULT_TRIALS,
     SAMPLERS,
     SCHEDULERS,
 )
@@ -27,9 +29,9 @@ class SearchOptions:
     """Everything ``archsearch run`` takes; the CLI fills it from flags."""
 
     profile: str = "mobile_100M"
-    space: str = "tiny_lm"
-    evaluator: str = DEFAULT_EVALUATOR
-    trials: int = 24
+    space: str = DEFAULT_SPACE
+    evaluator: str = DEFAULT_RUN_EVALUATOR
+    trials: int = DEFAULT_TRIALS
     workers: int = 2
     storage: str = DEFAULT_STORAGE
     study: str | None = None
@@ -65,8 +67,10 @@ def load_inputs(options: SearchOptions) -> Inputs:
     recipe = load_recipe(options.evaluator)
     recipe.check_space(space)
     if recipe.supernet is not None:
+        from archsearch.search.finalists import check_finalist_recipe
         from archsearch.supernet.sharing import check_shareable
 
+        check_finalist_recipe(recipe)
         try:
             check_shareable(space)  # memory or ALBERT sharing: refused before anything starts
         except InputError as exc:
@@ -76,6 +80,19 @@ def load_inputs(options: SearchOptions) -> Inputs:
 
         grid_size(space)  # a continuous or huge space is an input error before anything starts
     return Inputs(space=space, profile=profile, recipe=recipe)
+
+
+def default_trials(evaluator: str) -> int:
+    """``--trials`` left out: the candidates a supernet recipe scores, else DEFAULT_TRIALS."""
+    recipe = load_recipe(evaluator)
+    return recipe.supernet.candidates if recipe.supernet is not None else DEFAULT_TRIALS
+
+
+def default_sampler(evaluator: str) -> str:
+    """``--sampler`` left out: NSGA-II for a supernet recipe, else DEFAULT_SAMPLER."""
+    from archsearch.search.defaults import SUPERNET_SAMPLER
+
+    return SUPERNET_SAMPLER if load_recipe(evaluator).supernet is not None else DEFAULT_SAMPLER
 
 
 def default_study_name(inputs: Inputs) -> str:

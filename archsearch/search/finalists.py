@@ -1,0 +1,131 @@
+"""The second fidelity of a supernet search: the best few of the supernet's front, trained from
+scratch by an ordinary training recipe, in a companion study ``<study>.trained``.
+
+The supernet scores hundreds of candidates by inherited weights; its ranking is cheap, not
+proven. The finalists (spread over the supernet front's MACs, its best score always among
+them) and the baselines are then trained briefly like any candidate of a training search, so
+the front a user reads, plots, exports and confirms is made of trained models. Each finalist
+carries its supernet score and trial number (``supernet_bpb``, ``supernet_trial``), and each
+study names the other (study attributes ``finalists`` and ``supernet_study``), so the dashboard
+shows how candidates moved from one stage to the next.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import optuna
+
+from archsearch.report.front import front_trials
+from archsearch.report.trials import baseline_name, is_usable, losses
+
+FINALISTS_ATTR = "finalists"  # on the supernet study: the companion's name and the evaluator
+SUPERNET_STUDY_ATTR = "supernet_study"  # on the companion: the supernet study's name
+SCORE_ATTR, SOURCE_ATTR = "supernet_bpb", "supernet_trial"  # on each finalist
+
+
+def companion_name(study_name: str) -> str:
+    return f"{study_name}.trained"
+
+
+def pick_finalists(study: optuna.Study, count: int) -> list[optuna.trial.FrozenTrial]:
+    """``count`` candidates of the supernet study, baselines left out (they are trained anyway):
+    the front spread over its MACs, its best score included; when the front has fewer, the
+    best-scored of the rest fill in."""
+    from archsearch.confirm.selection import spread
+
+    front = [t for t in front_trials(study) if baseline_name(t) is None]
+    front.sort(key=lambda t: (t.user_attrs.get("macs", math.inf), t.number))
+    chosen: list[optuna.trial.FrozenTrial] = []
+    if front:
+        best = min(range(len(front)), key=lambda i: list(losses(study, front[i]).values()))
+        chosen = [front[i] for i in spread(len(front), count, best)]
+    if len(chosen) < count:
+        taken = {t.number for t in chosen}
+        rest = [
+            t
+            for t in study.get_trials(deepcopy=False)
+            if is_usable(t) and baseline_name(t) is None and t.number not in taken
+        ]
+        rest.sort(key=lambda t: (list(losses(study, t).values()), t.number))
+        chosen += rest[: count - len(chosen)]
+    return chosen
+
+
+def queue_finalists(
+    companion: optuna.Study, finalists: list[optuna.trial.FrozenTrial]
+) -> list[dict[str, Any]]:
+    """Enqueue each finalist not yet in the companion study (a resumed run enqueues none
+    twice); returns the parameters enqueued by this call."""
+    present = set()
+    for trial in companion.get_trials(deepcopy=False):
+        present.add(trial.user_attrs.get(SOURCE_ATTR))
+    enqueued = []
+    for trial in finalists:
+        if trial.number in present:
+            continue
+        companion.enqueue_trial(
+            trial.params, user_attrs={SCORE_ATTR: trial.values[0], SOURCE_ATTR: trial.number}
+        )
+        enqueued.append(trial.params)
+    return enqueued
+
+
+def finalist_recipe_name(recipe: Any) -> str:
+    return str(recipe.supernet.finalist_evaluator)
+
+
+def check_finalist_recipe(recipe: Any) -> Any:
+    """The finalists' recipe, which must train (InputError naming the key otherwise)."""
+    from archsearch.errors import InputError
+    from archsearch.evaluate.recipe import load_recipe
+
+    try:
+        finalist = load_recipe(finalist_recipe_name(recipe))
+    except InputError as exc:
+        raise InputError(
+            f"names a recipe that cannot be read: {exc}", key="supernet.finalist_evaluator"
+        ) from None
+    if not finalist.trains_candidates or finalist.task != recipe.task:
+        raise InputError(
+            f"'{finalist.name}' must be a {recipe.task} training recipe (no proxy, no supernet)",
+            key="supernet.finalist_evaluator",
+        )
+    return finalist
+
+
+def run_finalists(options: Any, inputs: Any, study_name: str, count: int, console: Any) -> Any:
+    """Train ``count`` finalists of the supernet study ``study_name`` and the baselines in its
+    companion study; returns that search's summary (None when there is nothing to train)."""
+    import dataclasses
+
+    from archsearch.search.baselines import design_baselines
+    from archsearch.search.driver import run_search
+    from archsearch.search.inputs import load_inputs
+    from archsearch.search.storage import open_storage
+
+    study = optuna.load_study(study_name=study_name, storage=open_storage(options.storage))
+    finalists = pick_finalists(study, count)
+    if not finalists:
+        return None
+    name = companion_name(study_name)
+    recipe = check_finalist_recipe(inputs.recipe)
+    trained_options = dataclasses.replace(
+        options,
+        evaluator=recipe.source or recipe.name,
+        study=name,
+        trials=len(finalists) + len(design_baselines(inputs.space, inputs.profile)),
+    )
+    trained_inputs = load_inputs(trained_options)
+    study.set_user_attr(FINALISTS_ATTR, {"study": name, "evaluator": recipe.name})
+
+    def queue(companion: optuna.Study) -> None:
+        companion.set_user_attr(SUPERNET_STUDY_ATTR, study_name)
+        queue_finalists(companion, finalists)
+
+    console.print(
+        f"training the supernet front's {len(finalists)} finalists and the baselines from "
+        f"scratch with {recipe.name} (study '{name}')"
+    )
+    return run_search(trained_options, console=console, inputs=trained_inputs, queue=queue)
