@@ -154,7 +154,7 @@ class SupernetSettings:
     probes: int = 256
     score_tokens: int = 4096
     candidates: int = 500  # what `run` scores unless --trials says otherwise
-    finalists: int = 4  # of the supernet front, trained from scratch afterwards (0: none)
+    finalists: int = 3  # of the supernet front, trained from scratch afterwards (0: none)
     finalist_evaluator: str = "lm_brief_synflow"  # the recipe that trains them
 
     def __post_init__(self) -> None:

@@ -2,12 +2,12 @@
 scratch by an ordinary training recipe, in a companion study ``<study>.trained``.
 
 The supernet scores hundreds of candidates by inherited weights; its ranking is cheap, not
-proven. The finalists (spread over the supernet front's MACs, its best score always among
-them) and the baselines are then trained briefly like any candidate of a training search, so
-the front a user reads, plots, exports and confirms is made of trained models. Each finalist
-carries its supernet score and trial number (``supernet_bpb``, ``supernet_trial``), and each
-study names the other (study attributes ``finalists`` and ``supernet_study``), so the dashboard
-shows how candidates moved from one stage to the next.
+proven. The finalists (the better-scored half of the supernet front, spread over its MACs, its
+best score always among them) and the baselines are then trained briefly like any candidate of
+a training search, so the front a user reads, plots, exports and confirms is made of trained
+models. Each finalist carries its supernet score and trial number (``supernet_bpb``,
+``supernet_trial``), and each study names the other (study attributes ``finalists`` and
+``supernet_study``), so the dashboard shows how candidates moved from one stage to the next.
 """
 
 from __future__ import annotations
@@ -31,11 +31,15 @@ def companion_name(study_name: str) -> str:
 
 def pick_finalists(study: optuna.Study, count: int) -> list[optuna.trial.FrozenTrial]:
     """``count`` candidates of the supernet study, baselines left out (they are trained anyway):
-    the front spread over its MACs, its best score included; when the front has fewer, the
-    best-scored of the rest fill in."""
+    the better-scored half of the front, spread over its MACs, its best score included; when
+    the front has fewer, the best-scored of the rest fill in."""
     from archsearch.confirm.selection import spread
 
     front = [t for t in front_trials(study) if baseline_name(t) is None]
+    # The better-scored half of the front (at least ``count``): its cheap end holds the tiniest
+    # models, which are there for being cheap, not for their score.
+    front.sort(key=lambda t: (list(losses(study, t).values()), t.number))
+    front = front[: max(count, (len(front) + 1) // 2)]
     front.sort(key=lambda t: (t.user_attrs.get("macs", math.inf), t.number))
     chosen: list[optuna.trial.FrozenTrial] = []
     if front:
