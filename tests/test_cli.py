@@ -156,3 +156,25 @@ def test_fidelity_measures_the_recipe_run_trains_its_front_with_by_default():
     measured = parser.parse_args(["fidelity"]).evaluator
     assert measured == supernet.finalist_evaluator
     assert measured in list_builtins("evaluators")
+
+
+def test_run_refuses_what_the_default_supernet_cannot_search(tmp_path):
+    # The default recipe scores by a supernet, which cannot carry recurrent memory: refused
+    # with the space file and key before anything starts, as are a negative --finalists and a
+    # supernet recipe whose finalists' recipe does not train.
+    result = archsearch("run", "--space", "efficient_lm", cwd=tmp_path)
+    assert_one_line_error(result, "efficient_lm.yaml", "memory", "supernet")
+    assert_one_line_error(archsearch("run", "--finalists", "-1", cwd=tmp_path), "--finalists")
+    recipe = load_recipe_dict("supernet_brief")
+    recipe["supernet"]["finalist_evaluator"] = "proxy_grad_norm"
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    result = archsearch("run", "--evaluator", str(path), cwd=tmp_path)
+    assert_one_line_error(result, "bad.yaml", "supernet.finalist_evaluator", "proxy_grad_norm")
+    assert not (tmp_path / "runs").exists()  # no study was created
+
+
+def load_recipe_dict(name: str) -> dict:
+    from archsearch.builtins import resolve
+
+    return yaml.safe_load(Path(resolve("evaluators", name, option="--evaluator")).read_text())

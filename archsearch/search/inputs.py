@@ -70,7 +70,10 @@ def load_inputs(options: SearchOptions) -> Inputs:
         from archsearch.search.finalists import check_finalist_recipe
         from archsearch.supernet.sharing import check_shareable
 
-        check_finalist_recipe(recipe)
+        try:
+            check_finalist_recipe(recipe)
+        except InputError as exc:
+            raise exc.located(recipe.source) if recipe.source else exc from None
         try:
             check_shareable(space)  # memory or ALBERT sharing: refused before anything starts
         except InputError as exc:
