@@ -323,19 +323,15 @@ def _ensure_supernet(study: Any, inputs: Inputs, options: Any, console: Any) -> 
         return None
     from archsearch.supernet.store import ensure_supernet, load_supernet
 
-    last = [0.0]
-
-    def progress(step: int, steps: int, loss: float) -> None:
-        now = time.perf_counter()
-        if now - last[0] > 10 or step == steps:
-            last[0] = now
-            bpb = loss / math.log(2)
-            console.print(f"supernet: step {step}/{steps}, largest's loss {bpb:.3f} bits per byte")
-
     console.print(f"supernet: training or reusing the supernet of space '{inputs.space.name}'")
-    path = ensure_supernet(
-        inputs.space, inputs.recipe, threads=options.workers, progress=progress, log=console.print
-    )
+    with _SupernetProgress(console) as progress:
+        path = ensure_supernet(
+            inputs.space,
+            inputs.recipe,
+            threads=options.workers,
+            progress=progress.update,
+            log=console.print,
+        )
     _, record = load_supernet(path)
     study.set_user_attr(
         "supernet",
@@ -348,3 +344,41 @@ def _ensure_supernet(study: Any, inputs: Inputs, options: Any, console: Any) -> 
         },
     )
     return str(path)
+
+
+class _SupernetProgress:
+    """A progress bar for the supernet's training on a terminal; a line every 10 s elsewhere
+    (a log file stays readable)."""
+
+    def __init__(self, console: Any):
+        self.console, self.last, self.bar, self.task = console, 0.0, None, None
+
+    def __enter__(self) -> _SupernetProgress:
+        if self.console.is_terminal:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(
+                TextColumn("supernet"),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total} steps, largest {task.fields[bpb]}"),
+                TimeRemainingColumn(),
+                console=self.console,
+            )
+            self.bar.__enter__()
+        return self
+
+    def update(self, step: int, steps: int, loss: float) -> None:
+        bpb = f"{loss / math.log(2):.3f} bits per byte"
+        if self.bar is not None:
+            if self.task is None:
+                self.task = self.bar.add_task("supernet", total=steps, completed=step, bpb=bpb)
+            self.bar.update(self.task, completed=step, bpb=bpb)
+            return
+        now = time.perf_counter()
+        if now - self.last > 10 or step == steps:
+            self.last = now
+            self.console.print(f"supernet: step {step}/{steps}, largest's loss {bpb}")
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
