@@ -14,6 +14,9 @@ standard library, which differs between machines. So this runs in two steps:
     python benchmarks/fidelity_references.py export --streams .refdata/streams.pt ...
     # on the GPU machine: train, append to the journal
     python benchmarks/fidelity_references.py train --streams .refdata/streams.pt ...
+    # here: the brief runs and proxies (fidelity's own jobs), then the correlations so far
+    python benchmarks/fidelity_references.py brief ...
+    python benchmarks/fidelity_references.py report ...
 
 Both take --space, --profile, --evaluator, --configs, --factor, --seed, --reference-seeds and
 --journal, with fidelity's meanings. Each journal line records the device and torch version
@@ -144,6 +147,8 @@ def train(args: argparse.Namespace) -> None:
     journal = Journal(Path(args.journal))
     done = journal.read()
     todo = [job for job in jobs if job[0] not in done]
+    if args.reverse:  # a second process over the same journal starts from the other end
+        todo.reverse()
     print(f"{len(jobs)} long runs, {len(jobs) - len(todo)} in the journal, {len(todo)} to train")
     context = multiprocessing.get_context("spawn")
     started = time.perf_counter()
@@ -159,13 +164,89 @@ def train(args: argparse.Namespace) -> None:
             )
 
 
+def brief(args: argparse.Namespace) -> None:
+    """The brief runs and proxies of the same configurations (fidelity's short and proxies
+    jobs, with its keys), here, one process: what `fidelity` would train besides references."""
+    from archsearch.evaluate.fidelity import Journal, job_key, run_job
+    from archsearch.evaluate.proxies import PROXIES
+    from archsearch.evaluate.recipe import load_recipe
+
+    candidates, _, _ = plan(args)
+    recipe = load_recipe(args.evaluator).training
+    journal = Journal(Path(args.journal))
+    for kind, proxies in (("proxies", list(PROXIES)), ("short", [])):
+        for index, candidate in enumerate(candidates, 1):
+            key = job_key(kind, candidate.arch, recipe, proxies)
+            if key in journal.read():
+                continue
+            outcome = run_job(kind, candidate.arch, recipe, proxies)
+            journal.append(key, outcome)
+            print(f"{kind} #{index}: {outcome.get('val_bpb', outcome.get('proxies'))}", flush=True)
+
+
+def report(args: argparse.Namespace) -> None:
+    """Kendall tau against the references that exist so far: the supernet's inherited-weights
+    score, brief training and the synflow blend (`archsearch fidelity --evaluator
+    supernet_brief` gives the same once every reference is in the journal)."""
+    from archsearch.evaluate.fidelity import Journal, correlation, job_key
+    from archsearch.evaluate.proxies import PROXIES
+    from archsearch.evaluate.recipe import load_recipe
+    from archsearch.space import load_space
+    from archsearch.supernet.scoring import score_from_file
+    from archsearch.supernet.store import ensure_supernet
+
+    candidates, _, jobs = plan(args)
+    recipe = load_recipe(args.evaluator).training
+    done = Journal(Path(args.journal)).read()
+    supernet_recipe = load_recipe("supernet_brief")
+    path = ensure_supernet(load_space(args.space), supernet_recipe, threads=2, log=print)
+    blend = load_recipe("lm_brief_synflow").blend
+    rows = []
+    for candidate in candidates:
+        refs = [
+            done[key]["val_bpb"]
+            for key, arch, _ in jobs
+            if arch == candidate.arch and key in done and "val_bpb" in done[key]
+        ]
+        short = done.get(job_key("short", candidate.arch, recipe, []), {}).get("val_bpb")
+        proxies = done.get(job_key("proxies", candidate.arch, recipe, list(PROXIES)), {})
+        synflow = proxies.get("proxies", {}).get("synflow")
+        score = score_from_file(path, candidate.config, supernet_recipe)
+        rows.append((candidate, refs, short, synflow, score))
+        print(
+            f"{candidate.macs / 1e6:6.1f}M  ref {refs}  brief {short}  synflow {synflow}  "
+            f"supernet {score:.4f}  {candidate.family}"
+        )
+    for need_refs in (True, False):
+        usable = [r for r in rows if r[2] is not None and r[3] is not None]
+        if need_refs:
+            usable = [r for r in usable if r[1]]
+            target = [sum(r[1]) / len(r[1]) for r in usable]
+            print(f"\nagainst the references ({len(usable)} configurations with one):")
+        else:
+            target = [r[2] for r in usable]
+            print(f"\nagainst brief training ({len(usable)} configurations):")
+        if len(usable) < 3:
+            print("  too few")
+            continue
+        columns = {
+            "supernet": [r[4] for r in usable],
+            "brief_training": [r[2] for r in usable],
+            "synflow_blend": [blend.score(r[2], r[3]) for r in usable],
+        }
+        for name, values in columns.items():
+            found = correlation(values, target)
+            low, high = found["kendall_tau_interval"]
+            print(f"  {name:<15} Kendall tau {found['kendall_tau']:6.3f} [{low:6.3f}, {high:6.3f}]")
+
+
 def _star(item: tuple) -> tuple[str, dict]:
     return train_one(*item)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("step", choices=("export", "train"))
+    parser.add_argument("step", choices=("export", "train", "brief", "report"))
     parser.add_argument("--space", default="oneshot_lm")
     parser.add_argument("--profile", default="mobile_100M")
     parser.add_argument("--evaluator", default="lm_brief")
@@ -178,8 +259,9 @@ def main() -> None:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--procs", type=int, default=6)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per process")
+    parser.add_argument("--reverse", action="store_true", help="train the last jobs first")
     args = parser.parse_args()
-    export(args) if args.step == "export" else train(args)
+    {"export": export, "train": train, "brief": brief, "report": report}[args.step](args)
 
 
 if __name__ == "__main__":
