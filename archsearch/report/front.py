@@ -26,6 +26,7 @@ class FrontRow:
     params: int | None
     wall_s: float | None
     baseline: str | None = None
+    supernet_bpb: float | None = None  # a finalist's score in the supernet study
 
 
 def front_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -50,6 +51,7 @@ def pareto_front(study: optuna.Study) -> list[FrontRow]:
             params=trial.user_attrs.get("params"),
             wall_s=trial.user_attrs.get("wall_s"),
             baseline=baseline_name(trial),
+            supernet_bpb=trial.user_attrs.get("supernet_bpb"),
         )
         for trial in front_trials(study)
     ]
@@ -62,11 +64,16 @@ def front_table(study: optuna.Study, rows: list[FrontRow]) -> Table:
     table.add_column("trial", justify="right")
     for name in names:
         table.add_column(objective_label(name, directions[name]), justify="right")
+    finalists = any(row.supernet_bpb is not None for row in rows)
+    if finalists:  # trained from scratch after a supernet search: its score beside
+        table.add_column("supernet_bpb", justify="right")
     table.add_column("params", justify="right")
     table.add_column("architecture")
     for row in rows:
         cells = [f"{row.number} ({row.baseline})" if row.baseline else str(row.number)]
         cells += [format_value(name, row.values[name]) for name in names]
+        if finalists:
+            cells.append("" if row.supernet_bpb is None else f"{row.supernet_bpb:.4f}")
         cells.append(format_value("params", row.params))
         cells.append(summarize_arch(row.arch))
         table.add_row(*cells)
