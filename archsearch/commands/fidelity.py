@@ -26,7 +26,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     fidelity.add_argument(
         "--evaluator",
         default=DEFAULT_EVALUATOR,
-        help=f"built-in name or YAML path (default {DEFAULT_EVALUATOR}, the one `run` uses)",
+        help=f"built-in name or YAML path (default {DEFAULT_EVALUATOR}, which trains `run`'s "
+        "finalists; a supernet recipe such as supernet_brief is ranked beside its training)",
     )
     fidelity.add_argument(
         "--configs", type=int, default=12, help="configurations sampled near the budget (>= 4)"
