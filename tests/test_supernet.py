@@ -306,3 +306,41 @@ def test_fidelity_ranks_the_supernet_against_the_references_a_training_recipe_ma
         assert mine.long_bpb == theirs.long_bpb and mine.short_bpb == theirs.short_bpb
         config = ArchConfig.from_dict(mine.arch)
         assert mine.supernet_bpb == pytest.approx(inherited_bpb(saved, config, recipe), abs=1e-9)
+
+
+def test_finalists_come_from_the_better_scored_half_of_the_front(tmp_path):
+    # A supernet front of 8 points whose score improves with MACs, a dominated trial and a
+    # baseline: 3 finalists from the better half (trials 4-7), the best (7) always among them;
+    # more than the front holds: the rest filled in best-scored first, baselines never.
+    from archsearch.search.finalists import pick_finalists, queue_finalists
+
+    url = f"sqlite:///{tmp_path / 'f.db'}"
+    study = optuna.create_study(study_name="s", storage=url, directions=["minimize", "minimize"])
+    study.set_user_attr("objectives", ["supernet_bpb", "macs"])
+    points = [(4.5 - 0.05 * k, 1e6 * (k + 1), None) for k in range(8)]
+    points += [(4.6, 3.5e6, None), (4.0, 9e6, "transformer")]
+    for score, macs, baseline in points:
+        attrs = {"status": "complete", "arch": {"d_model": 16}, "macs": macs}
+        if baseline:
+            attrs["baseline"] = baseline
+        trial = optuna.trial.create_trial(
+            params={"x": float(macs)},
+            distributions={"x": optuna.distributions.FloatDistribution(0, 1e8)},
+            values=[score, macs],
+            user_attrs=attrs,
+        )
+        study.add_trial(trial)
+    chosen = [t.number for t in pick_finalists(study, 3)]
+    assert len(chosen) == 3 and 7 in chosen and set(chosen) <= {4, 5, 6, 7}
+    assert min(chosen) == 4  # spread: the better half's cheap end too
+    everything = [t.number for t in pick_finalists(study, 9)]
+    assert sorted(everything) == list(range(9)) and 9 not in everything
+
+    companion = optuna.create_study(
+        study_name="s.trained", storage=url, directions=["minimize", "minimize"]
+    )
+    finalists = pick_finalists(study, 3)
+    assert len(queue_finalists(companion, finalists)) == 3
+    assert queue_finalists(companion, finalists) == []  # enqueued once, however often asked
+    waiting = companion.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert sorted(t.user_attrs["supernet_trial"] for t in waiting) == sorted(chosen)
