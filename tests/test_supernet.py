@@ -276,6 +276,11 @@ def test_a_search_scores_candidates_by_the_supernet(ray_local, tmp_path, monkeyp
         assert "curve" in trial.user_attrs or trial.user_attrs["status"] == "duplicate"
     assert study.user_attrs["finalists"]["study"] == "s.trained"
     assert companion.user_attrs["supernet_study"] == "s"
+    from archsearch.report.render import summary_markdown
+    from archsearch.report.summary import TrialRow, summarize
+
+    assert "| supernet_bpb |" in summary_markdown(summarize(companion))  # show's column
+    assert TrialRow.of(companion, finalists[0]).supernet_bpb == finalists[0].user_attrs[SCORE_ATTR]
     before = len(companion.trials)
     run_finalists(options, load_inputs(options), "s", 2, console)  # resumed: nothing again
     assert len(optuna.load_study(study_name="s.trained", storage=storage).trials) == before

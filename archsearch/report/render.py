@@ -11,32 +11,51 @@ from archsearch.report.front import summarize_arch
 from archsearch.report.markdown import markdown_table
 from archsearch.report.summary import StudySummary, TrialRow
 
+SUPERNET_COLUMN = "supernet_bpb"  # beside a finalist's trained score: what the supernet said
 
-def trial_headers(objectives: list[str], directions: dict[str, str] | None = None) -> list[str]:
+
+def trial_headers(
+    objectives: list[str], directions: dict[str, str] | None = None, *, supernet: bool = False
+) -> list[str]:
     directions = directions or {}
     labels = [objective_label(name, directions.get(name, "minimize")) for name in objectives]
-    return ["trial", *labels, "params", "status", "architecture"]
+    extra = [SUPERNET_COLUMN] if supernet else []
+    return ["trial", *labels, *extra, "params", "status", "architecture"]
 
 
-def trial_cells(row: TrialRow, objectives: list[str], label: str | None = None) -> list[str]:
+def trial_cells(
+    row: TrialRow, objectives: list[str], label: str | None = None, *, supernet: bool = False
+) -> list[str]:
     name = label or (f"{row.number} ({row.baseline})" if row.baseline else str(row.number))
     values = [format_value(name_, row.values.get(name_)) for name_ in objectives]
+    if supernet:
+        values.append(MISSING if row.supernet_bpb is None else f"{row.supernet_bpb:.4f}")
     return [name, *values, format_value("params", row.params), row.status, summarize_arch(row.arch)]
 
 
 def sections(summary: StudySummary) -> list[tuple[str, list[str], list[list[str]]]]:
     """(title, headers, rows) of each table, shared by the Rich and Markdown views."""
     objectives, directions = summary.objectives, summary.directions
-    headers = trial_headers(objectives, directions)
+    rows = [*summary.front, *summary.baselines.values(), *summary.best.values()]
+    supernet = any(row.supernet_bpb is not None for row in rows)
+    headers = trial_headers(objectives, directions, supernet=supernet)
     front = [
-        trial_cells(row, objectives, f"{row.number} (lost to a baseline)")
+        trial_cells(row, objectives, f"{row.number} (lost to a baseline)", supernet=supernet)
         if row.number in summary.lost
-        else trial_cells(row, objectives)
+        else trial_cells(row, objectives, supernet=supernet)
         for row in summary.front
     ]
-    baselines = [trial_cells(row, objectives, name) for name, row in summary.baselines.items()]
+    baselines = [
+        trial_cells(row, objectives, name, supernet=supernet)
+        for name, row in summary.baselines.items()
+    ]
     best = [
-        trial_cells(row, objectives, f"{_extreme(directions.get(name))} {name}: {row.number}")
+        trial_cells(
+            row,
+            objectives,
+            f"{_extreme(directions.get(name))} {name}: {row.number}",
+            supernet=supernet,
+        )
         for name, row in summary.best.items()
     ]
     return [

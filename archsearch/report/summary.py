@@ -29,6 +29,7 @@ class TrialRow:
     params: int | None
     total_params: int | None
     arch: dict[str, Any]
+    supernet_bpb: float | None = None  # a finalist's score in the supernet study it came from
 
     @classmethod
     def of(cls, study: optuna.Study, trial: FrozenTrial) -> TrialRow:
@@ -42,6 +43,7 @@ class TrialRow:
             params=attrs.get("params"),
             total_params=attrs.get("total_params"),
             arch=dict(attrs.get("arch", {})),
+            supernet_bpb=attrs.get("supernet_bpb"),
         )
 
     @property
