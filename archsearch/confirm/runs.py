@@ -59,12 +59,11 @@ def open_companion(storage: Any, study_name: str) -> optuna.Study:
 
 def confirm_recipe(base: Recipe, factor: float, seed: int) -> Recipe:
     """The study's recipe at ``factor`` times its token budget (whole steps, at least one),
-    seed ``seed``, measuring val_bpb (a proxy or blend recipe's training part)."""
+    seed ``seed``, measuring val_bpb (a proxy, blend or supernet recipe's training part)."""
     per_step = base.tokens_per_step
     steps = max(1, round(base.token_budget * factor / per_step))
-    return base.replace(
+    return base.training.replace(
         proxy=None,
-        blend=None,
         token_budget=steps * per_step,
         eval_points=min(steps, max(base.eval_points, MIN_EVAL_POINTS)),
         seed=seed,
