@@ -321,7 +321,7 @@ def _ensure_supernet(study: Any, inputs: Inputs, options: Any, console: Any) -> 
     thread when the cache has none), recorded in the study attribute ``supernet``."""
     if inputs.recipe.supernet is None:
         return None
-    from archsearch.supernet.store import ensure_supernet, load_supernet
+    from archsearch.supernet.store import ensure_supernet, read_record
 
     console.print(f"supernet: training or reusing the supernet of space '{inputs.space.name}'")
     with _SupernetProgress(console) as progress:
@@ -332,7 +332,7 @@ def _ensure_supernet(study: Any, inputs: Inputs, options: Any, console: Any) -> 
             progress=progress.update,
             log=console.print,
         )
-    _, record = load_supernet(path)
+    record = read_record(path)  # the weights are the workers' to load
     study.set_user_attr(
         "supernet",
         {

@@ -150,6 +150,13 @@ def ensure_supernet(
     return final
 
 
+def read_record(path: Path) -> dict[str, Any]:
+    """A saved supernet's record (steps, tokens, losses, time spent) without reading its
+    weights: the tensors stay memory-mapped and untouched."""
+    payload = _load(path, mmap=True)
+    return {k: v for k, v in payload.items() if k not in ("weights", "optimizer", "shapes")}
+
+
 def load_supernet(path: Path) -> tuple[Supernet, dict[str, Any]]:
     """The supernet saved at ``path`` and its record (steps, tokens, losses, time spent)."""
     payload = _load(path)
@@ -202,8 +209,8 @@ def _save(path: Path, payload: dict[str, Any]) -> None:
     os.replace(temporary, path)
 
 
-def _load(path: Path) -> dict[str, Any]:
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+def _load(path: Path, *, mmap: bool = False) -> dict[str, Any]:
+    payload = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path} is not an archsearch supernet ({FORMAT})")
     return payload
