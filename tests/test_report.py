@@ -18,6 +18,7 @@ from optuna.artifacts import download_artifact, get_all_artifact_meta
 
 from archsearch import load_profile
 from archsearch.cli import main
+from archsearch.report.architecture import compact_arch
 from archsearch.report.artifacts import artifact_dir
 from archsearch.report.footprint import ET_SEARCH_CO2_LBS, ET_SEARCH_GPU_HOURS, Assumptions
 from archsearch.report.plots import Point, frontier, panels
@@ -126,7 +127,7 @@ def test_comparison_rows_and_footprint(capsys, study_db):
     assert et["search"]["hours"] == ET_SEARCH_GPU_HOURS == 2.2e6
     assert et["search"]["co2_lbs"] == pytest.approx(ET_SEARCH_CO2_LBS) == 6.3e5
     assert et["search"]["co2_kg"] == pytest.approx(6.3e5 * 0.45359237)
-    assert et["params"] is None and et["note"] == "n/a on this task"
+    assert et["params"] is None and et["note"] == "n/a"
     assert found["et_ratio"] == pytest.approx(6.3e5 / (kwh * a.lbs_co2_per_kwh))
 
 
@@ -142,12 +143,27 @@ def test_markdown_and_terminal_views(capsys, study_db):
     assert all(line.count("|") == 10 for line in comparison)  # 9 columns
     transformer, lite, _, et = comparison
     assert "not run" in transformer and "not run" in lite  # no baselines in this study
-    assert et.count("n/a on this task") == 3 and "2.20e+06 GPU h" in et
+    assert et.count(" n/a |") == 3 and "2.20e+06 GPU h" in et
     assert "lbs/kWh" in markdown and "W per busy core" in markdown  # assumptions stated
 
     terminal = show(capsys, study_db, "no_baselines")
     for heading in ("Pareto front", "Baselines: none in this study", "Evolved Transformer"):
         assert heading in terminal
+
+
+def test_terminal_tables_fit_80_columns_and_wide_shows_every_setting(capsys, study_db, monkeypatch):
+    front = json.loads(show(capsys, study_db, "micro", "--json"))["front"]
+    monkeypatch.setenv("COLUMNS", "80")
+    terminal = show(capsys, study_db, "micro")
+    assert max(len(line) for line in terminal.splitlines()) <= 80
+    for row in front:  # each front row's architecture, compact, is in the table unbroken
+        assert compact_arch(row["arch"]) in terminal
+    assert "attention=" not in terminal
+
+    wide = show(capsys, study_db, "micro", "--wide")
+    flat = " ".join(wide.split())  # Rich wraps the long cells: compare without line breaks
+    for row in front:
+        assert f"heads={row['arch']['heads']}" in flat
 
 
 def test_show_reads_without_writing_or_creating(capsys, study_db, tmp_path):

@@ -98,6 +98,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="after the search, run `archsearch confirm` on the study with its defaults "
         "(3 front candidates and the baselines, 3 seeds, 4x the budget) on the same workers",
     )
+    run.add_argument(
+        "--wide",
+        action="store_true",
+        help="every per-layer setting in the front's architecture column (default: compact)",
+    )
     run.set_defaults(handler=handle)
 
 
@@ -161,7 +166,7 @@ def handle(args: argparse.Namespace) -> int:
     if finalists > 0:
         from archsearch.search.finalists import run_finalists
 
-        print_front(console, summary.storage, summary.study_name, limit=FRONT_ROWS)
+        print_front(console, summary.storage, summary.study_name, limit=FRONT_ROWS, wide=args.wide)
         trained = run_finalists(options, inputs, summary.study_name, finalists, console)
         if trained is not None:
             if trained.interrupted:
@@ -171,7 +176,7 @@ def handle(args: argparse.Namespace) -> int:
                 f"study '{summary.study_name}': {summary.trained} trained from scratch "
                 f"(the finalists and the baselines), {summary.wall_s:.0f} s"
             )
-    print_front(console, summary.storage, summary.study_name)
+    print_front(console, summary.storage, summary.study_name, wide=args.wide)
     console.print(
         f"open it: archsearch dashboard --storage {summary.storage}   "
         f"(or: optuna-dashboard {summary.storage})"

@@ -18,6 +18,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     show.add_argument("--format", choices=FORMATS, default="rich", help="terminal, Markdown, JSON")
     show.add_argument("--json", dest="format", action="store_const", const="json")
     show.add_argument("--markdown", dest="format", action="store_const", const="md")
+    show.add_argument(
+        "--wide",
+        action="store_true",
+        help="every per-layer setting in the architecture column (default: families per layer, "
+        "identical layers collapsed; --format json always has the whole architecture)",
+    )
     show.set_defaults(handler=handle)
 
 
@@ -39,7 +45,7 @@ def handle(args: argparse.Namespace) -> int:
     elif args.format == "md":
         from archsearch.report.confirmed import confirmed_markdown
 
-        print(summary_markdown(summary))
+        print(summary_markdown(summary, wide=args.wide))
         if confirmed is not None:
             print(confirmed_markdown(confirmed))
         print(comparison_markdown(comparison))
@@ -47,7 +53,7 @@ def handle(args: argparse.Namespace) -> int:
         from rich.console import Console
 
         console = Console()
-        console.print(summary_renderable(summary))
+        console.print(summary_renderable(summary, wide=args.wide))
         if confirmed is not None:
             from archsearch.report.confirmed import confirmed_renderable
 
@@ -56,7 +62,7 @@ def handle(args: argparse.Namespace) -> int:
             console.print(
                 f"not confirmed: archsearch confirm --study {args.study} --storage {args.storage}"
             )
-        console.print(comparison_table(comparison))
+        console.print(comparison_table(comparison, wide=args.wide))
         console.print(
             f"plots: archsearch plot --study {args.study} --storage {args.storage}   "
             f"configs: archsearch export --study {args.study} --trial best --format yaml"

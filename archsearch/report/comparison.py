@@ -30,7 +30,7 @@ from archsearch.search.quality import LEGACY, Quality
 
 # Baselines the table always lists, in order, as (trial attr ``baseline``, display name).
 BASELINES = (("transformer", "Transformer"), ("lite_transformer", "Lite Transformer"))
-NOT_APPLICABLE = "n/a on this task"
+NOT_APPLICABLE = "n/a"  # the notes say why: measured on another task
 NOT_RUN = "not run"
 HAND_DESIGNED = "hand-designed"
 QUALITY_COLUMN = 3  # where the quality objective's column sits in HEADERS
@@ -185,7 +185,7 @@ def compare(study: optuna.Study, assumptions: Assumptions | None = None) -> Comp
         )
     notes += [
         "Evolved Transformer: parameters, Mult-Adds and quality were measured on WMT "
-        f"translation, so they are {NOT_APPLICABLE}",
+        "translation, so they are n/a on this task",
         *assumptions.describe(),
     ]
     blended = quality.blend is not None
@@ -203,16 +203,26 @@ def compare(study: optuna.Study, assumptions: Assumptions | None = None) -> Comp
     )
 
 
-def comparison_table(comparison: Comparison) -> Table:
+def comparison_table(comparison: Comparison, *, wide: bool = False) -> Table:
+    """One row per model when ``wide``; otherwise one row per measure and a column per model,
+    which reads in an 80-column terminal (nine measures side by side do not)."""
     table = Table(
         title=f"Comparison under {comparison.budget} (study '{comparison.study}')",
         caption="\n".join([comparison.convention, *comparison.notes]),
         caption_justify="left",
     )
-    for index, header in enumerate(comparison.headers):
-        table.add_column(header, justify="left" if index == 0 else "right")
-    for row in comparison.rows:
-        table.add_row(*row.cells())
+    rows = [row.cells() for row in comparison.rows]
+    if wide:
+        for index, header in enumerate(comparison.headers):
+            table.add_column(header, justify="left" if index == 0 else "right")
+        for cells in rows:
+            table.add_row(*cells)
+        return table
+    table.add_column("")
+    for cells in rows:
+        table.add_column(cells[0], justify="right")
+    for index, header in enumerate(comparison.headers[1:], start=1):
+        table.add_row(header, *(cells[index] for cells in rows))
     return table
 
 

@@ -18,15 +18,7 @@ from archsearch.report.formatting import MISSING, format_value
 from archsearch.report.markdown import markdown_table
 
 STUDY_ATTR = "confirmed"
-HEADERS = (
-    "model",
-    "trial",
-    "Mult-Adds",
-    "cheap score",
-    "confirmed val_bpb",
-    "95% interval",
-    "seeds",
-)
+HEADERS = ("model", "Mult-Adds", "cheap score", "confirmed val_bpb", "95% interval", "seeds")
 
 
 def confirmed_of(study: optuna.Study) -> dict[str, Any] | None:
@@ -48,13 +40,16 @@ def model_rows(confirmed: dict[str, Any]) -> list[list[str]]:
     rows = []
     for model in confirmed.get("models", []):
         estimate = model.get("estimate")
-        name = model["name"] + (" (lost to a baseline)" if model["trial"] in lost else "")
+        name = model["name"]
+        if model.get("baseline"):
+            name += f" ({model['trial']})"  # candidates are named by their trial already
+        if model["trial"] in lost:
+            name += " (lost)"
         if model["trial"] == confirmed.get("best"):
-            name += " (confirmed best)"
+            name += " (best)"
         rows.append(
             [
                 name,
-                str(model["trial"]),
                 format_value("macs", model.get("macs")),
                 format_value("score", model.get("score")),
                 format_value("val_bpb", estimate["mean"] if estimate else None),
@@ -73,6 +68,10 @@ def describe_lines(confirmed: dict[str, Any]) -> list[str]:
         f"{confirmed['seeds']} seed(s) each (seed = initial weights and data order); "
         f"runs in study '{confirmed['companion_study']}'",
     ]
+    if confirmed.get("lost"):
+        lines.append("(lost): worse than a baseline, the paired interval excluding zero")
+    if confirmed.get("best") is not None:
+        lines.append("(best): the confirmed best candidate within budget")
     for comparison in confirmed.get("comparisons", []):
         lines.append(f"{comparison['sentence']} ({comparison['detectable_sentence']})")
     if not confirmed.get("comparisons"):

@@ -8,6 +8,7 @@ from typing import Any
 import optuna
 from rich.table import Table
 
+from archsearch.report.architecture import compact_arch, wide_arch
 from archsearch.report.formatting import format_value, objective_label
 from archsearch.report.trials import (
     baseline_name,
@@ -57,7 +58,7 @@ def pareto_front(study: optuna.Study) -> list[FrontRow]:
     ]
 
 
-def front_table(study: optuna.Study, rows: list[FrontRow]) -> Table:
+def front_table(study: optuna.Study, rows: list[FrontRow], *, wide: bool = False) -> Table:
     names = objective_names(study)
     directions = objective_directions(study)
     table = Table(title=f"Pareto front of study '{study.study_name}' (feasible trials)")
@@ -75,27 +76,20 @@ def front_table(study: optuna.Study, rows: list[FrontRow]) -> Table:
         if finalists:
             cells.append("" if row.supernet_bpb is None else f"{row.supernet_bpb:.4f}")
         cells.append(format_value("params", row.params))
-        cells.append(summarize_arch(row.arch))
+        cells.append(wide_arch(row.arch) if wide else compact_arch(row.arch))
         table.add_row(*cells)
     return table
 
 
-def summarize_arch(arch: dict[str, Any]) -> str:
-    """A one-line description: layers, width, then the per-layer choices that vary."""
-    parts = [f"L={arch.get('n_layers')}", f"d={arch.get('d_model')}"]
-    for key in ("heads", "attention", "ffn", "ffn_ratio", "ffn_dim", "embed_dim", "memory"):
-        if key in arch and arch[key] is not None:
-            parts.append(f"{key}={arch[key]}")
-    return " ".join(str(p) for p in parts)
-
-
-def print_front(console: Any, storage: str, study_name: str, limit: int | None = None) -> None:
+def print_front(
+    console: Any, storage: str, study_name: str, limit: int | None = None, *, wide: bool = False
+) -> None:
     """Load a study and print its feasible Pareto front (its best ``limit`` rows if given)."""
     from archsearch.report.reading import load_existing_study
 
     study = load_existing_study(storage, study_name)
     rows = pareto_front(study)
-    console.print(front_table(study, rows[:limit] if limit is not None else rows))
+    console.print(front_table(study, rows[:limit] if limit is not None else rows, wide=wide))
     if limit is not None and len(rows) > limit:
         console.print(
             f"... and {len(rows) - limit} more on the front: archsearch show --study {study_name}"

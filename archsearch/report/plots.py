@@ -17,8 +17,9 @@ import optuna
 
 from archsearch.errors import InputError
 from archsearch.report import trials as select
+from archsearch.report.architecture import wide_arch
 from archsearch.report.formatting import format_value
-from archsearch.report.front import front_trials, summarize_arch
+from archsearch.report.front import front_trials
 from archsearch.search.quality import LEGACY, Quality
 
 EXTRA_HINT = "pip install 'archsearch[report]'"
@@ -80,7 +81,7 @@ def panels(study: optuna.Study) -> list[Panel]:
             shown = format_value(quality.name, value)
             text = (
                 f"trial {trial.number}: {quality.name} {shown}, {metric} {cost:,.0f}"
-                f"<br>{summarize_arch(trial.user_attrs.get('arch', {}))}"
+                f"<br>{wide_arch(trial.user_attrs.get('arch', {}))}"
             )
             points.append(
                 Point(
