@@ -227,6 +227,30 @@ def test_show_has_the_confirmed_section(confirmed, capsys):
     assert report["comparison"]["rows"][2]["name"] == "archsearch best (confirmed)"
 
 
+def test_the_confirmed_plot_is_attached_to_the_study_once(confirmed, tmp_path, capsys):
+    from matplotlib.image import imread
+    from optuna.artifacts import download_artifact, get_all_artifact_meta
+
+    from archsearch.report.artifacts import artifact_dir, artifact_store
+
+    url = confirmed["url"]
+    study = optuna.load_study(study_name="micro", storage=url)
+    runs = 2 * len(confirmed["summary"]["models"])
+    name = f"micro-confirmed-{FACTOR:g}x-2seeds-{runs}runs.png"
+    assert [m.filename for m in get_all_artifact_meta(study)].count(name) == 1
+    # `plot` draws it again and does not attach a second copy
+    assert main(["plot", "--study", "micro", "--storage", url, "--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    metas = [m for m in get_all_artifact_meta(study) if m.filename == name]
+    assert len(metas) == 1
+    store = artifact_store(artifact_dir(url))
+    download_artifact(
+        artifact_store=store, artifact_id=metas[0].artifact_id, file_path=str(tmp_path / "a.png")
+    )
+    image = imread(tmp_path / "a.png")
+    assert image.shape[0] > 300 and image.shape[1] > 500
+
+
 def test_an_interrupted_confirm_continues_without_retraining(confirmed, tmp_path):
     """A confirm killed mid-run leaves a RUNNING run: the next one closes it as interrupted,
     trains it and the missing seed, and nothing that finished is trained again."""

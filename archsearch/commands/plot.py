@@ -22,6 +22,8 @@ def handle(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from archsearch.report.artifacts import artifact_dir, artifact_store, attach
+    from archsearch.report.confirmed import confirmed_of
+    from archsearch.report.confirmed_plot import confirmed_stem, write_confirmed_png
     from archsearch.report.plots import plot_stem, write_html, write_png
     from archsearch.report.reading import load_existing_study
     from archsearch.search.storage import run_folder
@@ -30,6 +32,10 @@ def handle(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else run_folder(args.storage) / "plots"
     stem = plot_stem(study)
     paths = [write_png(study, out / f"{stem}.png"), write_html(study, out / f"{stem}.html")]
+    confirmed = confirmed_of(study)
+    if confirmed is not None:  # the confirm's picture too (confirm itself writes it as well)
+        png = out / f"{confirmed_stem(study.study_name, confirmed)}.png"
+        paths.append(write_confirmed_png(confirmed, png, title=f"study '{study.study_name}'"))
     for path in paths:
         print(f"wrote {path}")
     if not args.no_attach:

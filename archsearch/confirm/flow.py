@@ -80,7 +80,25 @@ def confirm_study(
     from archsearch.report.confirmed import confirmed_renderable
 
     console.print(confirmed_renderable(summary))
+    _attach_plot(study, storage_url, summary, console)
     return summary
+
+
+def _attach_plot(study: Any, storage_url: str, summary: dict[str, Any], console: Any) -> None:
+    """The confirmed-quality picture, written beside the Pareto plots and attached to the study
+    (the dashboard lists it); a missing plotting extra is said, not fatal."""
+    from archsearch.report.artifacts import artifact_dir, artifact_store, attach
+    from archsearch.report.confirmed_plot import confirmed_stem, write_confirmed_png
+    from archsearch.search.storage import run_folder
+
+    path = run_folder(storage_url) / "plots" / f"{confirmed_stem(study.study_name, summary)}.png"
+    try:
+        write_confirmed_png(summary, path, title=f"study '{study.study_name}'")
+    except InputError as exc:
+        console.print(f"no confirmed plot: {exc.message}")
+        return
+    (artifact_id,) = attach(study, artifact_store(artifact_dir(storage_url)), [path]).values()
+    console.print(f"wrote {path} (attached to the study as artifact {artifact_id})")
 
 
 def _run(
