@@ -251,6 +251,35 @@ def test_the_confirmed_plot_is_attached_to_the_study_once(confirmed, tmp_path, c
     assert image.shape[0] > 300 and image.shape[1] > 500
 
 
+def test_seed_zero_runs_become_fidelity_references_that_fidelity_would_train(micro_study, tmp_path):
+    """At a whole factor, each seed-0 run lands in the fidelity journal under the key of
+    fidelity's long job for that configuration, with the bpb fidelity's own training of that
+    job gives; a second confirm adds nothing twice."""
+    from archsearch.confirm.flow import confirm_study
+    from archsearch.confirm.references import reference_recipe
+    from archsearch.evaluate.fidelity import Journal, job_key, run_job
+
+    url = copy_study(micro_study, tmp_path)
+    journal = tmp_path / "references.jsonl"
+    summary = confirm_study(url, "micro", top=1, seeds=1, factor=2, workers=2, references=journal)
+    held = Journal(journal).read()
+    assert len(held) == len(summary["models"])
+    base = Recipe.from_dict(
+        optuna.load_study(study_name="micro", storage=url).user_attrs["evaluator"]
+    )
+    reference = reference_recipe(base, 2)
+    assert reference is not None and reference.token_budget == 2 * base.token_budget
+    model = next(m for m in summary["models"] if m["baseline"] == "transformer")
+    key = job_key("long", model["arch"], reference.replace(seed=base.seed), ())
+    trained = run_job("long", model["arch"], reference, [])  # what fidelity itself would train
+    assert held[key]["val_bpb"] == pytest.approx(trained["val_bpb"], abs=1e-6)
+    assert held[key]["val_bpb"] == pytest.approx(model["estimate"]["mean"])
+
+    confirm_study(url, "micro", top=1, seeds=1, factor=2, workers=2, references=journal)
+    assert len(journal.read_text().splitlines()) == len(held)  # nothing appended twice
+    assert reference_recipe(base, 2.5) is None and reference_recipe(base, 1) is None
+
+
 def test_an_interrupted_confirm_continues_without_retraining(confirmed, tmp_path):
     """A confirm killed mid-run leaves a RUNNING run: the next one closes it as interrupted,
     trains it and the missing seed, and nothing that finished is trained again."""

@@ -4,6 +4,7 @@ whether the search beat the baselines. Rerunning continues: finished runs are ke
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from archsearch.search.defaults import DEFAULT_STORAGE
 
@@ -30,6 +31,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     confirm.add_argument(
         "--address", default=None, help="join this Ray cluster instead of starting a local one"
     )
+    confirm.add_argument(
+        "--save",
+        default=None,
+        help="fidelity journal to append the seed-0 runs to when --factor is a whole number "
+        ">= 2 (they are the long references `archsearch fidelity --factor F` trains); default "
+        "<run folder>/fidelity/<study>.references.jsonl",
+    )
     confirm.set_defaults(handler=handle)
 
 
@@ -52,5 +60,6 @@ def handle(args: argparse.Namespace) -> int:
         factor=args.factor,
         workers=args.workers,
         address=args.address,
+        references=Path(args.save) if args.save else None,
     )
     return 0

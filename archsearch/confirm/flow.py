@@ -6,6 +6,7 @@ Kept apart from the command module so tests and ``run --confirm`` call it direct
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from archsearch.errors import InputError
@@ -21,8 +22,13 @@ def confirm_study(
     workers: int,
     address: str | None = None,
     console: Any = None,
+    references: Path | None = None,
 ) -> dict[str, Any]:
-    """Confirm ``study_name``'s front against its baselines; returns the stored summary."""
+    """Confirm ``study_name``'s front against its baselines; returns the stored summary.
+
+    ``references``: the fidelity journal its seed-0 runs are appended to (``references.py``);
+    default ``<run folder>/fidelity/<study>.references.jsonl``.
+    """
     import optuna
 
     from archsearch.confirm.runs import (
@@ -81,7 +87,33 @@ def confirm_study(
 
     console.print(confirmed_renderable(summary))
     _attach_plot(study, storage_url, summary, console)
+    _append_references(companion, base, factor, references, storage_url, study_name, console)
     return summary
+
+
+def _append_references(
+    companion: Any,
+    base: Any,
+    factor: float,
+    path: Path | None,
+    storage_url: str,
+    study_name: str,
+    console: Any,
+) -> None:
+    from archsearch.confirm.references import append_references, reference_entries
+    from archsearch.export.naming import safe_name
+    from archsearch.search.storage import run_folder
+
+    entries = reference_entries(companion, base, factor)
+    if not entries:
+        return
+    if path is None:
+        path = run_folder(storage_url) / "fidelity" / f"{safe_name(study_name)}.references.jsonl"
+    new = append_references(path, entries)
+    console.print(
+        f"{len(entries)} seed-0 run(s) are fidelity references at --factor {factor:g} "
+        f"({new} new in {path}; `archsearch fidelity --save {path}` reuses them)"
+    )
 
 
 def _attach_plot(study: Any, storage_url: str, summary: dict[str, Any], console: Any) -> None:
