@@ -10,7 +10,7 @@ import shutil
 import optuna
 import pytest
 import torch
-from conftest import TINY_RECIPE, copy_study
+from conftest import TINY_RECIPE, copy_study, write_tiny_inputs
 from optuna.trial import TrialState
 
 from archsearch.cli import main
@@ -302,3 +302,28 @@ def test_an_interrupted_confirm_continues_without_retraining(confirmed, tmp_path
     assert all(len(m["runs"]) == 3 for m in summary["models"])
     confirm(url, seeds=3)  # all done: trains nothing, adds no trial
     assert len(runs_of(url)) == len(runs)
+
+
+def test_run_confirm_chains_a_confirm_with_its_defaults(ray_local, tmp_path, capsys):
+    """`run --confirm`: the search, then the confirm of its study (3 front candidates at most,
+    both baselines, 3 seeds, 4x the budget) with the verdict printed and stored."""
+    inputs = write_tiny_inputs(tmp_path)
+    args = ["run", "--profile", str(inputs["profile"]), "--space", str(inputs["space"])]
+    args += ["--evaluator", str(inputs["evaluator"]), "--storage", inputs["storage"]]
+    args += ["--study", "chain", "--trials", "3", "--workers", "2", "--confirm"]
+    assert main(args) == 0
+    out = " ".join(capsys.readouterr().out.split())  # undo Rich's wrapping
+    summary = optuna.load_study(study_name="chain", storage=inputs["storage"]).user_attrs[
+        "confirmed"
+    ]
+    assert (summary["seeds"], summary["factor"]) == (3, 4.0)
+    models = summary["models"]
+    assert {m["baseline"] for m in models} >= {None, "transformer"}
+    assert sum(m["baseline"] is None for m in models) <= 3
+    runs = optuna.load_study(study_name=companion_name("chain"), storage=inputs["storage"])
+    complete = runs.get_trials(states=(TrialState.COMPLETE,))
+    assert sorted(trial_key(t) for t in complete) == sorted(
+        (m["trial"], seed, 4.0) for m in models for seed in range(3)
+    )
+    assert summary["comparisons"] and all(c["sentence"] in out for c in summary["comparisons"])
+    assert "prove the winner" not in out  # the hint to run confirm is not printed: it ran
