@@ -178,7 +178,7 @@ class SearchSpace:
 
     def sample(self, rng: random.Random) -> dict[str, Any]:
         """The same sampling as ``suggest``, driven by ``rng`` instead of Optuna."""
-        return self._draw(_RandomSampler(rng))
+        return self._draw(RandomDraws(rng))
 
     def violations(self, values: Mapping[str, Any]) -> list[str]:
         """Texts of the constraints that ``values`` (from ``suggest``/``sample``) break."""
@@ -357,7 +357,7 @@ class SearchSpace:
             path[-1][0] += 1
 
 
-class _RandomSampler:
+class RandomDraws:
     """Uniform (or log-uniform) draws from a ``random.Random``, like Optuna's RandomSampler."""
 
     def __init__(self, rng: random.Random):

@@ -147,6 +147,37 @@ def test_a_sandwich_of_the_probes_reaches_every_shared_tensor(space, supernet):
         assert grad is not None and grad.abs().sum() > 0, name
 
 
+@pytest.mark.parametrize("step", range(10))
+def test_dealt_families_train_every_family_of_every_layer_each_step(space, step):
+    """With as many sub-networks as attention families, each step's sub-networks run every
+    attention family in every layer they all reach (independent draws miss about a third), and
+    the sandwich's bread stays the widest and the narrowest."""
+    from archsearch.supernet.training import step_configs
+
+    count = len(FAMILIES)
+    ends = [None, None]
+    dealt = step_configs(space, random.Random(f"0:{step}"), count - 2, ends, True)
+    drawn = step_configs(space, random.Random(f"0:{step}"), count - 2, ends, False)
+    for configs in (dealt, drawn):
+        largest, smallest = configs[0], configs[1]
+        assert (len(largest.layers), largest.d_model) == (3, 32)
+        assert (len(smallest.layers), smallest.d_model) == (1, 16)
+    assert {config.layers[0].attention for config in dealt} == set(FAMILIES)
+    assert {config.layers[0].ffn for config in dealt} == set(FFNS)
+    # the same draws undealt: families repeat within a step, so one at least is missed
+    missed = [
+        len(FAMILIES)
+        - len(
+            {
+                c.layers[0].attention
+                for c in step_configs(space, random.Random(f"{s}:x"), count - 2, ends, False)
+            }
+        )
+        for s in range(10)
+    ]
+    assert sum(missed) > 0
+
+
 def test_a_configuration_larger_than_the_supernet_is_refused(space, supernet):
     config = configs(space, 1)[0]
     wider = config.replace(d_model=64)

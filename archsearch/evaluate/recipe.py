@@ -156,8 +156,15 @@ class SupernetSettings:
     candidates: int = 500  # what `run` scores unless --trials says otherwise
     finalists: int = 3  # of the supernet front, trained from scratch afterwards (0: none)
     finalist_evaluator: str = "lm_brief_synflow"  # the recipe that trains them
+    # each step's sub-networks get per-layer families dealt from a shuffled deck (every family
+    # of a layer trained as often as the step's sub-networks allow), not drawn independently
+    cover_families: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.cover_families, bool):
+            raise InputError(
+                f"must be true or false, got {self.cover_families!r}", key="cover_families"
+            )
         _integer(self, "candidates", minimum=1)
         _integer(self, "finalists", minimum=0)
         if not isinstance(self.finalist_evaluator, str) or not self.finalist_evaluator:

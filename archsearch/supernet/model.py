@@ -26,7 +26,7 @@ from torch import nn
 
 from archsearch.config import ArchConfig
 from archsearch.errors import InputError
-from archsearch.space import SearchSpace
+from archsearch.space import RandomDraws, SearchSpace
 from archsearch.supernet.sharing import shared_name
 
 BUILD_SEED = 0  # every sub-network's buffers come from this seed
@@ -212,6 +212,51 @@ def sample_config(space: SearchSpace, rng: random.Random, tries: int = 100) -> A
     raise InputError(f"no valid configuration in {tries} draws", key="constraints")
 
 
+FAMILY_KEYS = ("attention", "ffn")  # the per-layer choices whose weights are family-private
+
+
+def covering_configs(
+    space: SearchSpace, rng: random.Random, count: int, tries: int = 20
+) -> list[ArchConfig | None]:
+    """``count`` sub-networks for one sandwich step (the widest, the narrowest, then random
+    ones) whose per-layer families are dealt, layer by layer, from a shuffled deck of the
+    space's families: with at least as many sub-networks as families every family of every
+    layer the step reaches is trained, where independent draws leave about a third of them
+    untrained each step (weights only one family has then lag the shared ones). None where no
+    valid configuration took the dealt families in ``tries`` draws (the caller draws freely).
+    """
+    layers = _most_layers(space)
+    dealt: list[dict[str, list[Any]]] = [{} for _ in range(count)]
+    for key in FAMILY_KEYS:
+        choices = _choices(space, key)
+        if len(choices) < 2:
+            continue
+        for _ in range(layers):
+            deck = rng.sample(choices, len(choices))
+            for index, hand in enumerate(dealt):
+                hand.setdefault(key, []).append(deck[index % len(deck)])
+    found: list[ArchConfig | None] = []
+    for index, hand in enumerate(dealt):
+        largest = True if index == 0 else False if index == 1 else None
+        config = None
+        for _ in range(tries):
+            config = _valid(space, space.suggest(_Dealt(rng, hand, largest)))
+            if config is not None:
+                break
+        found.append(config)
+    return found
+
+
+def _most_layers(space: SearchSpace) -> int:
+    param = space.params.get("n_layers")
+    if param is None:
+        fixed = space.fixed.get("n_layers", 1)
+        return int(fixed)
+    if param.kind == "choice":
+        return int(max(param.choices))
+    return int(param.high)
+
+
 def _valid(space: SearchSpace, values: dict[str, Any]) -> ArchConfig | None:
     if space.violations(values):
         return None
@@ -269,6 +314,32 @@ class _Extremes:
         base = name.split(".")[0]
         value = self.forced.get(base)
         return float(value) if value is not None else high
+
+
+class _Dealt:
+    """A sampler giving per-layer family choices from ``hand`` (``attention.3`` -> the fourth
+    dealt attention family), and the rest as ``_Widest`` (``largest`` True or False) or at
+    random (None)."""
+
+    def __init__(self, rng: random.Random, hand: dict[str, list[Any]], largest: bool | None):
+        self.hand = hand
+        self.rest: Any = RandomDraws(rng) if largest is None else _Widest(rng, largest)
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        base, _, layer = name.partition(".")
+        dealt = self.hand.get(base)
+        hit = dealt is not None and layer.isdigit() and int(layer) < len(dealt)
+        if hit and dealt[int(layer)] in choices:
+            return dealt[int(layer)]
+        return self.rest.suggest_categorical(name, choices)
+
+    def suggest_int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False):
+        return self.rest.suggest_int(name, low, high, step=step, log=log)
+
+    def suggest_float(
+        self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False
+    ) -> float:
+        return self.rest.suggest_float(name, low, high, step=step, log=log)
 
 
 class _Widest:

@@ -66,6 +66,8 @@ def _training_part(recipe: Recipe) -> dict[str, Any]:
         for k, v in out["supernet"].items()
         if k not in ("candidates", "finalists", "finalist_evaluator", "score_tokens")
     }
+    if not out["supernet"].get("cover_families"):  # off: the key of supernets made before it
+        out["supernet"].pop("cover_families", None)
     return out
 
 

@@ -31,7 +31,12 @@ from archsearch.evaluate.data import IGNORE, make_batches
 from archsearch.evaluate.recipe import Recipe
 from archsearch.evaluate.train import learning_rate
 from archsearch.space import SearchSpace
-from archsearch.supernet.model import Supernet, extreme_config, sample_config
+from archsearch.supernet.model import (
+    Supernet,
+    covering_configs,
+    extreme_config,
+    sample_config,
+)
 
 
 @dataclass
@@ -47,6 +52,24 @@ def schedule_recipe(recipe: Recipe) -> Recipe:
     """The recipe with the supernet's token budget, for the learning-rate schedule."""
     assert recipe.supernet is not None
     return recipe.replace(token_budget=recipe.supernet.token_budget, eval_points=1)
+
+
+def step_configs(
+    space: SearchSpace,
+    rng: random.Random,
+    random_subnets: int,
+    ends: Sequence[ArchConfig],
+    cover_families: bool,
+) -> list[ArchConfig]:
+    """One step's sub-networks: the largest, the smallest, then ``random_subnets`` random ones;
+    with ``cover_families`` their per-layer families dealt so that each step trains as many
+    families of each layer as it has sub-networks (``covering_configs``)."""
+    count = 2 + random_subnets
+    dealt = covering_configs(space, rng, count) if cover_families else [None] * count
+    largest = dealt[0] or extreme_config(space, rng, largest=True) or ends[0]
+    smallest = dealt[1] or extreme_config(space, rng, largest=False) or ends[1]
+    randoms = [config or sample_config(space, rng) for config in dealt[2:]]
+    return [largest, smallest, *randoms]
 
 
 def train_supernet(
@@ -81,10 +104,7 @@ def train_supernet(
             group["lr"] = learning_rate(plan, step)
         batch = batches.train(step)
         rng = random.Random(f"{recipe.seed}:{step}")
-        largest = extreme_config(space, rng, largest=True) or ends[0]
-        smallest = extreme_config(space, rng, largest=False) or ends[1]
-        randoms = [sample_config(space, rng) for _ in range(settings.random_subnets)]
-        configs = [largest, smallest, *randoms]
+        configs = step_configs(space, rng, settings.random_subnets, ends, settings.cover_families)
         optimizer.zero_grad(set_to_none=True)
         teacher: torch.Tensor | None = None
         first_loss = 0.0
