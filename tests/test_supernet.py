@@ -134,6 +134,32 @@ def test_attention_families_of_a_layer_share_its_projections_and_nothing_else(sp
     assert not any(name.startswith("blocks.0.attn.linformer.") for name in names["full"])
 
 
+def test_lsra_convolution_weights_follow_the_residual_channel_and_the_current_tap(space, supernet):
+    """Two LSRA layers with different splits and kernels inherit, for the same residual
+    channel, the same GLU value and gate rows and output weights, and the same weight for the
+    current position's tap; leading slices would hand each split another channel's weights."""
+    base = next(c for c in configs(space, 80, seed=5) if c.d_model == 32)
+
+    def lsra(split: float, kernel: int) -> ArchConfig:
+        layer = dataclasses.replace(
+            base.layers[0], attention="lsra", heads=2, lsra_split=split, conv_kernel=kernel
+        )
+        return base.replace(layers=(layer, *base.layers[1:]))
+
+    wide, narrow = lsra(0.25, 5), lsra(0.5, 3)  # conv branch from channel 8, and from 16
+    one, two = supernet.extract(wide), supernet.extract(narrow)
+    conv_one, conv_two = one.blocks[0].attn.conv, two.blocks[0].attn.conv
+    for channel in (16, 20, 31):
+        i, j = channel - 8, channel - 16  # the channel's index in each branch
+        assert torch.equal(conv_one.out.weight[i, i], conv_two.out.weight[j, j])
+        c1, c2 = conv_one.out.weight.shape[0], conv_two.out.weight.shape[0]
+        assert torch.equal(conv_one.glu.weight[i, i], conv_two.glu.weight[j, j])  # value row
+        assert torch.equal(conv_one.glu.weight[c1 + i, i], conv_two.glu.weight[c2 + j, j])  # gate
+    # the current position is the last tap of each kernel; one step back the one before it
+    assert torch.equal(conv_one.conv.weight[:, -1], conv_two.conv.weight[:, -1])
+    assert torch.equal(conv_one.conv.weight[:, -2], conv_two.conv.weight[:, -2])
+
+
 def test_a_sandwich_of_the_probes_reaches_every_shared_tensor(space, supernet):
     supernet.train()
     supernet.zero_grad()

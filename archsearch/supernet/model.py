@@ -27,7 +27,7 @@ from torch import nn
 from archsearch.config import ArchConfig
 from archsearch.errors import InputError
 from archsearch.space import RandomDraws, SearchSpace
-from archsearch.supernet.sharing import shared_name
+from archsearch.supernet.sharing import Placement, placement, shared_name
 
 BUILD_SEED = 0  # every sub-network's buffers come from this seed
 SKELETONS = 64  # built sub-networks kept for reuse (a training step meets a few per step)
@@ -67,34 +67,34 @@ class Supernet(nn.Module):
     @classmethod
     def for_configs(cls, configs: Iterable[ArchConfig], seed: int = 0) -> Supernet:
         """Sized to hold every configuration given; initialised from their own inits."""
-        largest: dict[str, torch.Tensor] = {}
+        largest: dict[str, tuple[torch.Tensor, Placement]] = {}
         shapes: dict[str, tuple[int, ...]] = {}
         for config in configs:
             model = build_subnet(config)
             for name, parameter in model.named_parameters():
                 key = shared_name(name, config)
+                where = placement(name, config, tuple(parameter.shape))
+                reach = tuple(max(index) + 1 if len(index) else 0 for index in where)
                 old = shapes.get(key)
                 if old is not None and len(old) != parameter.ndim:
                     raise SupernetError(f"{key} has {len(old)} and {parameter.ndim} dimensions")
-                shapes[key] = tuple(
-                    max(a, b) for a, b in zip(old or parameter.shape, parameter.shape, strict=True)
-                )
-                if key not in largest or parameter.numel() > largest[key].numel():
-                    largest[key] = parameter.detach().clone()
+                shapes[key] = tuple(max(a, b) for a, b in zip(old or reach, reach, strict=True))
+                if key not in largest or parameter.numel() > largest[key][0].numel():
+                    largest[key] = (parameter.detach().clone(), where)
         supernet = cls(shapes)
         supernet._initialise(largest, seed)
         return supernet
 
-    def _initialise(self, largest: dict[str, torch.Tensor], seed: int) -> None:
-        """Each tensor takes its largest probe's initial values in its leading slice, and draws
+    def _initialise(self, largest: dict[str, tuple[torch.Tensor, Placement]], seed: int) -> None:
+        """Each tensor takes its largest probe's initial values where that probe sits, and draws
         the rest from that init's mean and spread (ones stay ones, zeros stay zeros)."""
         generator = torch.Generator().manual_seed(seed)
         with torch.no_grad():
             for name, shape in self.shapes.items():
-                source = largest[name]
+                source, where = largest[name]
                 spread = source.std().item() if source.numel() > 1 else 0.0
                 fill = torch.randn(shape, generator=generator) * spread + source.mean().item()
-                fill[_leading(source.shape)] = source
+                fill[_indexer(where)] = source
                 self.weights[storage_name(name)].copy_(fill)
 
     # ---- sub-networks --------------------------------------------------------------------
@@ -116,13 +116,16 @@ class Supernet(nn.Module):
         for name, parameter in model.named_parameters():
             key = shared_name(name, config)
             shape = self.shapes.get(key)
-            if shape is None or any(n > m for n, m in zip(parameter.shape, shape, strict=True)):
+            reach = [max(i) + 1 if len(i) else 0 for i in placement(name, config, parameter.shape)]
+            if shape is None or any(n > m for n, m in zip(reach, shape, strict=True)):
                 held = "nothing" if shape is None else f"shape {tuple(shape)}"
                 raise SupernetError(
                     f"{name} needs shape {tuple(parameter.shape)} but the supernet holds {held} "
                     f"for {key}: the configuration is outside the space it was built for"
                 )
-            out[name] = self.weights[storage_name(key)][_leading(parameter.shape)]
+            out[name] = _take(
+                self.weights[storage_name(key)], placement(name, config, parameter.shape)
+            )
         return out
 
     def forward(self, config: ArchConfig, tokens: torch.Tensor, state: Any = None) -> Any:
@@ -156,8 +159,39 @@ class _Bound(nn.Module):
         return self.supernet(self.config, tokens, state)
 
 
-def _leading(shape: Sequence[int]) -> tuple[slice, ...]:
-    return tuple(slice(0, n) for n in shape)
+def _as_slice(index: range | list[int]) -> slice | None:
+    """A contiguous ascending run as a slice (a view, no copy); None otherwise."""
+    if isinstance(index, range) and index.step == 1:
+        return slice(index.start, index.stop)
+    if len(index) and list(index) == list(range(index[0], index[0] + len(index))):
+        return slice(index[0], index[0] + len(index))
+    return None
+
+
+def _take(tensor: torch.Tensor, where: Placement) -> torch.Tensor:
+    """The sub-tensor at ``where``: a view for contiguous runs, a gather (differentiable)
+    for the others."""
+    out = tensor
+    for dim, index in enumerate(where):
+        run = _as_slice(index)
+        if run is not None:
+            out = out.narrow(dim, run.start, run.stop - run.start)
+        else:
+            out = out.index_select(dim, torch.tensor(list(index), dtype=torch.long))
+    return out
+
+
+def _indexer(where: Placement) -> tuple[Any, ...]:
+    """``where`` as an index for assignment (open mesh of the dimensions)."""
+    if all(_as_slice(index) is not None for index in where):
+        return tuple(_as_slice(index) for index in where)
+    grids = [torch.tensor(list(index), dtype=torch.long) for index in where]
+    shaped = []
+    for dim, grid in enumerate(grids):
+        view = [1] * len(grids)
+        view[dim] = -1
+        shaped.append(grid.view(view))
+    return tuple(shaped)
 
 
 # ---- probing a space --------------------------------------------------------------------

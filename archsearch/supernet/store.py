@@ -30,7 +30,7 @@ from archsearch.supernet.model import Supernet, probe_configs, storage_name
 from archsearch.supernet.sharing import check_shareable
 from archsearch.supernet.training import SupernetState, train_supernet
 
-FORMAT = "archsearch-supernet-v2"  # v2: each step's extremes with random families
+FORMAT = "archsearch-supernet-v3"  # v2: extremes with random families; v3: LSRA placed by channel
 WEIGHTS = "supernet.pt"
 CHECKPOINT = "checkpoint.pt"
 
