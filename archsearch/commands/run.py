@@ -98,11 +98,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="after the search, run `archsearch confirm` on the study with its defaults "
         "(3 front candidates and the baselines, 3 seeds, 4x the budget) on the same workers",
     )
+    run.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show Ray's own start-up and authentication messages and its workers' output "
+        "(also: ARCHSEARCH_VERBOSE=1)",
+    )
     run.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
     from archsearch.errors import InputError
+    from archsearch.search.ray_session import set_verbose
+
+    set_verbose(args.verbose)
     from archsearch.search.inputs import (
         SearchOptions,
         default_sampler,
