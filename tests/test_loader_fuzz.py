@@ -158,6 +158,13 @@ SPACE_CASES = {
         _hat(params={**_hat()["params"], "d_model": {"int": [160, 10**400], "step": 32}}),
         "params.d_model.int",
     ),
+    "a constraint dividing by a 400-digit number": (
+        _hat(
+            params={**_hat()["params"], "heads": {"choice": [10**400], "per_layer": True}},
+            constraints=["d_model / heads > 1"],
+        ),
+        "constraints[0]",
+    ),
     "a float step that overflows": (
         _hat(params={**_hat()["params"], "ffn_ratio": {"float": [0, 1e300], "step": 1e-300}}),
         "params.ffn_ratio.step",
