@@ -113,6 +113,17 @@ def run_search(
     try:
         if options.trials > done_before:
             ended = _tune(searcher, inputs, options, study_name, progress, ledger, started)
+            for _ in range(LOST_ROUNDS):  # trials lost with a worker node: their retries now
+                short = trained_count(study) < options.trials and not searcher.exhausted
+                if ended != "done" or not searcher.lost or not short:
+                    break
+                progress.console.print(
+                    f"{searcher.lost} trial(s) lost with their worker (a Ray node or process "
+                    "died): running them again"
+                )
+                searcher.lost = 0
+                progress.done = trained_count(study)
+                ended = _tune(searcher, inputs, options, study_name, progress, ledger, started)
     except KeyboardInterrupt:
         ended = "interrupted"
         raise
@@ -153,6 +164,10 @@ def run_search(
         quality=quality,
     )
 
+
+# Further Tune runs for trials whose worker died (each is retried once, so this only bounds a
+# cluster that keeps losing nodes).
+LOST_ROUNDS = 5
 
 CUT_REASONS = {
     "timeout": "--timeout {timeout:g} s ended the search while this trial ran",
