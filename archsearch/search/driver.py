@@ -190,7 +190,7 @@ def _tune(
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
-    from archsearch.search.ray_session import cluster_address, ensure_ray
+    from archsearch.search.ray_session import cluster_address, ensure_ray, verbose
     from archsearch.search.resume import trained_count
     from archsearch.search.schedulers import make_scheduler
     from archsearch.search.stopping import GracefulInterrupt, SearchStopper
@@ -200,7 +200,10 @@ def _tune(
     supernet = _ensure_supernet(searcher.study, inputs, options, progress.console)
     ensure_ray(options.address, num_cpus=options.workers)
     ledger.update(ray_address=cluster_address())
-    logging.getLogger("ray.tune").setLevel(logging.ERROR)
+    # Tune logs a trial whose worker died as an ERROR with Ray's traceback; archsearch says it
+    # in its own words (searcher.py: the trial is lost and queued again; progress.py: worker
+    # error), so Tune's report is shown with --verbose only.
+    logging.getLogger("ray.tune").setLevel(logging.ERROR if verbose() else logging.CRITICAL)
     deadline = None if options.timeout is None else started + options.timeout
     stopper = SearchStopper(deadline)
     trainable = tune.with_resources(
