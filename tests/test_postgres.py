@@ -1,5 +1,5 @@
 """A study in a real PostgreSQL server (issue #18): a search killed with kill -9 mid-way and run
-again loses and duplicates nothing, and ``show`` and ``export`` read it back.
+again loses and duplicates nothing, and ``show``, ``export`` and the dashboard read it back.
 
 The server is a throwaway one from the Debian package (``apt-get install postgresql``; .ci/run
 installs it): initdb in a temporary folder, pg_ctl on a free port of 127.0.0.1 with no Unix
@@ -20,6 +20,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -136,6 +139,19 @@ def count(url: str, state: str) -> int:
         return 0
 
 
+def api(base: str, path: str, server: subprocess.Popen) -> dict:
+    """GET a dashboard API path, waiting for the server to start (up to WAIT_S)."""
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        try:
+            with urllib.request.urlopen(base + path, timeout=30) as response:
+                return json.loads(response.read())
+        except (urllib.error.URLError, ConnectionError):
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the dashboard did not answer {path}")
+            time.sleep(0.3)
+
+
 def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "archsearch", *args],
@@ -201,3 +217,20 @@ def test_kill_9_mid_search_then_resume_loses_and_duplicates_nothing(
     files = [Path(line.removeprefix("wrote ")) for line in exported.stdout.splitlines()]
     best = next(t for t in trials if t.number == report["best"]["val_bpb"]["number"])
     assert ArchConfig.from_yaml(files[0]) == ArchConfig.from_dict(best.user_attrs["arch"])
+
+    # And optuna-dashboard, through `archsearch dashboard`, serves every trial of it.
+    port = free_port()
+    local = ("--host", "127.0.0.1", "--port", str(port))
+    dashboard = subprocess.Popen(
+        [sys.executable, "-m", "archsearch", "dashboard", "--storage", postgres_url, *local],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        summaries = api(f"http://127.0.0.1:{port}", "/api/studies", dashboard)["study_summaries"]
+        (entry,) = [s for s in summaries if s["study_name"] == "cli"]
+        detail = api(f"http://127.0.0.1:{port}", f"/api/studies/{entry['study_id']}", dashboard)
+        assert sorted(t["number"] for t in detail["trials"]) == [t.number for t in trials]
+    finally:
+        dashboard.terminate()
+        dashboard.wait(timeout=30)
