@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from archsearch.checks import check_integer, check_number
-from archsearch.errors import InputError, yaml_problem
+from archsearch.errors import InputError, yaml_key
 
 TASKS = ("causal_lm", "seq2seq")
 ATTENTION_KINDS = ("full", "local", "linformer", "performer", "lsh", "lsra")
@@ -26,6 +26,9 @@ MEMORY_KINDS = ("none", "xl", "compressive")
 CONV_KINDS = ("lightweight", "dynamic")
 ACTIVATIONS = ("gelu", "relu")
 COMPRESS_FNS = ("mean", "conv")
+# The most blocks in one stack. Far beyond any model archsearch can train (GPT-3 has 96), and low
+# enough that a mistyped count (1000000) is refused at once instead of built block by block.
+MAX_LAYERS = 1024
 
 
 @dataclass(frozen=True)
@@ -181,15 +184,17 @@ class ArchConfig:
         global_names = {f.name for f in fields(cls)} - {"layers", "encoder_layers"}
         counts = {"n_layers", "n_encoder_layers"}
         encoder_keys = {f"encoder_{k}" for k in LAYER_KEYS}
-        unknown = sorted(set(data) - global_names - counts - set(LAYER_KEYS) - encoder_keys)
+        unknown = sorted(
+            set(data) - global_names - counts - set(LAYER_KEYS) - encoder_keys, key=str
+        )
         if unknown:
-            raise InputError(f"unknown key (known: {_known_list()})", key=unknown[0])
+            raise InputError(f"unknown key (known: {_known_list()})", key=yaml_key(unknown[0]))
         n_layers = data.pop("n_layers", None)
         if n_layers is None:
             n_layers = _infer_count(data, LAYER_KEYS, "n_layers")
-        check_integer("n_layers", n_layers, minimum=1)
+        check_integer("n_layers", n_layers, minimum=1, maximum=MAX_LAYERS)
         n_enc = data.pop("n_encoder_layers", 0)
-        check_integer("n_encoder_layers", n_enc, minimum=0)
+        check_integer("n_encoder_layers", n_enc, minimum=0, maximum=MAX_LAYERS)
         decoder_values = {k: data.pop(k) for k in LAYER_KEYS if k in data}
         encoder_values = {
             k[len("encoder_") :]: data.pop(k) for k in list(data) if k in encoder_keys
@@ -231,13 +236,10 @@ class ArchConfig:
     @classmethod
     def from_yaml(cls, path: str | Path) -> ArchConfig:
         """Read a flat-form YAML file; errors name the file."""
+        from archsearch.yamlfile import read_yaml
+
         path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except OSError as exc:
-            raise InputError(f"cannot read: {exc.strerror}", source=str(path)) from None
-        except yaml.YAMLError as exc:
-            raise InputError(f"not valid YAML: {yaml_problem(exc)}", source=str(path)) from None
+        data = read_yaml(path)
         if isinstance(data, dict) and isinstance(data.get("arch"), dict):
             data = data["arch"]  # exported files carry provenance beside the architecture
         try:

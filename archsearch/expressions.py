@@ -265,6 +265,10 @@ class _Builder:
                 return op(left, right)
             except ZeroDivisionError:
                 raise InputError(f"division by zero in expression {text!r}") from None
+            except OverflowError:  # e.g. 192 / 10**400: the quotient does not fit a float
+                raise InputError(
+                    f"a number too large for '{symbol}' in expression {text!r}"
+                ) from None
 
         return arithmetic
 

@@ -21,13 +21,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from archsearch.builtins import resolve
-from archsearch.checks import check_count
+from archsearch.checks import MAX_FLOAT, check_count
 from archsearch.config import ArchConfig
 from archsearch.costs.convention import CountingConvention
-from archsearch.errors import InputError, yaml_problem
+from archsearch.errors import InputError, yaml_key
+from archsearch.yamlfile import read_yaml
 
 if TYPE_CHECKING:  # importing the counter imports torch; reading a profile does not need it
     from archsearch.costs.analytic import Costs
@@ -64,10 +63,10 @@ class Workload:
         if not isinstance(data, dict):
             raise InputError("must be a mapping", key="workload")
         known = ("batch_size", "tokens", "threads")
-        unknown = sorted(set(data) - set(known))
+        unknown = sorted(set(data) - set(known), key=str)
         if unknown:
             raise InputError(
-                f"unknown key (known: {', '.join(known)})", key=f"workload.{unknown[0]}"
+                f"unknown key (known: {', '.join(known)})", key=f"workload.{yaml_key(unknown[0])}"
             )
         try:
             return cls(**data)
@@ -266,21 +265,17 @@ class Profile:
 def load_profile(name_or_path: str | Path) -> Profile:
     """A built-in profile by name (``mobile_100M``) or a user's YAML file."""
     path = resolve("hardware_profiles", name_or_path, option="--profile")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise InputError(f"not valid YAML: {yaml_problem(exc)}", source=str(path)) from None
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror}", source=str(path)) from None
-    return Profile.from_dict(data, source=str(path))
+    return Profile.from_dict(read_yaml(path), source=str(path))
 
 
 def _parse(data: Any, source: str) -> Profile:
     if not isinstance(data, dict):
         raise InputError("a profile must be a mapping")
-    unknown = sorted(set(data) - TOP_KEYS)
+    unknown = sorted(set(data) - TOP_KEYS, key=str)  # YAML keys may be numbers
     if unknown:
-        raise InputError(f"unknown key (known: {', '.join(sorted(TOP_KEYS))})", key=unknown[0])
+        raise InputError(
+            f"unknown key (known: {', '.join(sorted(TOP_KEYS))})", key=yaml_key(unknown[0])
+        )
     name = data.get("name") or Path(source).stem
     if not isinstance(name, str):
         raise InputError("must be a string", key="name")
@@ -334,6 +329,8 @@ def parse_amount(value: Any, unit: str, key: str) -> float:
     if isinstance(value, bool):
         raise InputError(f"must be a positive number, got {value!r}", key=key)
     if isinstance(value, (int, float)):
+        if not abs(value) <= MAX_FLOAT:  # an int past a float's range cannot be a budget
+            raise InputError(f"must be a finite positive number, got {value!r}", key=key)
         amount = float(value)
     elif isinstance(value, str) and (match := _AMOUNT.match(value)):
         number, suffix = match.groups()

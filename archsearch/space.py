@@ -21,9 +21,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Protocol
 
-import yaml
-
 from archsearch.builtins import resolve
+from archsearch.checks import MAX_FLOAT
 from archsearch.config import (
     ACTIVATIONS,
     ATTENTION_KINDS,
@@ -31,16 +30,23 @@ from archsearch.config import (
     CONV_KINDS,
     FFN_KINDS,
     LAYER_KEYS,
+    MAX_LAYERS,
     MEMORY_KINDS,
     TASKS,
     ArchConfig,
     LayerConfig,
 )
-from archsearch.errors import InputError, yaml_problem
+from archsearch.errors import InputError, yaml_key
 from archsearch.expressions import Expression, compile_expression
+from archsearch.yamlfile import read_yaml
 
 ENUMERATION_LIMIT = 4096  # spaces with at most this many configurations are checked exhaustively
+MAX_STEPS = 10**9  # values of one stepped float range: more is a typo (or overflows)
+MAX_INT = 2**53  # Optuna stores parameter values as floats: larger integers would not survive
 RANDOM_CHECKS = 2000  # random samples tried on larger spaces before calling constraints impossible
+# ... fewer when each sample draws many values (hundreds of layers): about 0.2 s of checking
+# here, so loading stays well under a second whatever the layer counts.
+CHECK_DRAWS = 200_000
 
 TOP_LEVEL_KEYS = ("name", "description", "task", "fixed", "params", "constraints")
 KINDS = ("choice", "int", "float")
@@ -303,7 +309,8 @@ class SearchSpace:
             candidates: Iterator[dict[str, Any]] = self._enumerate()
         else:
             rng = random.Random(0)  # fixed seed: loading the same file always gives one answer
-            candidates = (self.sample(rng) for _ in range(RANDOM_CHECKS))
+            samples = max(20, min(RANDOM_CHECKS, CHECK_DRAWS // self._draws_bound()))
+            candidates = (self.sample(rng) for _ in range(samples))
         ever_held = [False] * len(self._constraint_rules)
         seen = 0
         for values in candidates:
@@ -328,16 +335,27 @@ class SearchSpace:
         )
 
     def _size_bound(self) -> float:
-        """An upper bound on the number of configurations (conditions only remove some)."""
-        total = 1.0
+        """An upper bound on the number of configurations (conditions only remove some), or
+        infinity past ENUMERATION_LIMIT. Multiplied out factor by factor in integers and
+        stopped at the limit, since a per-layer size to the power of the layer count overflows
+        a float."""
+        total = 1
         for param in self.params.values():
-            size = param.size
-            if param.per_layer:
-                size = size ** self._max_count(param.count_key or "n_layers")
-            total *= size
-            if total > ENUMERATION_LIMIT:
+            if math.isinf(param.size):
                 return math.inf
+            repeats = self._max_count(param.count_key or "n_layers") if param.per_layer else 1
+            for _ in range(repeats):
+                total *= int(param.size)
+                if total > ENUMERATION_LIMIT:
+                    return math.inf
         return total
+
+    def _draws_bound(self) -> int:
+        """The most values one sample draws (each per-layer parameter once per layer)."""
+        return sum(
+            self._max_count(p.count_key or "n_layers") if p.per_layer else 1
+            for p in self.params.values()
+        )
 
     def _max_count(self, key: str) -> int:
         if key in self.fixed:
@@ -416,16 +434,7 @@ class _Enumerator:
 def load_space(name_or_path: str | Path) -> SearchSpace:
     """A built-in space by name (``tiny_lm``) or a user's YAML file by path."""
     path = resolve("search_spaces", name_or_path, option="--space")
-    source = str(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror}", source=source) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise InputError(f"not valid YAML: {yaml_problem(exc)}", source=source) from None
-    return SearchSpace.from_dict(data, source=source)
+    return SearchSpace.from_dict(read_yaml(path), source=str(path))
 
 
 # ---- parsing and validation ---------------------------------------------------------------
@@ -445,7 +454,9 @@ class _Parser:
             raise InputError(f"a search space must be a mapping of keys to values, got {kind}")
         for key in data:
             if key not in TOP_LEVEL_KEYS:
-                raise InputError(f"unknown key (known: {', '.join(TOP_LEVEL_KEYS)})", key=str(key))
+                raise InputError(
+                    f"unknown key (known: {', '.join(TOP_LEVEL_KEYS)})", key=yaml_key(key)
+                )
         self.task = _choice_of(data.get("task", "causal_lm"), TASKS, "task")
         self.fixed = self._fixed(data.get("fixed", {}))
         declared = self._params(data.get("params"))
@@ -539,6 +550,10 @@ class _Parser:
                 if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                     raise InputError(
                         f"must be an integer >= 1, got {value!r}", key=f"fixed.{count}"
+                    )
+                if value > MAX_LAYERS:
+                    raise InputError(
+                        f"must be at most {MAX_LAYERS} layers, got {value}", key=f"fixed.{count}"
                     )
             else:
                 raise InputError(f"missing: give {count} in fixed or params", key="params")
@@ -670,7 +685,19 @@ def _range(kind: str, spec: dict, where: str) -> tuple[Any, Any, Any, bool]:
             raise InputError(f"must be > 0, got {step}", key=f"{where}.step")
         if log and (kind == "float" or step != 1):
             raise InputError("step and log cannot be combined", key=f"{where}.step")
+        if kind == "int":  # exact: no float division of numbers up to MAX_INT
+            if (high - low) % step:
+                raise InputError(
+                    f"the range [{low}, {high}] is not a whole number of steps of {step}",
+                    key=f"{where}.step",
+                )
+            return low, high, step, log
         steps = (high - low) / step
+        if not steps <= MAX_STEPS:
+            raise InputError(
+                f"the range [{low}, {high}] has more than {MAX_STEPS:,} steps of {step}",
+                key=f"{where}.step",
+            )
         if abs(steps - round(steps)) > 1e-9 * max(1.0, abs(steps)):
             raise InputError(
                 f"the range [{low}, {high}] is not a whole number of steps of {step}",
@@ -682,6 +709,8 @@ def _range(kind: str, spec: dict, where: str) -> tuple[Any, Any, Any, bool]:
 def _integer(value: Any, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InputError(f"must be an integer, got {value!r}", key=where)
+    if abs(value) > MAX_INT:
+        raise InputError(f"must be within +-2**53, got {value}", key=where)
     return value
 
 
@@ -690,7 +719,11 @@ def _real(value: Any, where: str) -> float:
     if isinstance(value, str):
         with contextlib.suppress(ValueError):
             value = float(value)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not abs(value) <= MAX_FLOAT
+    ):
         raise InputError(f"must be a finite number, got {value!r}", key=where)
     return float(value)
 
@@ -699,12 +732,14 @@ def _check_count_param(param: Param) -> None:
     where = f"params.{param.name}"
     if param.when is not None:
         raise InputError("a layer count cannot be conditional", key=f"{where}.when")
-    values = param.choices if param.kind == "choice" else [param.low]
+    values = param.choices if param.kind == "choice" else [param.low, param.high]
     for value in values:
         if param.kind == "float" or isinstance(value, bool) or not isinstance(value, int):
             raise InputError(f"a layer count must be an integer, got {value!r}", key=where)
         if value < 1:
             raise InputError(f"a layer count must be >= 1, got {value}", key=where)
+        if value > MAX_LAYERS:
+            raise InputError(f"a layer count must be at most {MAX_LAYERS}, got {value}", key=where)
 
 
 def _suggestion_order(params: dict[str, Param]) -> list[str]:

@@ -235,6 +235,7 @@ def test_joins_a_ray_cluster_and_stops_at_the_timeout(tiny_inputs, tmp_path):
         end_session(head.pid)
     assert run.returncode == 0, output
     assert "stopped by --timeout" in output
+    assert "Token authentication" not in output  # joining is quiet too
     study = load_study(storage, "cli")
     entry = study.user_attrs["search_runs"][-1]
     # Ray reports the head by the machine's address; the port is that cluster's own.
@@ -246,6 +247,23 @@ def test_joins_a_ray_cluster_and_stops_at_the_timeout(tiny_inputs, tmp_path):
     assert optuna.trial.TrialState.RUNNING not in states
     nodes = {t.user_attrs.get("ray_node") for t in study.get_trials() if "wall_s" in t.user_attrs}
     assert len(nodes) == 1 and None not in nodes  # one node: the head of that cluster
+
+
+def test_run_is_quiet_unless_verbose(tiny_inputs, tmp_path):
+    """Ray's start-up and token-authentication notices stay off the terminal; ``--verbose``
+    lets them through (which shows this test would see them)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "ARCHSEARCH_VERBOSE")}
+    stderr = {}
+    for flag in ((), ("--verbose",)):
+        db = tmp_path / f"quiet{len(flag)}.db"
+        command = archsearch_run(tiny_inputs, f"sqlite:///{db}", "--trials", "1", "--workers", "1")
+        result = subprocess.run(
+            [*command, *flag], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=WAIT_S
+        )
+        assert result.returncode == 0, result.stderr
+        stderr[flag] = result.stderr
+    assert stderr[()] == ""
+    assert "Ray" in stderr[("--verbose",)]
 
 
 def _listening(port: int) -> bool:

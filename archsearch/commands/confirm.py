@@ -38,11 +38,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         ">= 2 (they are the long references `archsearch fidelity --factor F` trains); default "
         "<run folder>/fidelity/<study>.references.jsonl",
     )
+    confirm.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show Ray's own start-up and authentication messages and its workers' output "
+        "(also: ARCHSEARCH_VERBOSE=1)",
+    )
     confirm.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
     from archsearch.errors import InputError
+    from archsearch.search.ray_session import set_verbose
+
+    set_verbose(args.verbose)
 
     for name, value in (("--top", args.top), ("--seeds", args.seeds), ("--workers", args.workers)):
         if value < 1:

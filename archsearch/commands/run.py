@@ -103,11 +103,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="every per-layer setting in the front's architecture column (default: compact)",
     )
+    run.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show Ray's own start-up and authentication messages and its workers' output "
+        "(also: ARCHSEARCH_VERBOSE=1)",
+    )
     run.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
     from archsearch.errors import InputError
+    from archsearch.search.ray_session import set_verbose
+
+    set_verbose(args.verbose)
     from archsearch.search.inputs import (
         SearchOptions,
         default_sampler,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from archsearch.checks import check_count
-from archsearch.errors import InputError
+from archsearch.errors import InputError, yaml_key
 
 # Parts of a model that MACs and parameters are broken into.
 PARTS = (
@@ -73,9 +73,11 @@ class CountingConvention:
         if not isinstance(data, dict):
             raise InputError("must be a mapping", key="convention")
         known = {"tokens", "source_tokens", "exclude", "units", "description"}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(set(data) - known, key=str)  # keys may be numbers
         if unknown:
-            raise InputError(f"unknown key (known: {', '.join(sorted(known))})", key=unknown[0])
+            raise InputError(
+                f"unknown key (known: {', '.join(sorted(known))})", key=yaml_key(unknown[0])
+            )
         if data.get("units", "MACs") != "MACs":
             raise InputError("archsearch counts MACs; FLOPs = 2 x MACs", key="units")
         exclude = data.get("exclude", ["embedding", "output"])

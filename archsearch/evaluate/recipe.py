@@ -30,11 +30,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from archsearch.builtins import resolve
 from archsearch.checks import check_integer, check_number
-from archsearch.errors import InputError, yaml_problem
+from archsearch.errors import InputError, yaml_key
+from archsearch.yamlfile import read_yaml
 
 if TYPE_CHECKING:
     from archsearch.space import SearchSpace
@@ -209,6 +208,11 @@ class Recipe:
         for name in ("name", "description"):
             if not isinstance(getattr(self, name), str):
                 raise InputError(f"must be text, got {getattr(self, name)!r}", key=name)
+        # Types and ranges of the plain numbers first: the checks below compare and multiply them.
+        for name in ("seq_len", "batch_size", "token_budget", "eval_tokens", "eval_points"):
+            _integer(self, name, minimum=1)
+        _integer(self, "seed", minimum=0)
+        _number(self, "grad_clip", low=0.0, low_open=True)
         _choice(self, "task", TASKS)
         _check_data(self.data, self.task)
         _choice(self, "tokenizer", TOKENIZERS)
@@ -252,10 +256,6 @@ class Recipe:
                     f"got {self.curriculum.start_seq_len}",
                     key="curriculum.start_seq_len",
                 )
-        for name in ("seq_len", "batch_size", "token_budget", "eval_tokens", "eval_points"):
-            _integer(self, name, minimum=1)
-        _integer(self, "seed", minimum=0)
-        _number(self, "grad_clip", low=0.0, low_open=True)
         for name, kind in (("optimizer", Optimizer), ("schedule", Schedule)):
             if not isinstance(getattr(self, name), kind):
                 raise InputError(f"must be a mapping of {kind.__name__.lower()} settings", key=name)
@@ -422,14 +422,7 @@ def _fill_proxy_defaults(data: dict[str, Any]) -> None:
 def load_recipe(name_or_path: str | Path) -> Recipe:
     """A built-in recipe's name or a path to a recipe file -> a validated ``Recipe``."""
     path = resolve("evaluators", name_or_path, option="--evaluator")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror}", source=str(path)) from None
-    except yaml.YAMLError as exc:
-        raise InputError(f"not valid YAML: {yaml_problem(exc)}", source=str(path)) from None
-    except UnicodeDecodeError:
-        raise InputError("not UTF-8 text", source=str(path)) from None
+    data = read_yaml(path)
     try:
         recipe = Recipe.from_dict(data, name=path.stem)
     except InputError as exc:
@@ -510,7 +503,7 @@ def _take_keys(
     known = [f.name for f in fields(kind) if f.name not in exclude]
     for key in data:
         if key not in known:
-            raise InputError(f"unknown key (known: {', '.join(known)})", key=str(key))
+            raise InputError(f"unknown key (known: {', '.join(known)})", key=yaml_key(key))
     for key in known:
         if key not in data and key not in optional:
             raise InputError("missing", key=key)

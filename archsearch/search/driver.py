@@ -113,6 +113,17 @@ def run_search(
     try:
         if options.trials > done_before:
             ended = _tune(searcher, inputs, options, study_name, progress, ledger, started)
+            for _ in range(LOST_ROUNDS):  # trials lost with a worker node: their retries now
+                short = trained_count(study) < options.trials and not searcher.exhausted
+                if ended != "done" or not searcher.lost or not short:
+                    break
+                progress.console.print(
+                    f"{searcher.lost} trial(s) lost with their worker (a Ray node or process "
+                    "died): running them again"
+                )
+                searcher.lost = 0
+                progress.done = trained_count(study)
+                ended = _tune(searcher, inputs, options, study_name, progress, ledger, started)
     except KeyboardInterrupt:
         ended = "interrupted"
         raise
@@ -154,6 +165,10 @@ def run_search(
     )
 
 
+# Further Tune runs for trials whose worker died (each is retried once, so this only bounds a
+# cluster that keeps losing nodes).
+LOST_ROUNDS = 5
+
 CUT_REASONS = {
     "timeout": "--timeout {timeout:g} s ended the search while this trial ran",
     "interrupted": "the search was interrupted (Ctrl-C) while this trial ran",
@@ -175,7 +190,7 @@ def _tune(
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
-    from archsearch.search.ray_session import cluster_address, ensure_ray
+    from archsearch.search.ray_session import cluster_address, ensure_ray, verbose
     from archsearch.search.resume import trained_count
     from archsearch.search.schedulers import make_scheduler
     from archsearch.search.stopping import GracefulInterrupt, SearchStopper
@@ -185,7 +200,10 @@ def _tune(
     supernet = _ensure_supernet(searcher.study, inputs, options, progress.console)
     ensure_ray(options.address, num_cpus=options.workers)
     ledger.update(ray_address=cluster_address())
-    logging.getLogger("ray.tune").setLevel(logging.ERROR)
+    # Tune logs a trial whose worker died as an ERROR with Ray's traceback; archsearch says it
+    # in its own words (searcher.py: the trial is lost and queued again; progress.py: worker
+    # error), so Tune's report is shown with --verbose only.
+    logging.getLogger("ray.tune").setLevel(logging.ERROR if verbose() else logging.CRITICAL)
     deadline = None if options.timeout is None else started + options.timeout
     stopper = SearchStopper(deadline)
     trainable = tune.with_resources(

@@ -1,11 +1,52 @@
-"""Start (or join) Ray the way this project needs it: small, quiet, no dashboard."""
+"""Start (or join) Ray the way this project needs it: small, quiet, no dashboard.
+
+Quiet by default: Ray's start-up messages, its workers' output and its notice that it turned
+token authentication on (printed on every local start, though nothing is asked of the user) do
+not reach the terminal. ``--verbose`` on ``run`` and ``confirm``, or ``ARCHSEARCH_VERBOSE=1``,
+lets them through. Token authentication itself stays as Ray sets it up.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 
 from archsearch.errors import InputError
+
+VERBOSE_ENV = "ARCHSEARCH_VERBOSE"
+# Where Ray logs "Token authentication is enabled for this Ray cluster..." (Ray 2.5x-2.6x).
+_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
+def verbose() -> bool:
+    """Whether the user asked to see Ray's own messages (``--verbose``/ARCHSEARCH_VERBOSE)."""
+    return os.environ.get(VERBOSE_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def set_verbose(on: bool) -> None:
+    """``--verbose``: through the environment, so that Ray workers would see it too."""
+    if on:
+        os.environ[VERBOSE_ENV] = "1"
+
+
+@contextlib.contextmanager
+def _quiet_auth_notice() -> Iterator[None]:
+    """Hold back Ray's token-authentication notices while it starts or joins (unless verbose).
+
+    Errors still pass: a cluster that refuses the token is reported by ``join_cluster``.
+    """
+    if verbose():
+        yield
+        return
+    logger = logging.getLogger(_AUTH_LOGGER)
+    before = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
 
 
 def quiet_ray_environment() -> None:
@@ -36,17 +77,19 @@ def ensure_ray(address: str | None, num_cpus: int) -> bool:
 
     if ray.is_initialized():
         return False
-    common = {"logging_level": logging.WARNING, "log_to_driver": False}
+    loud = verbose()
+    common = {"logging_level": logging.INFO if loud else logging.WARNING, "log_to_driver": loud}
     if address:
         join_cluster(address, **common)
         return False
-    ray.init(
-        address="local",
-        num_cpus=num_cpus,
-        include_dashboard=False,
-        object_store_memory=256 * 1024 * 1024,
-        **common,
-    )
+    with _quiet_auth_notice():
+        ray.init(
+            address="local",
+            num_cpus=num_cpus,
+            include_dashboard=False,
+            object_store_memory=256 * 1024 * 1024,
+            **common,
+        )
     return True
 
 
@@ -59,9 +102,10 @@ def join_cluster(address: str, **settings: object) -> None:
     """
     import ray
 
-    _send_token_if_available()
     try:
-        ray.init(address=address, **settings)
+        with _quiet_auth_notice():
+            _send_token_if_available()
+            ray.init(address=address, **settings)
     except Exception as exc:  # ConnectionError, AuthenticationError, RuntimeError, ValueError
         lines = str(exc).strip().splitlines()
         detail = lines[-1] if lines else type(exc).__name__

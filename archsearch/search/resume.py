@@ -25,6 +25,20 @@ TRAINED = ("complete", "failed", "stopped")
 WORKER_STATUSES = ("training", *TRAINED)  # statuses of trials a worker has run
 RETRY_OF = "retry_of"
 KILLED = "the search was interrupted while this trial ran"
+# Its worker process died under it (its Ray node lost, or the process killed): not the
+# candidate's fault, so it is queued again, once; lost a second time, it is recorded as failed.
+LOST = "the worker running this trial was lost (its Ray node or process died)"
+
+
+def lost_before(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> bool:
+    """Whether ``frozen`` is the retry of a trial whose worker was lost."""
+    original = frozen.user_attrs.get(RETRY_OF)
+    if original is None:
+        return False
+    return any(
+        t.number == original and t.user_attrs.get("reason") == LOST
+        for t in study.get_trials(deepcopy=False)
+    )
 
 
 def trained_count(study: optuna.Study) -> int:

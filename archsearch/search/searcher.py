@@ -30,7 +30,7 @@ from archsearch.profiles import Profile
 from archsearch.search.baselines import USER_ATTR as BASELINE
 from archsearch.search.constraints import record_constraints
 from archsearch.search.quality import BLEND_ATTR, LEGACY, Quality
-from archsearch.search.resume import close_interrupted
+from archsearch.search.resume import LOST, close_interrupted, lost_before
 from archsearch.search.samplers import GridSampler
 from archsearch.search.verdict import Verdict, judge
 from archsearch.space import SearchSpace
@@ -80,6 +80,7 @@ class ArchSearcher(OptunaSearch):
         self.quality = quality
         self.objectives = [quality.name, *profile.objectives]
         self.rejected = {"invalid": 0, "infeasible": 0, "duplicate": 0}
+        self.lost = 0  # trials whose worker died under them, closed and queued again
         self.exhausted = False
         self._verdicts: dict[str, Verdict] = {}
         self._curves: dict[str, list[dict[str, Any]]] = {}
@@ -165,6 +166,8 @@ class ArchSearcher(OptunaSearch):
         verdict = self._verdicts.pop(trial_id, None)
         if verdict is not None and verdict.costs is not None:
             record_constraints(trial, self.profile.violations(verdict.costs, verdict.config))
+        if error and not result.get("failed") and self._close_lost(trial_id, trial, result):
+            return
         failure = result.get("failed") or ("worker error" if error else None)
         kind = result.get("failure") or ("error" if error else None)
         fingerprint = result.get("data_fingerprint")
@@ -190,6 +193,21 @@ class ArchSearcher(OptunaSearch):
         trial.set_user_attr("status", "complete")
         trial.set_user_attr("diverged", bool(result.get("diverged", False)))
         super().on_trial_complete(trial_id, result=result, error=error)
+
+    def _close_lost(self, trial_id: str, trial: optuna.Trial, result: dict[str, Any]) -> bool:
+        """A Tune error with no failure reported by the trainable (which catches the
+        candidate's own exceptions) means its worker died: a lost node or a killed process.
+        Close the trial as interrupted and queue it again, as a killed driver's trials are;
+        returns False (recorded as failed) if it is the retry of a trial lost before."""
+        frozen = next(t for t in self.study.get_trials(deepcopy=False) if t.number == trial.number)
+        if lost_before(self.study, frozen):
+            return False
+        partial = {key: result[key] for key in PARTIAL_ATTRS if key in result}
+        close_interrupted(self.study, frozen, LOST, partial)
+        self._completed_trials.add(trial_id)
+        self.lost += 1
+        log.warning("trial %d: %s; queued again", trial.number, LOST)
+        return True
 
     def close_open_trials(self, reason: str) -> int:
         """Close trials handed to workers that Tune stopped without completing (Ctrl-C,
