@@ -35,6 +35,7 @@ from archsearch.costs.predictor import (
     machine_info,
 )
 from archsearch.errors import InputError
+from archsearch.families import all_specs, attention_spec, memory_specs, names
 
 FAMILIES = "families"  # a source of its own: architectures with one family in every layer
 DEFAULT_SPACES = ("efficient_lm", FAMILIES, "efficient_lm", FAMILIES, "tiny_lm")  # in turn
@@ -120,11 +121,8 @@ def single_family(rng: random.Random) -> ArchConfig:
     """A random architecture with one attention and one feed-forward family in every layer, so
     each family's own cost is seen apart from the others' (search spaces mix them per layer).
     Raises ``InputError`` for the odd invalid combination; the caller draws again."""
-    from archsearch.models.registry import ATTENTION, FFN, attention_family
-
-    attention_family("full")  # load the registry
-    attention = rng.choice(sorted(ATTENTION))
-    ffn = rng.choice(["dense", "dense", *sorted(FFN)])
+    attention = rng.choice(sorted(names("attention")))
+    ffn = rng.choice(["dense", "dense", *sorted(names("ffn"))])
     settings: dict[str, Any] = {
         "vocab_size": 256,
         "max_seq_len": 256,
@@ -146,7 +144,7 @@ def single_family(rng: random.Random) -> ArchConfig:
         "experts": rng.choice([2, 4, 8]) if ffn == "switch_moe" else 1,
         "sparsity": rng.choice([2, 4, 8]) if ffn == "sparse" else 1,
     }
-    if attention in ("full", "local") and rng.random() < 0.3:
+    if attention_spec(attention).reads_memory and rng.random() < 0.3:
         settings.update(memory="xl", mem_len=rng.choice([32, 64, 128]))
     return ArchConfig.from_dict(settings)
 
@@ -234,25 +232,23 @@ BASE_ARCH: dict[str, Any] = {
     "ffn_ratio": 2,
 }
 
-FAMILY_ARCHS: dict[str, dict[str, Any]] = {
-    "attention=full": {},
-    "attention=local": {"attention": "local", "window": 32},
-    "attention=linformer": {"attention": "linformer", "linformer_k": 64},
-    "attention=performer": {"attention": "performer", "performer_features": 64},
-    "attention=lsh": {"attention": "lsh", "lsh_bucket_size": 32, "lsh_hashes": 2},
-    "attention=lsra": {"attention": "lsra", "lsra_split": 0.5, "conv_kernel": 7},
-    "ffn=switch_moe": {"ffn": "switch_moe", "experts": 4, "capacity_factor": 2.0},
-    "ffn=sparse": {"ffn": "sparse", "sparsity": 4},
-    "memory=xl": {"memory": "xl", "mem_len": 64},
-    "memory=compressive": {
-        "memory": "compressive",
-        "mem_len": 64,
-        "compress_len": 16,
-        "compress_rate": 4,
-        "compress_fn": "conv",
-    },
-    "task=seq2seq": {"task": "seq2seq", "n_encoder_layers": 2},
-}
+
+def _family_archs() -> dict[str, dict[str, Any]]:
+    """Each family's calibration example (from its spec), then a seq2seq model."""
+    archs: dict[str, dict[str, Any]] = {}
+    for spec in all_specs():
+        example = spec.example("calibration")
+        if example is not None:
+            archs[f"{spec.kind}={spec.name}"] = {spec.kind: spec.name, **example}
+    for memory in memory_specs().values():
+        example = memory.example("calibration")
+        if example is not None:
+            archs[f"memory={memory.name}"] = example
+    archs["task=seq2seq"] = {"task": "seq2seq", "n_encoder_layers": 2}
+    return archs
+
+
+FAMILY_ARCHS: dict[str, dict[str, Any]] = _family_archs()
 
 
 def family_configs() -> dict[str, ArchConfig]:

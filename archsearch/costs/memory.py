@@ -29,17 +29,15 @@ from archsearch.config import ArchConfig, LayerConfig
 from archsearch.costs.analytic import analytic_costs
 from archsearch.costs.convention import CountingConvention
 from archsearch.costs.footprints import (
-    ATTENTION_FOOTPRINTS,
     F32,
-    FFN_FOOTPRINTS,
     I64,
     Dims,
     Footprint,
     attention_footprint,
     ffn_footprint,
+    has_footprint,
 )
-from archsearch.models.memory import memory_extra_keys
-from archsearch.models.registry import BlockContext
+from archsearch.families import BlockContext, attention_spec, ffn_spec, memory_spec
 
 ADAMW_MOMENTS = 2
 STEP_TEMPORARIES = 3  # single-tensor AdamW: sqrt, bias-corrected denominator, update
@@ -90,27 +88,18 @@ def parameter_bytes(config: ArchConfig) -> int:
 
 
 def buffer_bytes(config: ArchConfig) -> int:
-    """Float32 buffers: Performer's random features, LSH's random rotations."""
-    from archsearch.models.attention.lsh import bucket_count
-
+    """Float32 buffers each family declares (Performer's random features, LSH's rotations)."""
     total = 0
-    for layers in _unique_stacks(config):
+    for layers, causal, encoder in _owning_stacks(config):
         for layer in layers:
-            width = layer.qkv_dim(config.d_model)
-            head_dim = width // layer.heads
-            if layer.attention == "performer":
-                total += layer.heads * layer.performer_features * head_dim * F32
-            elif layer.attention == "lsh":
-                top = config.max_seq_len
-                half = max(1, bucket_count(top, layer.lsh_bucket_size, top) // 2)
-                total += layer.heads * head_dim * layer.lsh_hashes * half * F32
+            ctx = BlockContext(layer=layer, arch=config, causal=causal, encoder=encoder)
+            total += attention_spec(layer.attention).buffers(ctx)
+            total += ffn_spec(layer.ffn).buffers(ctx)
     return total
 
 
 def largest_parameter(config: ArchConfig) -> int:
     """Bytes of the largest single parameter tensor (what AdamW's per-tensor temporaries span)."""
-    from archsearch.models.attention.lsra import branch_widths
-
     d, e, v = config.d_model, config.embedding_width, config.vocab_size
     sizes = [v * e, e * d if e != d else 0]
     if config.memory == "compressive" and config.compress_fn == "conv":
@@ -120,11 +109,8 @@ def largest_parameter(config: ArchConfig) -> int:
             ctx = BlockContext(layer=layer, arch=config, causal=causal, encoder=encoder)
             a, hidden = layer.qkv_dim(d), layer.hidden_dim(d)
             sizes += [d * a, d * hidden, d * layer.experts]
-            if layer.attention == "linformer":
-                sizes.append(layer.linformer_k * config.max_seq_len)
-            if layer.attention == "lsra":
-                width, conv = branch_widths(ctx)
-                sizes += [width * width, 2 * conv * conv, conv * layer.heads * layer.conv_kernel]
+            sizes.append(attention_spec(layer.attention).largest_weight(ctx))
+            sizes.append(ffn_spec(layer.ffn).largest_weight(ctx))
     return max(sizes) * F32
 
 
@@ -178,7 +164,7 @@ def _block_peak(
     x = batch * tokens * d * F32
     norm = x  # layer norm output (its statistics are dropped under no_grad)
     ctx = BlockContext(layer=layer, arch=config, causal=not encoder, encoder=encoder)
-    extra = 0 if encoder else memory_extra_keys(config)
+    extra = 0 if encoder else _extra_keys(config)
     dims = _dims(config, layer, batch, tokens, extra)
     attention = attention_footprint(ctx, dims).peak
     memory_context = 0
@@ -229,7 +215,7 @@ def _state_bytes(config: ArchConfig, batch: int) -> int:
     """Recurrent memory state handed in: every layer's memory full."""
     if config.memory == "none":
         return 0
-    return config.n_layers * batch * memory_extra_keys(config) * config.d_model * F32
+    return config.n_layers * batch * _extra_keys(config) * config.d_model * F32
 
 
 # ---- training ----------------------------------------------------------------------------------
@@ -283,7 +269,7 @@ def _saved_bytes(config: ArchConfig, batch: int, tokens: int) -> tuple[int, int]
     dropout = bt * d * F32 if config.dropout > 0 else 0  # a float keep-mask (CPU dropout)
     streams = 2 if config.task == "seq2seq" else 1
     total += streams * dropout  # after the embedding
-    extra = memory_extra_keys(config)
+    extra = _extra_keys(config)
     busiest = 0
     for layers, causal, encoder in reversed(_stacks(config)):  # encoder first
         for layer in layers:
@@ -325,7 +311,7 @@ def generation_memory(config: ArchConfig, context: int, batch: int = 1) -> Memor
     and one token's activations."""
     _check_sizes(context, batch)
     weights = parameter_bytes(config) + buffer_bytes(config)
-    extra = memory_extra_keys(config)
+    extra = _extra_keys(config)
     cache = 0
     for layer in config.layers:
         ctx = BlockContext(layer=layer, arch=config, causal=True, encoder=False)
@@ -356,9 +342,9 @@ def approximated(config: ArchConfig) -> tuple[str, ...]:
     missing = set()
     for layers, _, _ in _stacks(config):
         for layer in layers:
-            if layer.attention not in ATTENTION_FOOTPRINTS:
+            if not has_footprint("attention", layer.attention):
                 missing.add(f"attention={layer.attention}")
-            if layer.ffn not in FFN_FOOTPRINTS:
+            if not has_footprint("ffn", layer.ffn):
                 missing.add(f"ffn={layer.ffn}")
     return tuple(sorted(missing))
 
@@ -390,10 +376,17 @@ def _stacks(config: ArchConfig) -> list[tuple[tuple[LayerConfig, ...], bool, boo
     return stacks
 
 
-def _unique_stacks(config: ArchConfig) -> list[tuple[LayerConfig, ...]]:
-    """Layers that own weights: one per stack when layers are shared."""
-    stacks = [config.layers, config.encoder_layers]
-    return [s[:1] if config.share_layers else s for s in stacks if s]
+def _owning_stacks(config: ArchConfig) -> list[tuple[tuple[LayerConfig, ...], bool, bool]]:
+    """Layers that own weights and buffers: one per stack when layers are shared."""
+    return [
+        (layers[:1] if config.share_layers else layers, causal, encoder)
+        for layers, causal, encoder in _stacks(config)
+    ]
+
+
+def _extra_keys(config: ArchConfig) -> int:
+    """Keys each decoder layer sees beyond its segment (recurrent memory, full)."""
+    return memory_spec(config.memory).extra_keys(config)
 
 
 def _check_sizes(tokens: int, batch: int) -> None:

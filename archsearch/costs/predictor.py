@@ -38,8 +38,7 @@ from archsearch.config import ArchConfig
 from archsearch.costs.analytic import analytic_costs
 from archsearch.costs.convention import CountingConvention
 from archsearch.errors import InputError
-from archsearch.models.memory import memory_extra_keys
-from archsearch.models.registry import BlockContext, attention_family, ffn_family
+from archsearch.families import BlockContext, attention_spec, ffn_spec, memory_spec
 
 FORMAT = 1
 Z90 = 1.645  # two-sided 90% interval of a normal distribution
@@ -58,7 +57,7 @@ def latency_features(config: ArchConfig, tokens: int, batch: int = 1) -> dict[st
     def add(name: str, value: float) -> None:
         features[name] = features.get(name, 0.0) + value
 
-    extra = memory_extra_keys(config)
+    extra = memory_spec(config.memory).extra_keys(config)
     stacks = [(config.layers, True, False, extra)]
     if config.task == "seq2seq":
         stacks.append((config.encoder_layers, False, True, 0))
@@ -66,8 +65,8 @@ def latency_features(config: ArchConfig, tokens: int, batch: int = 1) -> dict[st
     for layers, causal, encoder, keys in stacks:
         for layer in layers:
             ctx = BlockContext(layer=layer, arch=config, causal=causal, encoder=encoder)
-            attention = attention_family(layer.attention).macs(ctx, tokens, keys)
-            ffn = ffn_family(layer.ffn).macs(ctx, tokens, 0)
+            attention = attention_spec(layer.attention).macs(ctx, tokens, keys)
+            ffn = ffn_spec(layer.ffn).macs(ctx, tokens, 0)
             add(f"layers.attention.{layer.attention}", 1.0)
             add(f"layers.ffn.{layer.ffn}", float(layer.experts if layer.ffn == "switch_moe" else 1))
             add(f"macs.attention.{layer.attention}", batch * attention / 1e6)

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from archsearch.config import ArchConfig
+from archsearch.families import memory_spec
 
 
 class NoMemory(nn.Module):
@@ -167,36 +168,15 @@ def steady_state(arch: ArchConfig, batch: int = 1) -> Any:
 
 
 def memory_extra_keys(arch: ArchConfig) -> int:
-    """Keys each layer's attention sees beyond the segment, once the memory is full.
-
-    Compressive memory: ``compress_len + mem_len`` at a segment that finds the memory holding
-    exactly ``mem_len`` states; up to ``compress_rate - 1`` pending leftovers can add keys.
-    """
-    if arch.memory == "none":
-        return 0
-    if arch.memory == "xl":
-        return arch.mem_len
-    return arch.mem_len + arch.compress_len
+    """Keys each layer's attention sees beyond the segment, once the memory is full."""
+    return memory_spec(arch.memory).extra_keys(arch)
 
 
 def memory_params(arch: ArchConfig) -> int:
     """Parameters the memory itself owns, all layers: a conv compressor per layer."""
-    if arch.memory == "compressive" and arch.compress_fn == "conv":
-        d = arch.d_model
-        return arch.n_layers * (d * d * arch.compress_rate + d)
-    return 0
+    return memory_spec(arch.memory).params(arch)
 
 
 def memory_macs(arch: ArchConfig, tokens: int) -> int:
-    """MACs per layer the memory spends on a segment of ``tokens`` in steady state.
-
-    Steady state: the memory holds exactly ``mem_len`` states, so the segment evicts ``tokens``
-    of them, ``tokens // compress_rate`` whole groups (at most ``compress_len`` are kept and
-    compressed). The conv makes ``d * d * rate`` MACs per slot; mean pooling counts none
-    (element-wise), as does the training-only reconstruction loss (like the backward pass).
-    """
-    if arch.memory != "compressive" or arch.compress_fn != "conv":
-        return 0
-    slots = min(tokens // arch.compress_rate, arch.compress_len)
-    d = arch.d_model
-    return slots * d * d * arch.compress_rate
+    """MACs per layer the memory spends on a segment of ``tokens`` in steady state."""
+    return memory_spec(arch.memory).macs(arch, tokens)

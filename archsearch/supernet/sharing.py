@@ -13,7 +13,8 @@ weight sits (``blocks.3.attn.proj.q.weight``). Weights with the same role share 
   experts and router of a switch MoE, the sparse controller, a dense FFN's two matrices): once
   per layer and family, at the largest size any configuration needs.
 
-Kept torch-free: the rules are names only.
+Kept torch-free: the rules are names only; a family's spec maps its own projection names
+(``supernet_aliases``).
 """
 
 from __future__ import annotations
@@ -22,10 +23,8 @@ from typing import Any
 
 from archsearch.config import ArchConfig
 from archsearch.errors import InputError
+from archsearch.families import attention_spec
 from archsearch.space import SearchSpace
-
-# LSH attention names its projections without the ``proj.`` prefix the others use.
-PROJECTION_ALIASES = {f"{p}.weight": f"proj.{p}.weight" for p in ("q", "k", "v", "out")}
 
 
 def shared_name(name: str, arch: ArchConfig) -> str:
@@ -35,7 +34,8 @@ def shared_name(name: str, arch: ArchConfig) -> str:
         index, part, rest = parts[1], parts[2], ".".join(parts[3:])
         layer = arch.layers[int(index)]
         if part == "attn":
-            rest = PROJECTION_ALIASES.get(rest, rest)
+            # a family naming its projections otherwise says so (LSH: no ``proj.`` prefix)
+            rest = attention_spec(layer.attention).supernet_aliases.get(rest, rest)
             if rest.startswith("proj."):
                 return f"blocks.{index}.attn.{rest}"
             return f"blocks.{index}.attn.{layer.attention}.{rest}"
