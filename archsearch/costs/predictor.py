@@ -20,6 +20,7 @@ together so they cannot drift apart. Predicting takes about a millisecond (no mo
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import math
 import os
@@ -321,12 +322,21 @@ def machine_info(threads: int) -> dict[str, Any]:
     }
 
 
+def installed_torch_version() -> str:
+    """torch's version as installed, read without importing torch (a latency verdict needs the
+    predictor's file name, not torch); ``torch.__version__`` where the metadata is missing."""
+    try:
+        return importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        import torch
+
+        return str(torch.__version__)
+
+
 def cache_key(threads: int, cpu: str | None = None, torch_version: str | None = None) -> str:
     """``<cpu>__t<threads>__torch-<version>``, lower-case, filesystem-safe."""
-    import torch
-
     cpu = cpu if cpu is not None else cpu_model()
-    version = torch_version if torch_version is not None else torch.__version__
+    version = torch_version if torch_version is not None else installed_torch_version()
     slug = re.sub(r"[^a-z0-9.+-]+", "-", cpu.lower()).strip("-") or "unknown-cpu"
     return f"{slug}__t{threads}__torch-{re.sub(r'[^A-Za-z0-9.+-]+', '-', version)}"
 
