@@ -34,6 +34,7 @@ from archsearch.costs.predictor import (
     load_predictor,
     machine_info,
 )
+from archsearch.costs.tracker import model_inputs
 from archsearch.errors import InputError
 from archsearch.families import all_specs, attention_spec, memory_specs, names
 
@@ -261,16 +262,6 @@ def family_configs() -> dict[str, ArchConfig]:
 
 def _relative(predicted: float, measured: float) -> float:
     return predicted / measured - 1.0 if measured else float("nan")
-
-
-def model_inputs(config: ArchConfig, tokens: int, batch: int) -> tuple[tuple, Any]:
-    """Random token inputs for ``batch`` x ``tokens`` and a full recurrent state (if any)."""
-    from archsearch.models.memory import steady_state
-
-    ids = torch.randint(0, config.vocab_size, (batch, tokens))
-    if config.task == "seq2seq":
-        return (ids, torch.randint(0, config.vocab_size, (batch, tokens))), None
-    return (ids,), steady_state(config, batch)
 
 
 def check_family(

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from archsearch.config import ArchConfig
+from typing import TYPE_CHECKING
+
 from archsearch.errors import InputError
 from archsearch.families.base import BlockContext
 from archsearch.families.registry import attention_spec, ffn_spec
+
+if TYPE_CHECKING:
+    from archsearch.config import ArchConfig
 
 
 def validate_config(config: ArchConfig) -> None:
