@@ -59,7 +59,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from archsearch import ArchConfig, load_profile
-    from archsearch.costs.summary import MeasureOptions, summarize
+    from archsearch.measure import MeasureOptions, summarize
 
     profile = load_profile(args.profile)
     config = ArchConfig.from_yaml(args.config)

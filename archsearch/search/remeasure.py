@@ -24,7 +24,7 @@ def remeasure_front(study: optuna.Study, profile: Profile) -> dict[str, dict[str
     Finished trials cannot take new attributes in Optuna, so the figures go into the study's
     user attribute ``remeasured_latency``: ``{"<number>": {measured_ms, predicted_ms, ...}}``.
     """
-    from archsearch.costs.summary import remeasure_latency
+    from archsearch.measure import remeasure_latency
 
     figures = dict(study.user_attrs.get(STUDY_KEY, {}))
     for trial in study.best_trials:
