@@ -118,9 +118,7 @@ def train_one(
     saved = torch.load(streams, weights_only=True)
     batches = DeviceBatches(saved, recipe.seq_len, device)
     wall, cpu = time.perf_counter(), time.process_time()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(recipe.seed)
-        model = build_model(ArchConfig.from_dict(arch))  # initialised as on the CPU
+    model = build_model(ArchConfig.from_dict(arch), seed=recipe.seed)  # as on the CPU
     model.to(device)
     try:
         curve = fit(model, recipe, batches=batches)

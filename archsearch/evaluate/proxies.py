@@ -73,9 +73,7 @@ def initial_model(config: ArchConfig, recipe: Recipe) -> nn.Module:
     check_compatible(config, recipe)
     from archsearch.models import build_model
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(recipe.seed)
-        return build_model(config)
+    return build_model(config, seed=recipe.seed)
 
 
 # ---- proxies on a configuration --------------------------------------------------------------

@@ -41,9 +41,7 @@ def build_subnet(config: ArchConfig) -> nn.Module:
     """``build_model(config)`` from the supernet's build seed (same buffers every time)."""
     from archsearch.models import build_model
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(BUILD_SEED)
-        return build_model(config)
+    return build_model(config, seed=BUILD_SEED)
 
 
 def storage_name(name: str) -> str:
