@@ -20,6 +20,7 @@ import optuna
 from optuna.trial import TrialState
 
 from archsearch.search.baselines import USER_ATTR as BASELINE
+from archsearch.search.internals import trial_id
 
 TRAINED = ("complete", "failed", "stopped")
 WORKER_STATUSES = ("training", *TRAINED)  # statuses of trials a worker has run
@@ -49,7 +50,7 @@ def close_interrupted(
     ``partial`` holds what the worker had measured before it stopped (wall_s, cpu_s), so the
     search's cost accounts for the interrupted work.
     """
-    trial = optuna.Trial(study, frozen._trial_id)
+    trial = optuna.Trial(study, trial_id(frozen))
     queued = False
     was = frozen.user_attrs.get("status") or "sampling"
     # A worker had it: still training, or finished with its result not yet told to Optuna.

@@ -29,6 +29,7 @@ from ray.tune.search.optuna import OptunaSearch
 from archsearch.profiles import Profile
 from archsearch.search.baselines import USER_ATTR as BASELINE
 from archsearch.search.constraints import record_constraints
+from archsearch.search.internals import live_trials, optuna_study, told_trials
 from archsearch.search.quality import BLEND_ATTR, LEGACY, Quality
 from archsearch.search.resume import close_interrupted
 from archsearch.search.samplers import GridSampler
@@ -95,7 +96,7 @@ class ArchSearcher(OptunaSearch):
 
     @property
     def study(self) -> optuna.Study:
-        return self._ot_study
+        return optuna_study(self)
 
     def _define_by_run(self, trial: optuna.Trial) -> dict[str, Any]:
         return {"arch": self.arch_space.suggest(trial)}
@@ -107,12 +108,12 @@ class ArchSearcher(OptunaSearch):
                 self.exhausted = True
                 return Searcher.FINISHED
             values = super().suggest(trial_id)["arch"]
-            trial = self._ot_trials[trial_id]
+            trial = live_trials(self)[trial_id]
             verdict = judge(self.arch_space, self.profile, values)
             twin = self._trained_twin(values) if verdict.trainable else None
             if twin is not None:
                 self._record_duplicate(trial, verdict, twin)
-                del self._ot_trials[trial_id]
+                del live_trials(self)[trial_id]
                 repeats += 1
                 if repeats >= MAX_REPEATS:  # the sampler only proposes what it has seen
                     log.warning("%d proposals in a row were already trained; stopping", repeats)
@@ -128,7 +129,7 @@ class ArchSearcher(OptunaSearch):
                     config[BASELINE] = baseline
                 return config
             self._reject(trial, verdict)
-            del self._ot_trials[trial_id]
+            del live_trials(self)[trial_id]
         log.warning("no trainable candidate in %d proposals; stopping", self.max_rejections)
         self.exhausted = True
         return Searcher.FINISHED
@@ -144,8 +145,8 @@ class ArchSearcher(OptunaSearch):
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
     ) -> None:
-        trial = self._ot_trials.get(trial_id)
-        if trial is None or trial_id in self._completed_trials:
+        trial = live_trials(self).get(trial_id)
+        if trial is None or trial_id in told_trials(self):
             return
         result = result or self._last.get(trial_id) or {}
         for key in RESULT_ATTRS + (BLENDED_ATTRS if self.quality.blend else ()):
@@ -199,14 +200,14 @@ class ArchSearcher(OptunaSearch):
             for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         }
         closed = 0
-        for trial_id, trial in list(self._ot_trials.items()):
+        for trial_id, trial in list(live_trials(self).items()):
             frozen = running.get(trial.number)
-            if trial_id in self._completed_trials or frozen is None:
+            if trial_id in told_trials(self) or frozen is None:
                 continue
             last = self._last.get(trial_id, {})
             partial = {key: last[key] for key in PARTIAL_ATTRS if key in last}
             close_interrupted(self.study, frozen, reason, partial)
-            self._completed_trials.add(trial_id)
+            told_trials(self).add(trial_id)
             closed += 1
         return closed
 
@@ -227,8 +228,8 @@ class ArchSearcher(OptunaSearch):
         return not self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
 
     def _close(self, trial_id: str, trial: optuna.Trial, state: TrialState) -> None:
-        self._ot_study.tell(trial, state=state)
-        self._completed_trials.add(trial_id)
+        optuna_study(self).tell(trial, state=state)
+        told_trials(self).add(trial_id)
 
     def _cost_objectives(self, verdict: Verdict) -> dict[str, float]:
         assert verdict.costs is not None
@@ -253,7 +254,7 @@ class ArchSearcher(OptunaSearch):
         Training is deterministic (the recipe's seed), so training the same architecture again
         would reproduce its result: samplers that propose a point twice get the answer for free.
         """
-        for trial in self._ot_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        for trial in optuna_study(self).get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             if (
                 trial.user_attrs.get("status") == "complete"
                 and trial.user_attrs.get("arch") == values
@@ -270,7 +271,7 @@ class ArchSearcher(OptunaSearch):
         trial.set_user_attr("duplicate_of", twin.number)
         assert verdict.costs is not None
         record_constraints(trial, self.profile.violations(verdict.costs, verdict.config))
-        self._ot_study.tell(trial, list(twin.values))
+        optuna_study(self).tell(trial, list(twin.values))
 
     def _reject(self, trial: optuna.Trial, verdict: Verdict) -> None:
         """Over budget: PRUNED, never trained, constraints > 0; invalid: FAIL."""
@@ -278,9 +279,9 @@ class ArchSearcher(OptunaSearch):
         trial.set_user_attr("reason", verdict.reason)
         if verdict.invalid:
             self.rejected["invalid"] += 1
-            self._ot_study.tell(trial, state=TrialState.FAIL)
+            optuna_study(self).tell(trial, state=TrialState.FAIL)
             return
         assert verdict.costs is not None
         self.rejected["infeasible"] += 1
         record_constraints(trial, self.profile.violations(verdict.costs, verdict.config))
-        self._ot_study.tell(trial, state=TrialState.PRUNED)
+        optuna_study(self).tell(trial, state=TrialState.PRUNED)
