@@ -90,6 +90,9 @@ class FamilySpec:
     onnx_refusal: str | None = None  # why it does not export to ONNX; None: it does
     # Supernet: parameter names (under the block's ``attn.``) that are the shared projections.
     supernet_aliases: Mapping[str, str] = field(default_factory=dict)
+    # Supernet: settings that change the shapes of its own tensors beyond the layer's widths;
+    # probing a space builds the family at both ends of each one's range (LSRA's split).
+    supernet_probe: tuple[str, ...] = ()
     # Synflow's all-ones probe: cut the query/key paths (exponential feature maps overflow).
     probe_cuts_query_key: bool = False
     # Named example settings: "tests", "calibration", "benchmark", "separation", "scaling".

@@ -172,6 +172,7 @@ SPEC = FamilySpec(
     largest_weight=lsra_largest,
     head_width=lsra_head_width,
     kv_cache=True,
+    supernet_probe=("lsra_split",),
     examples={
         "tests": {"lsra_split": 0.5, "conv_kernel": 5, "conv_type": "dynamic"},
         "calibration": {"lsra_split": 0.5, "conv_kernel": 7},
