@@ -66,12 +66,13 @@ def latency_features(config: ArchConfig, tokens: int, batch: int = 1) -> dict[st
     for layers, causal, encoder, keys in stacks:
         for layer in layers:
             ctx = BlockContext(layer=layer, arch=config, causal=causal, encoder=encoder)
-            attention = attention_spec(layer.attention).macs(ctx, tokens, keys)
-            ffn = ffn_spec(layer.ffn).macs(ctx, tokens, 0)
-            add(f"layers.attention.{layer.attention}", 1.0)
-            add(f"layers.ffn.{layer.ffn}", float(layer.experts if layer.ffn == "switch_moe" else 1))
-            add(f"macs.attention.{layer.attention}", batch * attention / 1e6)
-            add(f"macs.ffn.{layer.ffn}", batch * ffn / 1e6)
+            attention, ffn = attention_spec(layer.attention), ffn_spec(layer.ffn)
+            add(f"layers.attention.{layer.attention}", attention.dispatch_units(ctx))
+            add(f"layers.ffn.{layer.ffn}", ffn.dispatch_units(ctx))
+            add(
+                f"macs.attention.{layer.attention}", batch * attention.macs(ctx, tokens, keys) / 1e6
+            )
+            add(f"macs.ffn.{layer.ffn}", batch * ffn.macs(ctx, tokens, 0) / 1e6)
             width += config.d_model + layer.hidden_dim(config.d_model)
     costs = analytic_costs(config, CountingConvention(tokens=tokens, exclude=()))
     add("macs.other", batch * sum(costs.macs_by_part[p] for p in OTHER_PARTS) / 1e6)

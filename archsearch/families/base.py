@@ -58,6 +58,10 @@ def _layer_ok(layer: LayerConfig) -> None:
     return None
 
 
+def _one(ctx: BlockContext) -> float:
+    return 1.0
+
+
 @dataclass(frozen=True)
 class FamilySpec:
     """One attention or feed-forward family.
@@ -85,6 +89,9 @@ class FamilySpec:
     largest_weight: Callable[[BlockContext], int] = _zero  # elements of its largest own tensor
     # Width of one attention head, which rotary positions need to be even.
     head_width: Callable[[BlockContext], int] = _qkv_head_width
+    # Sub-modules one layer runs, each with its own per-call overhead (the latency predictor's
+    # layer-count feature): 1, or a switch MoE's experts.
+    dispatch_units: Callable[[BlockContext], float] = _one
     reads_memory: bool = False  # can attend to recurrent memory (Transformer-XL, compressive)
     kv_cache: bool = False  # has an incremental decoding path (costs.incremental)
     onnx_refusal: str | None = None  # why it does not export to ONNX; None: it does

@@ -63,6 +63,11 @@ def switch_footprint(ctx: BlockContext, batch: int, tokens: int) -> Footprint:
     return Footprint(saved, peak)
 
 
+def switch_units(ctx: BlockContext) -> float:
+    """Each expert is a dense FFN of its own: one call per expert."""
+    return float(ctx.layer.experts)
+
+
 SPEC = FamilySpec(
     name="switch_moe",
     kind="ffn",
@@ -80,6 +85,7 @@ SPEC = FamilySpec(
             "expert capacity relative to an even split",
         ),
     ),
+    dispatch_units=switch_units,
     onnx_refusal="its token routing is data-dependent (torch.export cannot trace it)",
     examples={
         "tests": {"experts": 4, "capacity_factor": 4.0},
