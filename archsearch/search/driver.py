@@ -23,6 +23,7 @@ import optuna
 
 from archsearch import __version__
 from archsearch.errors import InputError
+from archsearch.search import trial_attrs as attrs
 from archsearch.search.inputs import Inputs, SearchOptions, default_study_name, load_inputs
 from archsearch.search.quality import LEGACY, MINIMIZE, Quality, quality_of
 from archsearch.search.quality import STUDY_ATTR as QUALITY_ATTR
@@ -143,8 +144,8 @@ def run_search(
         study_name=study_name,
         storage=options.storage,
         trained=trained,
-        rejected_infeasible=_count(study, "infeasible"),
-        rejected_invalid=_count(study, "invalid"),
+        rejected_infeasible=_count(study, attrs.INFEASIBLE),
+        rejected_invalid=_count(study, attrs.INVALID),
         wall_s=time.perf_counter() - started,
         exhausted=searcher.exhausted,
         ended=ended,
@@ -313,7 +314,9 @@ def _plain(value: Any) -> Any:
 
 
 def _count(study: optuna.Study, status: str) -> int:
-    return sum(1 for t in study.get_trials(deepcopy=False) if t.user_attrs.get("status") == status)
+    return sum(
+        1 for t in study.get_trials(deepcopy=False) if t.user_attrs.get(attrs.STATUS) == status
+    )
 
 
 def _ensure_supernet(study: Any, inputs: Inputs, options: Any, console: Any) -> str | None:

@@ -13,6 +13,7 @@ import optuna
 
 from archsearch.config import ArchConfig
 from archsearch.profiles import Profile
+from archsearch.search import trial_attrs as attrs
 from archsearch.search.constraints import is_feasible
 
 STUDY_KEY = "remeasured_latency"
@@ -28,9 +29,9 @@ def remeasure_front(study: optuna.Study, profile: Profile) -> dict[str, dict[str
 
     figures = dict(study.user_attrs.get(STUDY_KEY, {}))
     for trial in study.best_trials:
-        if not is_feasible(trial) or trial.user_attrs.get("status") != "complete":
+        if not is_feasible(trial) or trial.user_attrs.get(attrs.STATUS) != attrs.COMPLETE:
             continue
-        config = ArchConfig.from_dict(trial.user_attrs["arch"])
+        config = ArchConfig.from_dict(trial.user_attrs[attrs.ARCH])
         result = remeasure_latency(config, profile)
         figures[str(trial.number)] = {
             key: result[key]

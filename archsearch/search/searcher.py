@@ -27,6 +27,7 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from archsearch.profiles import Profile
+from archsearch.search import trial_attrs as attrs
 from archsearch.search.baselines import USER_ATTR as BASELINE
 from archsearch.search.constraints import record_constraints
 from archsearch.search.internals import live_trials, optuna_study, told_trials
@@ -41,8 +42,8 @@ MAX_REPEATS = 50  # proposals in a row of already-trained architectures before t
 
 BLENDED_ATTRS = (LEGACY.name, BLEND_ATTR)  # a blended score's parts: bpb and the proxy's score
 RESULT_ATTRS = (
-    "wall_s",
-    "cpu_s",
+    attrs.WALL_S,
+    attrs.CPU_S,
     "train_bpb",
     "val_accuracy",
     "tokens",
@@ -50,7 +51,7 @@ RESULT_ATTRS = (
     "data_fingerprint",
     "ray_node",
 )
-PARTIAL_ATTRS = ("wall_s", "cpu_s", "tokens", "ray_node")  # kept from an interrupted trial
+PARTIAL_ATTRS = (attrs.WALL_S, attrs.CPU_S, "tokens", "ray_node")  # kept from an interrupted trial
 
 
 class ArchSearcher(OptunaSearch):
@@ -122,7 +123,7 @@ class ArchSearcher(OptunaSearch):
                 continue
             if verdict.trainable:
                 self._verdicts[trial_id] = verdict
-                self._record_known(trial, verdict, status="training")
+                self._record_known(trial, verdict, status=attrs.TRAINING)
                 config = {"arch": values, "objectives": self._cost_objectives(verdict)}
                 baseline = trial.user_attrs.get(BASELINE)
                 if baseline:
@@ -161,7 +162,7 @@ class ArchSearcher(OptunaSearch):
             if not curve or curve[-1] != point:
                 curve.append(point)
         if curve:
-            trial.set_user_attr("curve", curve)
+            trial.set_user_attr(attrs.CURVE, curve)
         self._last.pop(trial_id, None)
         verdict = self._verdicts.pop(trial_id, None)
         if verdict is not None and verdict.costs is not None:
@@ -176,20 +177,20 @@ class ArchSearcher(OptunaSearch):
             kind = "data_mismatch"
         if failure is None and not result.get("final", False):
             # Stopped by a scheduler: partial-budget values must never pose as complete.
-            trial.set_user_attr("status", "stopped")
-            trial.set_user_attr("reason", "stopped early by the scheduler")
+            trial.set_user_attr(attrs.STATUS, attrs.STOPPED)
+            trial.set_user_attr(attrs.REASON, "stopped early by the scheduler")
             if name in result:
                 trial.set_user_attr(f"{name}_at_stop", result[name])
             self._close(trial_id, trial, TrialState.PRUNED)
             return
         if failure is not None:
-            trial.set_user_attr("status", "failed")
-            trial.set_user_attr("failure", kind)
-            trial.set_user_attr("reason", str(failure))
+            trial.set_user_attr(attrs.STATUS, attrs.FAILED)
+            trial.set_user_attr(attrs.FAILURE, kind)
+            trial.set_user_attr(attrs.REASON, str(failure))
             self._close(trial_id, trial, TrialState.FAIL)
             return
-        trial.set_user_attr("status", "complete")
-        trial.set_user_attr("diverged", bool(result.get("diverged", False)))
+        trial.set_user_attr(attrs.STATUS, attrs.COMPLETE)
+        trial.set_user_attr(attrs.DIVERGED, bool(result.get("diverged", False)))
         super().on_trial_complete(trial_id, result=result, error=error)
 
     def close_open_trials(self, reason: str) -> int:
@@ -239,14 +240,14 @@ class ArchSearcher(OptunaSearch):
         }
 
     def _record_known(self, trial: optuna.Trial, verdict: Verdict, status: str) -> None:
-        trial.set_user_attr("status", status)
-        trial.set_user_attr("arch", verdict.values)
+        trial.set_user_attr(attrs.STATUS, status)
+        trial.set_user_attr(attrs.ARCH, verdict.values)
         if verdict.costs is not None:
             costs = verdict.costs
-            trial.set_user_attr("macs", costs.macs)
-            trial.set_user_attr("params", costs.counted_params)
-            trial.set_user_attr("total_params", costs.params)
-            trial.set_user_attr("macs_by_part", costs.macs_by_part)
+            trial.set_user_attr(attrs.MACS, costs.macs)
+            trial.set_user_attr(attrs.PARAMS, costs.counted_params)
+            trial.set_user_attr(attrs.TOTAL_PARAMS, costs.params)
+            trial.set_user_attr(attrs.MACS_BY_PART, costs.macs_by_part)
 
     def _trained_twin(self, values: dict[str, Any]) -> optuna.trial.FrozenTrial | None:
         """A completed trial of exactly this architecture, if any.
@@ -256,8 +257,8 @@ class ArchSearcher(OptunaSearch):
         """
         for trial in optuna_study(self).get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             if (
-                trial.user_attrs.get("status") == "complete"
-                and trial.user_attrs.get("arch") == values
+                trial.user_attrs.get(attrs.STATUS) == attrs.COMPLETE
+                and trial.user_attrs.get(attrs.ARCH) == values
             ):
                 return trial
         return None
@@ -267,16 +268,18 @@ class ArchSearcher(OptunaSearch):
     ) -> None:
         """COMPLETE with the twin's values (so the sampler learns), marked so reports skip it."""
         self.rejected["duplicate"] += 1
-        self._record_known(trial, verdict, status="duplicate")
-        trial.set_user_attr("duplicate_of", twin.number)
+        self._record_known(trial, verdict, status=attrs.DUPLICATE)
+        trial.set_user_attr(attrs.DUPLICATE_OF, twin.number)
         assert verdict.costs is not None
         record_constraints(trial, self.profile.violations(verdict.costs, verdict.config))
         optuna_study(self).tell(trial, list(twin.values))
 
     def _reject(self, trial: optuna.Trial, verdict: Verdict) -> None:
         """Over budget: PRUNED, never trained, constraints > 0; invalid: FAIL."""
-        self._record_known(trial, verdict, status="invalid" if verdict.invalid else "infeasible")
-        trial.set_user_attr("reason", verdict.reason)
+        self._record_known(
+            trial, verdict, status=attrs.INVALID if verdict.invalid else attrs.INFEASIBLE
+        )
+        trial.set_user_attr(attrs.REASON, verdict.reason)
         if verdict.invalid:
             self.rejected["invalid"] += 1
             optuna_study(self).tell(trial, state=TrialState.FAIL)
