@@ -102,8 +102,7 @@ def largest_parameter(config: ArchConfig) -> int:
     """Bytes of the largest single parameter tensor (what AdamW's per-tensor temporaries span)."""
     d, e, v = config.d_model, config.embedding_width, config.vocab_size
     sizes = [v * e, e * d if e != d else 0]
-    if config.memory == "compressive" and config.compress_fn == "conv":
-        sizes.append(d * d * config.compress_rate)
+    sizes.append(memory_spec(config.memory).largest_weight(config))
     for layers, causal, encoder in _stacks(config):
         for layer in layers:
             ctx = BlockContext(layer=layer, arch=config, causal=causal, encoder=encoder)
@@ -169,7 +168,7 @@ def _block_peak(
     attention = attention_footprint(ctx, dims).peak
     memory_context = 0
     if extra:  # the memory, normalised like the segment (and concatenated, compressive)
-        memory_context = batch * extra * d * F32 * (2 if config.memory == "compressive" else 1)
+        memory_context = batch * extra * d * F32 * memory_spec(config.memory).context_copies
     moments = [x + norm + memory_context + attention, x + norm + x + x + x]  # ... + x_out
     if config.task == "seq2seq" and not encoder:
         cross = _cross_footprint(config, layer, batch, tokens).peak
@@ -195,26 +194,13 @@ def _head_peak(config: ArchConfig, batch: int, tokens: int) -> int:
 
 
 def _memory_update(config: ArchConfig, batch: int, tokens: int) -> tuple[int, int]:
-    """(new state kept per layer, working bytes while computing it): XL keeps a view of
-    ``cat(memory, x)``; compressive also compresses the evicted states."""
-    d = config.d_model
-    if config.memory == "none":
-        return 0, 0
-    joined = batch * (config.mem_len + tokens) * d * F32
-    if config.memory == "xl":
-        return joined, 0
-    groups = tokens // config.compress_rate
-    kept = min(groups, config.compress_len)
-    slots = batch * kept * d * F32
-    compressed = batch * (config.compress_len + kept) * d * F32
-    pooled = batch * kept * config.compress_rate * d * F32 if config.compress_fn == "mean" else 0
-    return joined + compressed, pooled + slots
+    """(new state kept per layer, working bytes while computing it), as the memory's spec
+    counts them."""
+    return memory_spec(config.memory).update_bytes(config, batch, tokens)
 
 
 def _state_bytes(config: ArchConfig, batch: int) -> int:
-    """Recurrent memory state handed in: every layer's memory full."""
-    if config.memory == "none":
-        return 0
+    """Recurrent memory state handed in: every layer's memory full (none without memory)."""
     return config.n_layers * batch * _extra_keys(config) * config.d_model * F32
 
 
@@ -280,8 +266,9 @@ def _saved_bytes(config: ArchConfig, batch: int, tokens: int) -> tuple[int, int]
             total += attention_footprint(ctx, dims).saved
             if keys_extra:
                 total += 2 * batch * keys_extra * F32  # statistics of the normalised memory
-                if config.memory == "compressive":
-                    total += batch * keys_extra * d * F32  # cat(compressed, memory)
+                # further copies of the memory (compressive: cat(compressed, memory))
+                copies = memory_spec(config.memory).context_copies - 1
+                total += copies * batch * keys_extra * d * F32
             if config.task == "seq2seq" and not encoder:
                 total += norm + _cross_footprint(config, layer, batch, tokens).saved + dropout
             ffn = ffn_footprint(ctx, batch, tokens)
@@ -289,11 +276,7 @@ def _saved_bytes(config: ArchConfig, batch: int, tokens: int) -> tuple[int, int]
             busiest = max(busiest, total + ffn.transient)
         if config.task == "seq2seq" and encoder:
             total += norm + bt * d * F32  # encoder's final norm; its output (kept by cross k, v)
-    if config.memory == "compressive" and config.compress_fn == "conv":
-        kept = min(tokens // config.compress_rate, config.compress_len)
-        if kept:  # the reconstruction loss: slots, two attention outputs, log-sum-exp
-            per_layer = batch * kept * d * F32 + 3 * bt * d * F32 + bt * F32
-            total += config.n_layers * per_layer
+    total += memory_spec(config.memory).training_bytes(config, batch, tokens)
     total += norm + bt * d * F32  # final norm, its output (kept by the logits layer)
     if config.embedding_width != d:
         total += bt * config.embedding_width * F32

@@ -123,9 +123,21 @@ class FamilySpec:
         return None if found is None else dict(found)
 
 
+def _no_update(arch: ArchConfig, batch: int, tokens: int) -> tuple[int, int]:
+    return 0, 0
+
+
+def _no_bytes(arch: ArchConfig, batch: int, tokens: int) -> int:
+    return 0
+
+
+def _no_weight(arch: ArchConfig) -> int:
+    return 0
+
+
 @dataclass(frozen=True)
 class MemorySpec:
-    """One kind of recurrent memory (``ArchConfig.memory``): its analytic costs."""
+    """One kind of recurrent memory (``ArchConfig.memory``): its analytic costs and bytes."""
 
     name: str
     # Keys each layer's attention sees beyond the segment, once the memory is full.
@@ -133,6 +145,13 @@ class MemorySpec:
     params: Callable[[ArchConfig], int]  # parameters the memory owns, all layers
     macs: Callable[[ArchConfig, int], int]  # MACs per layer for a segment of ``tokens``
     kind: str = "memory"
+    # (new state kept per layer, working bytes while computing it) for ``batch`` x ``tokens``.
+    update_bytes: Callable[[ArchConfig, int, int], tuple[int, int]] = _no_update
+    # Copies of the memory a layer holds while attending (normalised; concatenated, too).
+    context_copies: int = 1
+    # Bytes the memory's own training keeps for backward, all layers (``batch`` x ``tokens``).
+    training_bytes: Callable[[ArchConfig, int, int], int] = _no_bytes
+    largest_weight: Callable[[ArchConfig], int] = _no_weight  # elements of its largest tensor
     examples: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def example(self, purpose: str) -> dict[str, Any] | None:

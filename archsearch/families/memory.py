@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from archsearch.families.base import MemorySpec
+from archsearch.families.footprint import F32
 
 if TYPE_CHECKING:
     from archsearch.config import ArchConfig
@@ -56,6 +57,42 @@ def compressive_macs(arch: ArchConfig, tokens: int) -> int:
     return slots * d * d * arch.compress_rate
 
 
+def xl_update(arch: ArchConfig, batch: int, tokens: int) -> tuple[int, int]:
+    """Each layer keeps a view of ``cat(memory, x)``: the whole concatenation stays alive."""
+    return batch * (arch.mem_len + tokens) * arch.d_model * F32, 0
+
+
+def compressive_update(arch: ArchConfig, batch: int, tokens: int) -> tuple[int, int]:
+    """XL's concatenation, plus the compressed slots (old and new) and, while compressing, the
+    new slots and (mean pooling) the pooled copy of the evicted states."""
+    d = arch.d_model
+    joined = batch * (arch.mem_len + tokens) * d * F32
+    groups = tokens // arch.compress_rate
+    kept = min(groups, arch.compress_len)
+    slots = batch * kept * d * F32
+    compressed = batch * (arch.compress_len + kept) * d * F32
+    pooled = batch * kept * arch.compress_rate * d * F32 if arch.compress_fn == "mean" else 0
+    return joined + compressed, pooled + slots
+
+
+def compressive_training(arch: ArchConfig, batch: int, tokens: int) -> int:
+    """The conv compressor's reconstruction loss, every layer: slots, two attention outputs and
+    a log-sum-exp (none for mean pooling, or when nothing is compressed)."""
+    if arch.compress_fn != "conv":
+        return 0
+    kept = min(tokens // arch.compress_rate, arch.compress_len)
+    if not kept:
+        return 0
+    bt = batch * tokens
+    d = arch.d_model
+    return arch.n_layers * (batch * kept * d * F32 + 3 * bt * d * F32 + bt * F32)
+
+
+def compressive_largest(arch: ArchConfig) -> int:
+    """A conv compressor's kernel: [d, d, compress_rate]."""
+    return arch.d_model * arch.d_model * arch.compress_rate if arch.compress_fn == "conv" else 0
+
+
 SPECS = (
     MemorySpec(name="none", extra_keys=_none_keys, params=_none_params, macs=_none_macs),
     MemorySpec(
@@ -63,6 +100,7 @@ SPECS = (
         extra_keys=_xl_keys,
         params=_none_params,
         macs=_none_macs,
+        update_bytes=xl_update,
         examples={
             "tests": {"memory": "xl", "mem_len": 16},
             "calibration": {"memory": "xl", "mem_len": 64},
@@ -74,6 +112,10 @@ SPECS = (
         extra_keys=compressive_keys,
         params=compressive_params,
         macs=compressive_macs,
+        update_bytes=compressive_update,
+        context_copies=2,  # cat(compressed, memory), normalised
+        training_bytes=compressive_training,
+        largest_weight=compressive_largest,
         examples={
             "tests": {
                 "memory": "compressive",
