@@ -151,3 +151,6 @@ def test_memory_kinds_have_examples_and_costs() -> None:
         config = ArchConfig.from_dict({**FAMILY_BASE, **(spec.example("tests") or {})})
         assert config.memory == name
         assert spec.extra_keys(config) >= 0 and spec.params(config) >= 0
+        module = spec.build(config)
+        assert isinstance(module, torch.nn.Module)
+        assert spec.params(config) == sum(p.numel() for p in module.parameters())

@@ -145,6 +145,8 @@ class MemorySpec:
     params: Callable[[ArchConfig], int]  # parameters the memory owns, all layers
     macs: Callable[[ArchConfig, int], int]  # MACs per layer for a segment of ``tokens``
     kind: str = "memory"
+    # import string of the nn.Module class, built as ``cls.for_arch(arch)``
+    implementation: str = ""
     # (new state kept per layer, working bytes while computing it) for ``batch`` x ``tokens``.
     update_bytes: Callable[[ArchConfig, int, int], tuple[int, int]] = _no_update
     # Copies of the memory a layer holds while attending (normalised; concatenated, too).
@@ -152,6 +154,11 @@ class MemorySpec:
     # Bytes the memory's own training keeps for backward, all layers (``batch`` x ``tokens``).
     training_bytes: Callable[[ArchConfig, int, int], int] = _no_bytes
     largest_weight: Callable[[ArchConfig], int] = _no_weight  # elements of its largest tensor
+
+    def build(self, arch: ArchConfig) -> Any:
+        """The memory module for ``arch`` (imports torch)."""
+        return resolve(self.implementation).for_arch(arch)
+
     examples: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def example(self, purpose: str) -> dict[str, Any] | None:

@@ -94,13 +94,20 @@ def compressive_largest(arch: ArchConfig) -> int:
 
 
 SPECS = (
-    MemorySpec(name="none", extra_keys=_none_keys, params=_none_params, macs=_none_macs),
+    MemorySpec(
+        name="none",
+        extra_keys=_none_keys,
+        params=_none_params,
+        macs=_none_macs,
+        implementation="archsearch.models.memory:NoMemory",
+    ),
     MemorySpec(
         name="xl",
         extra_keys=_xl_keys,
         params=_none_params,
         macs=_none_macs,
         update_bytes=xl_update,
+        implementation="archsearch.models.memory:XLMemory",
         examples={
             "tests": {"memory": "xl", "mem_len": 16},
             "calibration": {"memory": "xl", "mem_len": 64},
@@ -113,6 +120,7 @@ SPECS = (
         params=compressive_params,
         macs=compressive_macs,
         update_bytes=compressive_update,
+        implementation="archsearch.models.memory:CompressiveMemory",
         context_copies=2,  # cat(compressed, memory), normalised
         training_bytes=compressive_training,
         largest_weight=compressive_largest,

@@ -21,6 +21,10 @@ from archsearch.families import memory_spec
 class NoMemory(nn.Module):
     """Models without recurrence: no extra keys, no state."""
 
+    @classmethod
+    def for_arch(cls, arch: ArchConfig) -> NoMemory:
+        return cls()
+
     def context(self, state: Any, layer: int) -> torch.Tensor | None:
         return None
 
@@ -37,6 +41,10 @@ class XLMemory(nn.Module):
     def __init__(self, mem_len: int):
         super().__init__()
         self.mem_len = mem_len
+
+    @classmethod
+    def for_arch(cls, arch: ArchConfig) -> XLMemory:
+        return cls(arch.mem_len)
 
     def context(self, state: Any, layer: int) -> torch.Tensor | None:
         return None if state is None else state[layer]
@@ -71,6 +79,10 @@ class CompressiveMemory(nn.Module):
     evicted states and once over their compressed slots; the MSE between the two is returned
     as the auxiliary loss. Only the compressor receives its gradient.
     """
+
+    @classmethod
+    def for_arch(cls, arch: ArchConfig) -> CompressiveMemory:
+        return cls(arch)
 
     def __init__(self, arch: ArchConfig):
         super().__init__()
@@ -141,13 +153,8 @@ def _init_as_mean(conv: nn.Conv1d) -> None:
 
 
 def build_memory(arch: ArchConfig) -> nn.Module:
-    if arch.memory == "none":
-        return NoMemory()
-    if arch.memory == "xl":
-        return XLMemory(arch.mem_len)
-    if arch.memory == "compressive":
-        return CompressiveMemory(arch)
-    raise NotImplementedError(f"memory '{arch.memory}' has no implementation yet")
+    """The module the memory kind's spec names (``for_arch``)."""
+    return memory_spec(arch.memory).build(arch)
 
 
 def steady_state(arch: ArchConfig, batch: int = 1) -> Any:
