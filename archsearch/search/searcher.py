@@ -31,7 +31,7 @@ from archsearch.search import trial_attrs as attrs
 from archsearch.search.baselines import USER_ATTR as BASELINE
 from archsearch.search.constraints import record_constraints
 from archsearch.search.internals import live_trials, optuna_study, told_trials
-from archsearch.search.quality import BLEND_ATTR, LEGACY, Quality
+from archsearch.search.quality import BLEND_ATTR, DEFAULT_QUALITY, Quality
 from archsearch.search.resume import close_interrupted
 from archsearch.search.samplers import GridSampler
 from archsearch.search.verdict import Verdict, judge
@@ -40,7 +40,8 @@ from archsearch.space import SearchSpace
 log = logging.getLogger(__name__)
 MAX_REPEATS = 50  # proposals in a row of already-trained architectures before the search ends
 
-BLENDED_ATTRS = (LEGACY.name, BLEND_ATTR)  # a blended score's parts: bpb and the proxy's score
+# a blended score's parts: bpb and the proxy's score
+BLENDED_ATTRS = (DEFAULT_QUALITY.name, BLEND_ATTR)
 RESULT_ATTRS = (
     attrs.WALL_S,
     attrs.CPU_S,
@@ -72,7 +73,7 @@ class ArchSearcher(OptunaSearch):
         study_name: str,
         max_rejections: int = 2000,
         data_fingerprint: str | None = None,
-        quality: Quality = LEGACY,
+        quality: Quality = DEFAULT_QUALITY,
     ):
         self.arch_space = space
         self.profile = profile
