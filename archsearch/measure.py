@@ -69,7 +69,7 @@ def _forward_timings(
     return {clock: stats.to_dict() for clock, stats in out.items()}
 
 
-def summarize(
+def measure_arch(
     config: ArchConfig,
     profile: Profile,
     *,
