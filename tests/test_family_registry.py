@@ -1,8 +1,8 @@
 """Every registered family, whatever its name, has every part: one suite over the registry.
 
 A family added to ``archsearch.families`` is picked up here without editing this file; a part
-it lacks (a wrong MAC or parameter formula, no footprint, a leak from the future, no gradient,
-an ONNX export that neither works nor says why not) fails its case.
+it lacks (a wrong MAC or parameter formula, no activation bytes, a leak from the future, no
+gradient, an ONNX export that neither works nor says why not) fails its case.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def _contexts(spec: FamilySpec) -> list[tuple[BlockContext, int]]:
 def test_the_spec_is_complete(case: str) -> None:
     spec = SPECS[case]
     assert spec.kind in ("attention", "ffn")
-    assert spec.footprint is not None, "no activation footprint: memory would be approximated"
+    assert spec.activations is not None, "no activation bytes: memory would be approximated"
     assert spec.example("tests") is not None, "no example settings for the shared tests"
     assert case in FAMILY_CASES, "the memory tests (tracker, CUDA) would not cover it"
     assert issubclass(spec.module_class(), torch.nn.Module)
@@ -78,7 +78,7 @@ def test_analytic_macs_and_parameters_equal_the_built_module(case: str) -> None:
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_footprint_matches_the_tracker(case: str) -> None:
+def test_activation_bytes_match_the_tracker(case: str) -> None:
     config = _config(case)
     inference, training, _ = measured(config)
     estimate = inference_memory(config, FAMILY_TOKENS, FAMILY_BATCH).peak

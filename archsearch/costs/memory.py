@@ -4,7 +4,7 @@ Three workloads, each for ``batch`` sequences of ``tokens`` (float32 throughout)
 
 - **inference**: one forward over whole sequences (no gradients): weights, the recurrent
   memory state read and written (Transformer-XL, compressive), and the largest working set of
-  any moment of the forward (``footprints`` has each family's, the block adds the residual
+  any moment of the forward (``activations`` has each family's, the block adds the residual
   stream around it, the head adds the logits);
 - **generation**: an incremental decoder holding ``tokens`` of context: weights, each layer's
   KV cache (or linear-attention state, or window) and one token's activations. The models have
@@ -26,17 +26,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from archsearch.config import ArchConfig, LayerConfig
-from archsearch.costs.analytic import analytic_costs
-from archsearch.costs.convention import CountingConvention
-from archsearch.costs.footprints import (
+from archsearch.costs.activations import (
     F32,
     I64,
+    ActivationBytes,
     Dims,
-    Footprint,
-    attention_footprint,
-    ffn_footprint,
-    has_footprint,
+    attention_activations,
+    ffn_activations,
+    has_activations,
 )
+from archsearch.costs.analytic import analytic_costs
+from archsearch.costs.convention import CountingConvention
 from archsearch.families import BlockContext, attention_spec, ffn_spec, memory_spec
 
 ADAMW_MOMENTS = 2
@@ -59,7 +59,7 @@ class MemoryEstimate:
     inputs: int = 0
     phase: str = ""  # which moment sets the peak
     parts: dict[str, int] = field(default_factory=dict)
-    approximated: tuple[str, ...] = ()  # families counted with a stand-in's footprint
+    approximated: tuple[str, ...] = ()  # families counted with a stand-in's activation bytes
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -165,15 +165,15 @@ def _block_peak(
     ctx = BlockContext(layer=layer, arch=config, causal=not encoder, encoder=encoder)
     extra = 0 if encoder else _extra_keys(config)
     dims = _dims(config, layer, batch, tokens, extra)
-    attention = attention_footprint(ctx, dims).peak
+    attention = attention_activations(ctx, dims).peak
     memory_context = 0
     if extra:  # the memory, normalised like the segment (and concatenated, compressive)
         memory_context = batch * extra * d * F32 * memory_spec(config.memory).context_copies
     moments = [x + norm + memory_context + attention, x + norm + x + x + x]  # ... + x_out
     if config.task == "seq2seq" and not encoder:
-        cross = _cross_footprint(config, layer, batch, tokens).peak
+        cross = _cross_activations(config, layer, batch, tokens).peak
         moments.append(x + norm + x + norm + cross)
-    moments.append(x + norm + x + norm + ffn_footprint(ctx, batch, tokens).peak)
+    moments.append(x + norm + x + norm + ffn_activations(ctx, batch, tokens).peak)
     return max(moments)
 
 
@@ -263,15 +263,15 @@ def _saved_bytes(config: ArchConfig, batch: int, tokens: int) -> tuple[int, int]
             keys_extra = 0 if encoder else extra
             dims = _dims(config, layer, batch, tokens, keys_extra)
             total += 2 * norm + 2 * dropout
-            total += attention_footprint(ctx, dims).saved
+            total += attention_activations(ctx, dims).saved
             if keys_extra:
                 total += 2 * batch * keys_extra * F32  # statistics of the normalised memory
                 # further copies of the memory (compressive: cat(compressed, memory))
                 copies = memory_spec(config.memory).context_copies - 1
                 total += copies * batch * keys_extra * d * F32
             if config.task == "seq2seq" and not encoder:
-                total += norm + _cross_footprint(config, layer, batch, tokens).saved + dropout
-            ffn = ffn_footprint(ctx, batch, tokens)
+                total += norm + _cross_activations(config, layer, batch, tokens).saved + dropout
+            ffn = ffn_activations(ctx, batch, tokens)
             total += ffn.saved
             busiest = max(busiest, total + ffn.transient)
         if config.task == "seq2seq" and encoder:
@@ -299,7 +299,7 @@ def generation_memory(config: ArchConfig, context: int, batch: int = 1) -> Memor
     for layer in config.layers:
         ctx = BlockContext(layer=layer, arch=config, causal=True, encoder=False)
         dims = _dims(config, layer, batch, context, extra)
-        cache += attention_footprint(ctx, dims).cache
+        cache += attention_activations(ctx, dims).cache
     if config.task == "seq2seq":
         for layer in config.layers:  # cross-attention keys and values over the source
             cache += 2 * batch * context * layer.qkv_dim(config.d_model) * F32
@@ -321,13 +321,13 @@ def generation_memory(config: ArchConfig, context: int, batch: int = 1) -> Memor
 
 
 def approximated(config: ArchConfig) -> tuple[str, ...]:
-    """Families in ``config`` without a footprint of their own (counted as full / dense)."""
+    """Families in ``config`` without activation bytes of their own (counted as full / dense)."""
     missing = set()
     for layers, _, _ in _stacks(config):
         for layer in layers:
-            if not has_footprint("attention", layer.attention):
+            if not has_activations("attention", layer.attention):
                 missing.add(f"attention={layer.attention}")
-            if not has_footprint("ffn", layer.ffn):
+            if not has_activations("ffn", layer.ffn):
                 missing.add(f"ffn={layer.ffn}")
     return tuple(sorted(missing))
 
@@ -335,7 +335,9 @@ def approximated(config: ArchConfig) -> tuple[str, ...]:
 # ---- helpers -----------------------------------------------------------------------------------
 
 
-def _cross_footprint(config: ArchConfig, layer: LayerConfig, batch: int, tokens: int) -> Footprint:
+def _cross_activations(
+    config: ArchConfig, layer: LayerConfig, batch: int, tokens: int
+) -> ActivationBytes:
     """Cross-attention: full, non-causal, no rotary; keys and values over the source."""
     d, a = config.d_model, layer.qkv_dim(config.d_model)
     dims = Dims(batch, tokens, tokens, d, a, layer.heads)
@@ -344,7 +346,7 @@ def _cross_footprint(config: ArchConfig, layer: LayerConfig, batch: int, tokens:
     # SDPA lays its output out like the (head-split) query, so merging heads is a view
     saved = dims.bt(d) + qkv + out
     peak = qkv + out + dims.bt(d)
-    return Footprint(saved, peak, 2 * dims.bt(a))
+    return ActivationBytes(saved, peak, 2 * dims.bt(a))
 
 
 def _dims(config: ArchConfig, layer: LayerConfig, batch: int, tokens: int, extra: int) -> Dims:

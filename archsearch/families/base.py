@@ -1,7 +1,7 @@
 """What a family is: the torch-free description every layer of archsearch reads.
 
 A ``FamilySpec`` holds everything about one attention or feed-forward family that does not
-need torch: its settings, its analytic costs (MACs, parameters, activation footprint, buffers,
+need torch: its settings, its analytic costs (MACs, parameters, activation bytes, buffers,
 largest weight), its capabilities and example settings. The PyTorch module is named by an
 import string and loaded only when a model is built, so judging a candidate never loads torch.
 """
@@ -17,7 +17,7 @@ from archsearch.families.settings import Setting
 
 if TYPE_CHECKING:
     from archsearch.config import ArchConfig, LayerConfig
-    from archsearch.families.footprint import Footprint
+    from archsearch.families.activations import ActivationBytes
 
 KINDS = ("attention", "ffn", "embedding", "memory")
 
@@ -69,9 +69,9 @@ class FamilySpec:
     ``macs(ctx, tokens, extra_keys)`` counts multiply-adds for one sequence of ``tokens`` queries
     attending to ``extra_keys`` more keys (recurrent memory) -- the convention FlopCounterMode
     uses for the built module, halved. ``params(ctx)`` is the exact parameter count.
-    ``footprint`` is ``(ctx, dims) -> Footprint`` for attention and ``(ctx, batch, tokens) ->
-    Footprint`` for feed-forward families (None: counted as full attention / the dense FFN,
-    and named in every memory estimate).
+    ``activations`` is ``(ctx, dims) -> ActivationBytes`` for attention and
+    ``(ctx, batch, tokens) -> ActivationBytes`` for feed-forward families (None: counted as full
+    attention / the dense FFN, and named in every memory estimate).
     """
 
     name: str
@@ -79,7 +79,7 @@ class FamilySpec:
     implementation: str  # import string of the nn.Module class, built as cls(ctx)
     macs: Callable[[BlockContext, int, int], int]
     params: Callable[[BlockContext], int]
-    footprint: Callable[..., Footprint] | None = None
+    activations: Callable[..., ActivationBytes] | None = None
     settings: tuple[Setting, ...] = ()
     # Rules between settings that need the whole architecture (raise InputError).
     validate: Callable[[BlockContext], None] = _nothing

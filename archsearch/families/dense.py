@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from archsearch.families.activations import ActivationBytes, dense_ffn_parts
 from archsearch.families.base import BlockContext, FamilySpec
-from archsearch.families.footprint import Footprint, dense_ffn_parts
 
 
 def dense_params(ctx: BlockContext) -> int:
@@ -14,7 +14,7 @@ def dense_macs(ctx: BlockContext, tokens: int, extra_keys: int) -> int:
     return tokens * dense_params(ctx)
 
 
-def dense_footprint(ctx: BlockContext, batch: int, tokens: int) -> Footprint:
+def dense_activations(ctx: BlockContext, batch: int, tokens: int) -> ActivationBytes:
     d, hidden = ctx.d_model, ctx.layer.hidden_dim(ctx.d_model)
     return dense_ffn_parts(d, hidden, batch * tokens, ctx.layer.activation)
 
@@ -25,6 +25,6 @@ SPEC = FamilySpec(
     implementation="archsearch.models.ffn.dense:DenseFFN",
     macs=dense_macs,
     params=dense_params,
-    footprint=dense_footprint,
+    activations=dense_activations,
     examples={"tests": {}},
 )

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from archsearch.families.activations import ActivationBytes, Dims, dense_attention
 from archsearch.families.base import BlockContext, FamilySpec
-from archsearch.families.footprint import Dims, Footprint, dense_attention
 from archsearch.families.projections import projection_macs, projection_params
 
 
@@ -14,7 +14,7 @@ def full_attention_macs(ctx: BlockContext, tokens: int, extra_keys: int) -> int:
     return projection_macs(ctx, tokens, extra_keys) + scores
 
 
-def full_footprint(ctx: BlockContext, dims: Dims) -> Footprint:
+def full_activations(ctx: BlockContext, dims: Dims) -> ActivationBytes:
     """Fused SDPA: q, k, v, output and log-sum-exp kept; the score matrix is never formed.
 
     A causal layer with memory passes a [T, M+T] boolean mask, which SDPA turns into a float one.
@@ -29,7 +29,7 @@ SPEC = FamilySpec(
     implementation="archsearch.models.attention.full:FullAttention",
     macs=full_attention_macs,
     params=projection_params,
-    footprint=full_footprint,
+    activations=full_activations,
     reads_memory=True,
     kv_cache=True,
     examples={

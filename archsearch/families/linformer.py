@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import math
 
-from archsearch.families.base import BlockContext, FamilySpec
-from archsearch.families.footprint import (
+from archsearch.families.activations import (
     BOOL,
     F32,
+    ActivationBytes,
     Dims,
-    Footprint,
     projections_peak,
     projections_saved,
     sdpa,
 )
-from archsearch.families.full import full_footprint
+from archsearch.families.base import BlockContext, FamilySpec
+from archsearch.families.full import full_activations
 from archsearch.families.projections import projection_macs, projection_params
 from archsearch.families.settings import Setting, integer
 
@@ -49,7 +49,7 @@ def linformer_params(ctx: BlockContext) -> int:
     return projection_params(ctx) + 2 * ctx.layer.linformer_k * ctx.arch.max_seq_len
 
 
-def linformer_footprint(ctx: BlockContext, dims: Dims) -> Footprint:
+def linformer_activations(ctx: BlockContext, dims: Dims) -> ActivationBytes:
     """Encoders: k and v compressed to ``linformer_k`` slots. Causal: blockwise, with prefix
     summaries of completed blocks (their expanded projections and key copies kept for backward).
     """
@@ -59,12 +59,12 @@ def linformer_footprint(ctx: BlockContext, dims: Dims) -> Footprint:
     merged = dims.bt(dims.width)
     if not ctx.causal or t <= slots:
         if ctx.causal:  # one block: plain causal attention
-            return full_footprint(ctx, dims)
+            return full_activations(ctx, dims)
         compressed = 2 * bh * slots * hd * F32
         out, extra = sdpa(dims, t, 0)
         saved = projections_saved(dims) + compressed + out + extra + merged
         peak = max(projections_peak(dims), rotated + compressed + out + extra + merged)
-        return Footprint(saved, peak + dims.bt(dims.d_model), 2 * bh * slots * hd * F32)
+        return ActivationBytes(saved, peak + dims.bt(dims.d_model), 2 * bh * slots * hd * F32)
     n = math.ceil(t / slots)
     done = (n - 1) * slots
     copies = bh * done * hd * F32 + bh * (n - 1) * slots * slots * F32  # per summary
@@ -85,7 +85,7 @@ def linformer_footprint(ctx: BlockContext, dims: Dims) -> Footprint:
         rotated + own + merged + dims.bt(dims.d_model),
     )
     cache = 2 * bh * 2 * slots * hd * F32  # running summaries and the current block's keys
-    return Footprint(saved, peak, cache)
+    return ActivationBytes(saved, peak, cache)
 
 
 def linformer_largest(ctx: BlockContext) -> int:
@@ -99,7 +99,7 @@ SPEC = FamilySpec(
     implementation="archsearch.models.attention.linformer:LinformerAttention",
     macs=linformer_macs,
     params=linformer_params,
-    footprint=linformer_footprint,
+    activations=linformer_activations,
     settings=(Setting("linformer_k", "int", 64, integer(1), "projected sequence length"),),
     largest_weight=linformer_largest,
     examples={

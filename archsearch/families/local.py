@@ -14,15 +14,15 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from archsearch.errors import InputError
-from archsearch.families.base import BlockContext, FamilySpec
-from archsearch.families.footprint import (
+from archsearch.families.activations import (
     F32,
+    ActivationBytes,
     Dims,
-    Footprint,
     dense_attention,
     projections_peak,
     projections_saved,
 )
+from archsearch.families.base import BlockContext, FamilySpec
 from archsearch.families.projections import projection_macs, projection_params
 from archsearch.families.settings import Setting, integer
 
@@ -114,7 +114,7 @@ def local_macs(ctx: BlockContext, tokens: int, extra_keys: int) -> int:
     return projection_macs(ctx, tokens, extra_keys) + scores
 
 
-def local_footprint(ctx: BlockContext, dims: Dims) -> Footprint:
+def local_activations(ctx: BlockContext, dims: Dims) -> ActivationBytes:
     """Chunked windows: padded query chunks, neighbour key/value blocks, a float chunk mask.
 
     When ``plan_local`` picks the dense form, this is full attention with a [T, M+T] mask.
@@ -150,7 +150,7 @@ def local_footprint(ctx: BlockContext, dims: Dims) -> Footprint:
         rotated + 3 * queries,  # output, its un-chunked copy
         rotated + queries + merged + dims.bt(dims.d_model),
     )
-    return Footprint(saved, peak, cache)
+    return ActivationBytes(saved, peak, cache)
 
 
 def validate_local(ctx: BlockContext) -> None:
@@ -175,7 +175,7 @@ SPEC = FamilySpec(
     implementation="archsearch.models.attention.local:LocalAttention",
     macs=local_macs,
     params=projection_params,
-    footprint=local_footprint,
+    activations=local_activations,
     settings=(
         Setting(
             "window",

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import math
 
-from archsearch.families.base import BlockContext, FamilySpec
-from archsearch.families.footprint import (
+from archsearch.families.activations import (
     BOOL,
     F32,
     I64,
+    ActivationBytes,
     Dims,
-    Footprint,
     projections_peak,
     rotary_tables,
 )
+from archsearch.families.base import BlockContext, FamilySpec
 from archsearch.families.settings import Setting, integer
 
 # LSH names its projections without the ``proj.`` prefix the other families use (and has no key
@@ -67,7 +67,7 @@ def lsh_macs(ctx: BlockContext, tokens: int, extra_keys: int) -> int:
     return 3 * tokens * ctx.d_model * width + layer.heads * (hashing + attend)
 
 
-def lsh_footprint(ctx: BlockContext, dims: Dims) -> Footprint:
+def lsh_activations(ctx: BlockContext, dims: Dims) -> ActivationBytes:
     """Shared-QK hashing: q, its normalised copy (the keys) and v; per round, a sorted copy of
     each, previous-plus-own chunk windows of keys and values, float scores and boolean masks,
     and int64 sort orders, positions and buckets."""
@@ -102,7 +102,7 @@ def lsh_footprint(ctx: BlockContext, dims: Dims) -> Footprint:
         live + 2 * cells * BOOL + 3 * scores,  # exp(scores - mass)
         live + 3 * sorted_ + mass + dims.bt(dims.width),  # outputs un-sorted, rounds combined
     )
-    return Footprint(saved, peak, 2 * dims.bk(dims.width))
+    return ActivationBytes(saved, peak, 2 * dims.bk(dims.width))
 
 
 def lsh_buffers(ctx: BlockContext) -> int:
@@ -120,7 +120,7 @@ SPEC = FamilySpec(
     implementation="archsearch.models.attention.lsh:LSHAttention",
     macs=lsh_macs,
     params=lsh_params,
-    footprint=lsh_footprint,
+    activations=lsh_activations,
     settings=(
         Setting("lsh_bucket_size", "int", 32, integer(1), "tokens per hash bucket"),
         Setting("lsh_hashes", "int", 1, integer(1), "rounds of hashing"),

@@ -8,9 +8,15 @@ two outputs are concatenated. See ``archsearch.models.attention.lsra`` and ``con
 from __future__ import annotations
 
 from archsearch.errors import InputError
+from archsearch.families.activations import (
+    F32,
+    ActivationBytes,
+    Dims,
+    projections_peak,
+    projections_saved,
+)
+from archsearch.families.activations import sdpa as sdpa_bytes
 from archsearch.families.base import BlockContext, FamilySpec
-from archsearch.families.footprint import F32, Dims, Footprint, projections_peak, projections_saved
-from archsearch.families.footprint import sdpa as sdpa_bytes
 from archsearch.families.settings import Setting, choice, integer, number
 
 CONV_TYPES = ("lightweight", "dynamic")
@@ -57,7 +63,7 @@ def lsra_macs(ctx: BlockContext, tokens: int, extra_keys: int) -> int:
     return attention + (conv if c else 0)
 
 
-def lsra_footprint(ctx: BlockContext, dims: Dims) -> Footprint:
+def lsra_activations(ctx: BlockContext, dims: Dims) -> ActivationBytes:
     """Attention on the first channels (full, fused), convolution branch on the rest."""
     layer = ctx.layer
     a, c = branch_widths(ctx)
@@ -71,7 +77,7 @@ def lsra_footprint(ctx: BlockContext, dims: Dims) -> Footprint:
     saved = dims.bt(dims.d_model) + attn_saved
     cache = 2 * branch.bk(a)
     if not c:
-        return Footprint(saved, attn_peak, cache)
+        return ActivationBytes(saved, attn_peak, cache)
     k, groups = layer.conv_kernel, layer.heads
     glu_in = dims.bt(2 * c)
     glu_out = dims.bt(c)
@@ -91,7 +97,7 @@ def lsra_footprint(ctx: BlockContext, dims: Dims) -> Footprint:
     branch_locals = 5 * branch.bt(a) + extra  # q, k, v, SDPA output and the branch output
     peak = max(attn_peak, branch_locals + conv, branch_locals + dims.bt(c) + dims.bt(dims.d_model))
     cache += dims.batch * (k - 1) * c * F32
-    return Footprint(saved, peak, cache)
+    return ActivationBytes(saved, peak, cache)
 
 
 def lsra_largest(ctx: BlockContext) -> int:
@@ -156,7 +162,7 @@ SPEC = FamilySpec(
     implementation="archsearch.models.attention.lsra:LongShortRangeAttention",
     macs=lsra_macs,
     params=lsra_params,
-    footprint=lsra_footprint,
+    activations=lsra_activations,
     settings=(
         Setting(
             "lsra_split",

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from archsearch.families.activations import F32
 from archsearch.families.base import MemorySpec
-from archsearch.families.footprint import F32
 
 if TYPE_CHECKING:
     from archsearch.config import ArchConfig

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import math
 
-from archsearch.families.base import BlockContext, FamilySpec
-from archsearch.families.footprint import (
+from archsearch.families.activations import (
     F32,
+    ActivationBytes,
     Dims,
-    Footprint,
     projections_peak,
     rotary_tables,
 )
+from archsearch.families.base import BlockContext, FamilySpec
 from archsearch.families.projections import projection_macs, projection_params
 from archsearch.families.settings import Setting, integer
 
@@ -60,7 +60,7 @@ def performer_macs(ctx: BlockContext, tokens: int, extra_keys: int) -> int:
     return projection_macs(ctx, tokens, 0) + heads * core
 
 
-def performer_footprint(ctx: BlockContext, dims: Dims) -> Footprint:
+def performer_activations(ctx: BlockContext, dims: Dims) -> ActivationBytes:
     """FAVOR+: feature maps [B, H, T, m] of q and k, values with a ones column, and, causal, the
     chunked products and per-chunk states of ``_causal_favor``."""
     m = ctx.layer.performer_features
@@ -86,7 +86,7 @@ def performer_footprint(ctx: BlockContext, dims: Dims) -> Footprint:
             rotated + 2 * feats + 2 * feats + values + phi_k + kv + out,
             rotated + out + dims.bt(dims.width) + dims.bt(dims.d_model),
         )
-        return Footprint(saved, peak, bh * m * e * F32)
+        return ActivationBytes(saved, peak, bh * m * e * F32)
     c = causal_chunk(t, m, hd)
     n = math.ceil(t / c)
     pad = n * c - t
@@ -108,7 +108,7 @@ def performer_footprint(ctx: BlockContext, dims: Dims) -> Footprint:
         live + square + 2 * state + 3 * chunk_out if n > 1 else 0,
         rotated + chunk_out + dims.bt(dims.width) + dims.bt(dims.d_model),
     )
-    return Footprint(saved, peak, bh * m * e * F32)
+    return ActivationBytes(saved, peak, bh * m * e * F32)
 
 
 def performer_buffers(ctx: BlockContext) -> int:
@@ -124,7 +124,7 @@ SPEC = FamilySpec(
     implementation="archsearch.models.attention.performer:PerformerAttention",
     macs=performer_macs,
     params=projection_params,
-    footprint=performer_footprint,
+    activations=performer_activations,
     settings=(Setting("performer_features", "int", 64, integer(1), "random features per head"),),
     buffers=performer_buffers,
     onnx_refusal="its causal prefix sums use cummax, which ONNX lacks",

@@ -7,9 +7,9 @@ token, and only the picked units are computed. See ``archsearch.models.ffn.spars
 from __future__ import annotations
 
 from archsearch.errors import InputError
+from archsearch.families.activations import F32, I64, ActivationBytes, dense_ffn_parts
 from archsearch.families.base import BlockContext, FamilySpec
 from archsearch.families.dense import dense_macs, dense_params
-from archsearch.families.footprint import F32, I64, Footprint, dense_ffn_parts
 from archsearch.families.settings import Setting, integer
 
 # Gathered weight rows per chunk of tokens (floats): small enough to stay in cache, which makes
@@ -50,7 +50,7 @@ def sparse_macs(ctx: BlockContext, tokens: int, extra_keys: int) -> int:
     return tokens * controller_params(ctx) + projections
 
 
-def sparse_footprint(ctx: BlockContext, batch: int, tokens: int) -> Footprint:
+def sparse_activations(ctx: BlockContext, batch: int, tokens: int) -> ActivationBytes:
     """Controller logits over every hidden unit, the picked unit per block (int64), the
     sparse projections over ``hidden / sparsity`` units, and (training) Gumbel noise and the
     straight-through gate."""
@@ -74,7 +74,7 @@ def sparse_footprint(ctx: BlockContext, batch: int, tokens: int) -> Footprint:
         units + picked + buffer + picked,
         units + picked + hidden * d * F32 + buffer + rows * d * F32,
     )
-    return Footprint(saved, peak, transient=transient)
+    return ActivationBytes(saved, peak, transient=transient)
 
 
 SPEC = FamilySpec(
@@ -83,7 +83,7 @@ SPEC = FamilySpec(
     implementation="archsearch.models.ffn.sparse:SparseFFN",
     macs=sparse_macs,
     params=sparse_params,
-    footprint=sparse_footprint,
+    activations=sparse_activations,
     settings=(
         Setting(
             "sparsity",

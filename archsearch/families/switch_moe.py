@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import math
 
+from archsearch.families.activations import F32, I64, ActivationBytes, dense_ffn_parts
 from archsearch.families.base import BlockContext, FamilySpec
 from archsearch.families.dense import dense_macs, dense_params
-from archsearch.families.footprint import F32, I64, Footprint, dense_ffn_parts
 from archsearch.families.settings import Setting, integer, number
 
 
@@ -37,7 +37,7 @@ def switch_macs(ctx: BlockContext, tokens: int, extra_keys: int) -> int:
     return tokens * ctx.d_model * experts + dense_macs(ctx, processed, 0)
 
 
-def switch_footprint(ctx: BlockContext, batch: int, tokens: int) -> Footprint:
+def switch_activations(ctx: BlockContext, batch: int, tokens: int) -> ActivationBytes:
     """Router probabilities, then each expert's dense FFN over its tokens, their outputs
     concatenated and gated. Routing is data-dependent: this is the most it can take, with
     every token reaching an expert (up to ``capacity * experts``) and one expert taking a full
@@ -60,7 +60,7 @@ def switch_footprint(ctx: BlockContext, batch: int, tokens: int) -> Footprint:
         routing // 2 + outputs + busiest.peak,
         routing // 2 + 3 * outputs + rows * d * F32,
     )
-    return Footprint(saved, peak)
+    return ActivationBytes(saved, peak)
 
 
 def switch_units(ctx: BlockContext) -> float:
@@ -74,7 +74,7 @@ SPEC = FamilySpec(
     implementation="archsearch.models.ffn.moe:SwitchFFN",
     macs=switch_macs,
     params=switch_params,
-    footprint=switch_footprint,
+    activations=switch_activations,
     settings=(
         Setting("experts", "int", 1, integer(1), "number of experts"),
         Setting(

@@ -1,4 +1,4 @@
-"""Activation footprints: the bytes a block's tensors take, counted from shapes.
+"""Activation bytes: what a block's tensors take, counted from shapes.
 
 Each family's spec answers three questions about one layer, in bytes, for ``batch`` sequences
 of ``tokens`` queries (``keys`` = tokens plus recurrent memory):
@@ -22,7 +22,7 @@ F32, I64, BOOL = 4, 8, 1
 
 
 @dataclass(frozen=True)
-class Footprint:
+class ActivationBytes:
     """Bytes of one module: kept for backward, inference peak, and generation cache."""
 
     saved: int
@@ -87,20 +87,20 @@ def sdpa(dims: Dims, rows: int, mask_cells: int) -> tuple[int, int]:
     return dims.batch * dims.heads * rows * dims.head_dim * F32, lse + mask_cells * F32
 
 
-def dense_attention(dims: Dims, mask_cells: int, cache: int) -> Footprint:
+def dense_attention(dims: Dims, mask_cells: int, cache: int) -> ActivationBytes:
     """One fused SDPA over every key (``mask_cells`` of float mask when masked explicitly)."""
     out, extra = sdpa(dims, dims.tokens, mask_cells)
     merged = dims.bt(dims.width)
     saved = projections_saved(dims) + out + extra + merged
     after = dims.bt(dims.width) + 2 * dims.bk(dims.width)  # rotated q, k and v
     peak = max(projections_peak(dims), after + out + extra + merged + dims.bt(dims.d_model))
-    return Footprint(saved, peak, cache)
+    return ActivationBytes(saved, peak, cache)
 
 
-def dense_ffn_parts(d: int, hidden: int, tokens: int, activation: str) -> Footprint:
+def dense_ffn_parts(d: int, hidden: int, tokens: int, activation: str) -> ActivationBytes:
     """Linear -> activation -> Linear over ``tokens`` rows: input, pre-activation (GELU only:
     ReLU keeps its output, which the second Linear keeps too) and activation kept."""
     pre = tokens * hidden * F32 if activation == "gelu" else 0
     saved = tokens * d * F32 + pre + tokens * hidden * F32
     peak = max(2 * tokens * hidden * F32, tokens * hidden * F32 + tokens * d * F32)
-    return Footprint(saved, peak)
+    return ActivationBytes(saved, peak)
