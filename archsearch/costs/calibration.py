@@ -63,7 +63,7 @@ Progress = Callable[[int, int, Sample], None]
 
 
 @dataclass(frozen=True)
-class Workload:
+class TimingCase:
     """One architecture to time, at one sequence length and batch size."""
 
     config: ArchConfig
@@ -71,7 +71,7 @@ class Workload:
     batch: int
 
 
-def sample_workloads(
+def sample_timing_cases(
     count: int,
     *,
     seed: int = 0,
@@ -79,7 +79,7 @@ def sample_workloads(
     seq_lens: Sequence[int] | None = None,
     batches: Sequence[int] | None = None,
     max_macs: float | None = None,
-) -> list[Workload]:
+) -> list[TimingCase]:
     """``count`` random valid architectures from ``spaces`` (in turn), each with a random length
     and batch, skipping those over ``max_macs`` per forward (they would take too long to time).
     Unset arguments take this module's ``DEFAULT_*`` / ``MAX_SAMPLE_MACS`` when called."""
@@ -91,13 +91,13 @@ def sample_workloads(
     max_macs = max_macs if max_macs is not None else MAX_SAMPLE_MACS
     rng = random.Random(seed)
     loaded = [None if name == FAMILIES else load_space(name) for name in spaces]
-    workloads: list[Workload] = []
+    cases: list[TimingCase] = []
     attempts = 0
-    while len(workloads) < count:
+    while len(cases) < count:
         attempts += 1
         if attempts > 200 * count:
             raise RuntimeError("could not draw enough affordable architectures")
-        space = loaded[len(workloads) % len(loaded)]
+        space = loaded[len(cases) % len(loaded)]
         tokens, batch = rng.choice(list(seq_lens)), rng.choice(list(batches))
         try:
             if space is None:
@@ -114,8 +114,8 @@ def sample_workloads(
             continue
         if costs.total_macs * batch > max_macs:
             continue
-        workloads.append(Workload(config, tokens, batch))
-    return workloads
+        cases.append(TimingCase(config, tokens, batch))
+    return cases
 
 
 def single_family(rng: random.Random) -> ArchConfig:
@@ -150,17 +150,15 @@ def single_family(rng: random.Random) -> ArchConfig:
     return ArchConfig.from_dict(settings)
 
 
-def measure_sample(workload: Workload, threads: int, options: TimingOptions) -> Sample:
-    stats = measure_forward(
-        workload.config, workload.tokens, workload.batch, threads=threads, options=options
-    )
+def measure_sample(case: TimingCase, threads: int, options: TimingOptions) -> Sample:
+    stats = measure_forward(case.config, case.tokens, case.batch, threads=threads, options=options)
     return Sample(
-        arch=workload.config.to_dict(),
-        tokens=workload.tokens,
-        batch=workload.batch,
+        arch=case.config.to_dict(),
+        tokens=case.tokens,
+        batch=case.batch,
         median_ms=stats.median,
         iqr_ms=stats.iqr,
-        features=latency_features(workload.config, workload.tokens, workload.batch),
+        features=latency_features(case.config, case.tokens, case.batch),
     )
 
 
@@ -177,27 +175,27 @@ def calibrate(
     save: bool = True,
     repeat: int = 10,
 ) -> LatencyPredictor:
-    """Time ``samples`` random workloads with ``threads`` threads, fit, and store the predictor
-    in this machine's cache (``predictor.cache_path``). The first ``repeat`` workloads are timed
+    """Time ``samples`` random cases with ``threads`` threads, fit, and store the predictor
+    in this machine's cache (``predictor.cache_path``). The first ``repeat`` cases are timed
     a second time: their run-to-run difference is the noise floor the predictor's held-out
     error should be read against."""
     options = options or calibration_timing(threads)
     spaces = spaces or DEFAULT_SPACES
-    workloads = sample_workloads(
+    cases = sample_timing_cases(
         samples, seed=seed, spaces=spaces, seq_lens=seq_lens, max_macs=max_macs
     )
     measured: list[Sample] = []
-    for index, workload in enumerate(workloads):
-        sample = measure_sample(workload, threads, options)
+    for index, case in enumerate(cases):
+        sample = measure_sample(case, threads, options)
         measured.append(sample)
         if progress is not None:
-            progress(index + 1, len(workloads), sample)
+            progress(index + 1, len(cases), sample)
     info = machine_info(threads)
     info.update(spaces=list(spaces), seed=seed, clock=options.clock)
     predictor = fit_predictor(measured, seed=seed, machine=info)
     if repeat:
         predictor.validation["repeatability"] = repeatability(
-            workloads[:repeat], measured[:repeat], threads, options
+            cases[:repeat], measured[:repeat], threads, options
         )
     if save:
         predictor.save(cache_path(threads))
@@ -205,15 +203,15 @@ def calibrate(
 
 
 def repeatability(
-    workloads: Sequence[Workload],
+    cases: Sequence[TimingCase],
     first: Sequence[Sample],
     threads: int,
     options: TimingOptions,
 ) -> dict[str, Any]:
-    """Time workloads again; the mean absolute relative difference between the two medians."""
+    """Time cases again; the mean absolute relative difference between the two medians."""
     differences = []
-    for workload, sample in zip(workloads, first, strict=True):
-        again = measure_sample(workload, threads, options)
+    for case, sample in zip(cases, first, strict=True):
+        again = measure_sample(case, threads, options)
         differences.append(abs(again.median_ms / sample.median_ms - 1.0))
     return {
         "samples": len(differences),
