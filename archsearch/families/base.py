@@ -105,10 +105,6 @@ class FamilySpec:
     # Named example settings: "tests", "calibration", "benchmark", "separation", "scaling".
     examples: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
-    @property
-    def supports_memory(self) -> bool:
-        return self.reads_memory
-
     def module_class(self) -> Any:
         """The PyTorch class (imports torch)."""
         return resolve(self.implementation)

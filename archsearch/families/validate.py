@@ -23,7 +23,7 @@ def validate_config(config: ArchConfig) -> None:
                 ffn = ffn_spec(layer.ffn)
             except NotImplementedError as exc:
                 raise InputError(str(exc), key=prefix + "attention") from None
-            if config.memory != "none" and not attention.supports_memory:
+            if config.memory != "none" and not attention.reads_memory:
                 raise InputError(
                     f"attention '{layer.attention}' cannot attend to recurrent memory "
                     f"(layer {index})",
