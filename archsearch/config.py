@@ -10,20 +10,23 @@ every layer or a list with one value per layer. Encoder layers of a seq2seq mode
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, make_dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from archsearch.checks import check_integer, check_number
 from archsearch.errors import InputError, yaml_key
+from archsearch.families import all_specs, attention_spec, ffn_spec, names, specs
+from archsearch.families.lsra import CONV_TYPES
+from archsearch.families.settings import check_choice as _check_choice
 
 TASKS = ("causal_lm", "seq2seq")
-ATTENTION_KINDS = ("full", "local", "linformer", "performer", "lsh", "lsra")
-FFN_KINDS = ("dense", "switch_moe", "sparse")
-MEMORY_KINDS = ("none", "xl", "compressive")
-CONV_KINDS = ("lightweight", "dynamic")
+ATTENTION_KINDS = names("attention")
+FFN_KINDS = names("ffn")
+MEMORY_KINDS = names("memory")
+CONV_KINDS = CONV_TYPES
 ACTIVATIONS = ("gelu", "relu")
 COMPRESS_FNS = ("mean", "conv")
 # The most blocks in one stack. Far beyond any model archsearch can train (GPT-3 has 96), and low
@@ -31,60 +34,87 @@ COMPRESS_FNS = ("mean", "conv")
 MAX_LAYERS = 1024
 
 
-@dataclass(frozen=True)
-class LayerConfig:
-    """One Transformer block. Fields of families a layer does not use keep their defaults."""
-
-    attention: str = "full"
-    heads: int = 4
-    attn_dim: int | None = None  # q/k/v width (HAT's qkv_dim); None = d_model
-    window: int = 0  # local attention: keys at most `window` positions back (and ahead in encoders)
-    dilation: int = 1  # local attention: distance between attended keys
-    global_tokens: int = 0  # local attention in encoders: leading tokens seen by and seeing all
-    linformer_k: int = 64  # Linformer: projected sequence length
-    performer_features: int = 64  # Performer: random features per head
-    lsh_bucket_size: int = 32  # Reformer: tokens per hash bucket
-    lsh_hashes: int = 1  # Reformer: rounds of hashing
-    lsra_split: float = 0.5  # LSRA: fraction of channels on the attention branch
-    conv_kernel: int = 7  # LSRA: convolution kernel size
-    conv_type: str = "lightweight"  # LSRA: lightweight or dynamic convolution
-    ffn: str = "dense"
-    ffn_dim: int | None = None  # hidden width; None = round(ffn_ratio * d_model)
-    ffn_ratio: float = 4.0
-    activation: str = "gelu"
-    experts: int = 1  # switch_moe: number of experts
-    capacity_factor: float = 1.25  # switch_moe: expert capacity relative to an even split
-    sparsity: int = 1  # sparse: hidden units per block, one active per block (Scaling Transformer)
+class _LayerMethods:
+    """Checks and derived widths of ``LayerConfig``, whose fields come from the family specs."""
 
     def __post_init__(self) -> None:
-        _check_choice("attention", self.attention, ATTENTION_KINDS)
-        _check_choice("ffn", self.ffn, FFN_KINDS)
-        _check_choice("conv_type", self.conv_type, CONV_KINDS)
-        _check_choice("activation", self.activation, ACTIVATIONS)
-        for name in ("heads", "dilation", "linformer_k", "performer_features"):
-            check_integer(name, getattr(self, name), minimum=1)
-        for name in ("lsh_bucket_size", "lsh_hashes", "conv_kernel", "experts", "sparsity"):
-            check_integer(name, getattr(self, name), minimum=1)
-        check_integer("window", self.window, minimum=0)
-        check_integer("global_tokens", self.global_tokens, minimum=0)
+        layer: Any = self
+        _check_choice("attention", layer.attention, ATTENTION_KINDS)
+        _check_choice("ffn", layer.ffn, FFN_KINDS)
+        _check_choice("activation", layer.activation, ACTIVATIONS)
+        check_integer("heads", layer.heads, minimum=1)
         for name in ("attn_dim", "ffn_dim"):
-            if getattr(self, name) is not None:
-                check_integer(name, getattr(self, name), minimum=1)
-        check_number("lsra_split", self.lsra_split, low=0.0, high=1.0, low_open=True)
-        check_number("ffn_ratio", self.ffn_ratio, low=0.0, low_open=True)
-        check_number("capacity_factor", self.capacity_factor, low=0.0, low_open=True)
-        if self.attention == "local" and self.window < 1:
-            raise InputError("local attention needs window >= 1", key="window")
+            if getattr(layer, name) is not None:
+                check_integer(name, getattr(layer, name), minimum=1)
+        check_number("ffn_ratio", layer.ffn_ratio, low=0.0, low_open=True)
+        for spec in all_specs():
+            for setting in spec.settings:
+                setting.check(setting.name, getattr(layer, setting.name))
+        attention_spec(layer.attention).check_layer(layer)
+        ffn_spec(layer.ffn).check_layer(layer)
 
     def qkv_dim(self, d_model: int) -> int:
         """Width of the query/key/value projections."""
-        return self.attn_dim if self.attn_dim is not None else d_model
+        layer: Any = self
+        return int(layer.attn_dim) if layer.attn_dim is not None else d_model
 
     def hidden_dim(self, d_model: int) -> int:
         """Width of the feed-forward hidden layer."""
-        if self.ffn_dim is not None:
-            return self.ffn_dim
-        return max(1, round(self.ffn_ratio * d_model))
+        layer: Any = self
+        if layer.ffn_dim is not None:
+            return int(layer.ffn_dim)
+        return max(1, round(layer.ffn_ratio * d_model))
+
+
+def _layer_fields() -> list[tuple[str, Any, Any]]:
+    """The per-layer keys: each kind's common ones, then every family's settings, in order."""
+    out: list[tuple[str, Any, Any]] = [
+        ("attention", "str", field(default="full")),
+        ("heads", "int", field(default=4)),
+        ("attn_dim", "int | None", field(default=None)),  # q/k/v width (HAT's qkv_dim)
+    ]
+    for spec in specs("attention").values():
+        out += [(s.name, s.annotation, field(default=s.default)) for s in spec.settings]
+    out += [
+        ("ffn", "str", field(default="dense")),
+        ("ffn_dim", "int | None", field(default=None)),  # None = round(ffn_ratio * d_model)
+        ("ffn_ratio", "float", field(default=4.0)),
+        ("activation", "str", field(default="gelu")),
+    ]
+    for spec in specs("ffn").values():
+        out += [(s.name, s.annotation, field(default=s.default)) for s in spec.settings]
+    return out
+
+
+if TYPE_CHECKING:
+
+    class LayerConfig(_LayerMethods):
+        """One Transformer block (see the runtime definition below)."""
+
+        attention: str
+        heads: int
+        attn_dim: int | None
+        ffn: str
+        ffn_dim: int | None
+        ffn_ratio: float
+        activation: str
+
+        def __init__(self, **settings: Any) -> None: ...
+
+        def __getattr__(self, name: str) -> Any: ...  # a family's setting
+
+else:
+    LayerConfig = make_dataclass(
+        "LayerConfig",
+        _layer_fields(),
+        bases=(_LayerMethods,),
+        frozen=True,
+        namespace={
+            "__doc__": "One Transformer block. Fields of families a layer does not use keep "
+            "their defaults; each family's spec (``archsearch.families``) declares its own."
+        },
+    )
+    LayerConfig.__module__ = __name__  # pickles (Ray) find it here
 
 
 LAYER_KEYS = tuple(f.name for f in fields(LayerConfig))
@@ -293,11 +323,6 @@ def _flatten_layers(layers: tuple[LayerConfig, ...], always: tuple[str, ...] = (
             continue
         out[key] = values[0] if uniform else values
     return out
-
-
-def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise InputError(f"{value!r} is not one of {', '.join(allowed)}", key=name)
 
 
 def _check_bool(name: str, value: Any) -> None:

@@ -17,27 +17,27 @@ import math
 import subprocess
 import sys
 
+from archsearch.families import specs
+
+# Each attention family's "scaling" example (its spec's).
 FAMILIES = {
-    "full": {},
-    "local": {"window": 64},
-    "linformer": {"linformer_k": 128},
-    "performer": {"performer_features": 64},
-    "lsh": {"lsh_bucket_size": 64, "lsh_hashes": 1},
-    "lsra": {"lsra_split": 0.5, "conv_kernel": 7},
+    name: example
+    for name, spec in specs("attention").items()
+    if (example := spec.example("scaling")) is not None
 }
 
 CHILD = r"""
 import json, resource, statistics, sys, time
 import torch
 from archsearch import ArchConfig
-from archsearch.models.registry import BlockContext, attention_family
+from archsearch.families import BlockContext, attention_spec
 torch.set_num_threads(1)
 kind, length, extra = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
 arch = ArchConfig.from_dict({"n_layers": 1, "d_model": 128, "heads": 4, "attention": kind,
                              "max_seq_len": length, **extra})
 ctx = BlockContext(layer=arch.layers[0], arch=arch, causal=True)
 torch.manual_seed(0)
-module = attention_family(kind).build(ctx).eval()
+module = attention_spec(kind).build(ctx).eval()
 x = torch.randn(1, length, 128)
 with torch.no_grad():
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -14,22 +14,24 @@ import argparse
 from archsearch import ArchConfig
 from archsearch.evaluate.recipe import load_recipe
 from archsearch.evaluate.train import evaluate
+from archsearch.families import all_specs, memory_specs
 
 BASE = {"n_layers": 2, "d_model": 64, "heads": 4, "max_seq_len": 64}
+# Every family's "benchmark" example (full attention first: the baseline), then a few variants.
 FAMILIES = {
-    "full": {},
-    "local": {"attention": "local", "window": 16},
-    "linformer": {"attention": "linformer", "linformer_k": 16},
-    "performer": {"attention": "performer", "performer_features": 32},
-    "lsh": {"attention": "lsh", "lsh_bucket_size": 16},
-    "lsra": {"attention": "lsra", "lsra_split": 0.5, "conv_kernel": 7},
-    "lsra dynamic": {"attention": "lsra", "lsra_split": 0.5, "conv_type": "dynamic"},
-    "switch_moe": {"ffn": "switch_moe", "experts": 4},
-    "sparse ffn": {"ffn": "sparse", "sparsity": 4},
-    "albert": {"embed_dim": 32, "share_layers": True},
-    "xl memory": {"memory": "xl", "mem_len": 32},
-    "compressive": {"memory": "compressive", "mem_len": 32, "compress_len": 8},
+    spec.name: {spec.kind: spec.name, **example}
+    for spec in all_specs()
+    if (example := spec.example("benchmark")) is not None
 }
+FAMILIES.update(
+    {
+        spec.name: example
+        for spec in memory_specs().values()
+        if (example := spec.example("benchmark")) is not None
+    }
+)
+FAMILIES["lsra dynamic"] = {"attention": "lsra", "lsra_split": 0.5, "conv_type": "dynamic"}
+FAMILIES["albert"] = {"embed_dim": 32, "share_layers": True}
 
 
 def main() -> None:

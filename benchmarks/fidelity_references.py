@@ -38,8 +38,8 @@ sys.path.insert(0, str(ROOT))
 
 def plan(args: argparse.Namespace) -> tuple[list[Any], Any, list[tuple[str, dict, Any]]]:
     """Fidelity's own sampling and job keys for the long runs: (candidates, recipe, jobs)."""
-    from archsearch.evaluate.fidelity import job_key, sample_region
     from archsearch.evaluate.recipe import load_recipe
+    from archsearch.fidelity import job_key, sample_region
     from archsearch.profiles import load_profile
     from archsearch.space import load_space
 
@@ -118,9 +118,7 @@ def train_one(
     saved = torch.load(streams, weights_only=True)
     batches = DeviceBatches(saved, recipe.seq_len, device)
     wall, cpu = time.perf_counter(), time.process_time()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(recipe.seed)
-        model = build_model(ArchConfig.from_dict(arch))  # initialised as on the CPU
+    model = build_model(ArchConfig.from_dict(arch), seed=recipe.seed)  # as on the CPU
     model.to(device)
     try:
         curve = fit(model, recipe, batches=batches)
@@ -141,7 +139,7 @@ def train_one(
 
 
 def train(args: argparse.Namespace) -> None:
-    from archsearch.evaluate.fidelity import Journal
+    from archsearch.fidelity import Journal
 
     _, _, jobs = plan(args)
     journal = Journal(Path(args.journal))
@@ -167,9 +165,9 @@ def train(args: argparse.Namespace) -> None:
 def brief(args: argparse.Namespace) -> None:
     """The brief runs and proxies of the same configurations (fidelity's short and proxies
     jobs, with its keys), here, one process: what `fidelity` would train besides references."""
-    from archsearch.evaluate.fidelity import Journal, job_key, run_job
     from archsearch.evaluate.proxies import PROXIES
     from archsearch.evaluate.recipe import load_recipe
+    from archsearch.fidelity import Journal, job_key, run_job
 
     candidates, _, _ = plan(args)
     recipe = load_recipe(args.evaluator).training
@@ -188,9 +186,9 @@ def report(args: argparse.Namespace) -> None:
     """Kendall tau against the references that exist so far: the supernet's inherited-weights
     score, brief training and the synflow blend (`archsearch fidelity --evaluator
     supernet_brief` gives the same once every reference is in the journal)."""
-    from archsearch.evaluate.fidelity import Journal, correlation, job_key
     from archsearch.evaluate.proxies import PROXIES
     from archsearch.evaluate.recipe import load_recipe
+    from archsearch.fidelity import Journal, correlation, job_key
     from archsearch.space import load_space
     from archsearch.supernet.scoring import score_from_file
     from archsearch.supernet.store import ensure_supernet

@@ -57,8 +57,8 @@ def variants() -> dict[str, dict[str, Any]]:
 
 
 def brief_run(arch: dict[str, Any]) -> dict[str, Any]:
-    from archsearch.evaluate.fidelity import run_job
     from archsearch.evaluate.recipe import load_recipe
+    from archsearch.fidelity import run_job
 
     return run_job("short", arch, load_recipe("lm_brief"), [])
 
@@ -70,8 +70,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from archsearch import ArchConfig
-    from archsearch.evaluate.fidelity import Journal, job_key, kendall_tau
     from archsearch.evaluate.recipe import load_recipe
+    from archsearch.fidelity import Journal, job_key, kendall_tau
     from archsearch.space import load_space
     from archsearch.supernet.scoring import score_from_file
     from archsearch.supernet.store import ensure_supernet

@@ -40,9 +40,9 @@ def main() -> None:
     import torch
 
     from archsearch.evaluate.data import make_batches
-    from archsearch.evaluate.fidelity import kendall_tau, sample_region
     from archsearch.evaluate.recipe import load_recipe
     from archsearch.evaluate.train import evaluate, validate
+    from archsearch.fidelity import kendall_tau, sample_region
     from archsearch.profiles import load_profile
     from archsearch.space import load_space
     from archsearch.supernet.model import sample_config

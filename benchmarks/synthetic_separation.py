@@ -25,6 +25,7 @@ from archsearch import ArchConfig
 from archsearch.evaluate.data import IGNORE, make_batches
 from archsearch.evaluate.recipe import Recipe, load_recipe
 from archsearch.evaluate.train import evaluate
+from archsearch.families import specs
 
 BASE = {"n_layers": 2, "d_model": 64, "heads": 4}
 # Sizes well below the tasks' sequence lengths, so no family reduces to exact full attention:
@@ -32,12 +33,9 @@ BASE = {"n_layers": 2, "d_model": 64, "heads": 4}
 # sequence all would. local's window (8 back, 16 over two layers) is below most key-to-query
 # distances of mqar and selective_copy; lsra keeps full attention on half its channels.
 FAMILIES = {
-    "full": {},
-    "local": {"attention": "local", "window": 8},
-    "linformer": {"attention": "linformer", "linformer_k": 16},
-    "performer": {"attention": "performer", "performer_features": 32},
-    "lsh": {"attention": "lsh", "lsh_bucket_size": 16},
-    "lsra": {"attention": "lsra", "lsra_split": 0.5, "conv_kernel": 7},
+    name: {"attention": name, **example}
+    for name, spec in specs("attention").items()
+    if (example := spec.example("separation")) is not None
 }
 CAUSAL_TASKS = ("mqar", "selective_copy", "listops")
 SEQ2SEQ_TASKS = ("reverse",)

@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from archsearch.models.registry import ATTENTION, FFN, attention_family
+from archsearch.families import all_specs, memory_specs
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 # Tests never read or write the user's cache (latency predictors, tokenizers): a private one per
@@ -150,26 +150,10 @@ FAMILY_BASE: dict[str, Any] = {
     "heads": 2,
     "ffn_ratio": 2,
 }
-# Settings that make each family do its characteristic work at FAMILY_TOKENS (several chunks,
-# buckets, blocks); families registered later get a plain configuration and are still checked.
-FAMILY_SETTINGS: dict[str, dict[str, Any]] = {
-    "local": {"window": 8, "dilation": 2},
-    "linformer": {"linformer_k": 16},
-    "performer": {"performer_features": 16},
-    "lsh": {"lsh_bucket_size": 8, "lsh_hashes": 2},
-    "lsra": {"lsra_split": 0.5, "conv_kernel": 5, "conv_type": "dynamic"},
-    "switch_moe": {"experts": 4, "capacity_factor": 4.0},
-    "sparse": {"sparsity": 4},
-}
+# Each family's "tests" example (its spec's) makes it do its characteristic work at
+# FAMILY_TOKENS (several chunks, buckets, blocks); a family without one gets a plain
+# configuration and is still checked.
 OTHER_CASES: dict[str, dict[str, Any]] = {
-    "memory=xl": {"memory": "xl", "mem_len": 16},
-    "memory=compressive": {
-        "memory": "compressive",
-        "mem_len": 16,
-        "compress_len": 4,
-        "compress_rate": 2,
-        "compress_fn": "conv",
-    },
     "task=seq2seq": {
         "task": "seq2seq",
         "n_encoder_layers": 1,
@@ -184,12 +168,14 @@ OTHER_CASES: dict[str, dict[str, Any]] = {
 
 
 def _family_cases() -> dict[str, dict[str, Any]]:
-    attention_family("full")  # load the registry
     cases = {
-        f"attention={name}": {"attention": name, **FAMILY_SETTINGS.get(name, {})}
-        for name in ATTENTION
+        f"{spec.kind}={spec.name}": {spec.kind: spec.name, **(spec.example("tests") or {})}
+        for spec in all_specs()
     }
-    cases.update({f"ffn={name}": {"ffn": name, **FAMILY_SETTINGS.get(name, {})} for name in FFN})
+    for memory in memory_specs().values():
+        example = memory.example("tests")
+        if example is not None:
+            cases[f"memory={memory.name}"] = example
     cases.update(OTHER_CASES)
     return cases
 

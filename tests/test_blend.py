@@ -15,9 +15,9 @@ from conftest import TINY_PROFILE, TINY_RECIPE, TINY_SPACE, write_yaml
 from archsearch import ArchConfig
 from archsearch.cli import main
 from archsearch.errors import InputError
-from archsearch.evaluate.fidelity import kendall_tau, run_fidelity
 from archsearch.evaluate.proxies import PROXIES
 from archsearch.evaluate.recipe import Recipe
+from archsearch.fidelity import kendall_tau, run_fidelity
 from archsearch.search import run_search
 from archsearch.search.quality import (
     BLEND_ATTR,

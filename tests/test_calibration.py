@@ -40,8 +40,8 @@ def small_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_workloads_are_reproducible_and_affordable() -> None:
     spaces = ("tiny_lm", calibration.FAMILIES)
-    first = calibration.sample_workloads(8, seed=3, spaces=spaces, max_macs=2e7)
-    again = calibration.sample_workloads(8, seed=3, spaces=spaces, max_macs=2e7)
+    first = calibration.sample_timing_cases(8, seed=3, spaces=spaces, max_macs=2e7)
+    again = calibration.sample_timing_cases(8, seed=3, spaces=spaces, max_macs=2e7)
     assert [(w.config, w.tokens, w.batch) for w in first] == [
         (w.config, w.tokens, w.batch) for w in again
     ]

@@ -257,7 +257,7 @@ def test_seed_zero_runs_become_fidelity_references_that_fidelity_would_train(mic
     job gives; a second confirm adds nothing twice."""
     from archsearch.confirm.flow import confirm_study
     from archsearch.confirm.references import reference_recipe
-    from archsearch.evaluate.fidelity import Journal, job_key, run_job
+    from archsearch.fidelity import Journal, job_key, run_job
 
     url = copy_study(micro_study, tmp_path)
     journal = tmp_path / "references.jsonl"

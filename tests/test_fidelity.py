@@ -17,7 +17,8 @@ from conftest import TINY_PROFILE, TINY_RECIPE, TINY_SPACE, write_yaml
 from archsearch.cli import main
 from archsearch.costs import estimate_costs
 from archsearch.errors import InputError
-from archsearch.evaluate.fidelity import (
+from archsearch.evaluate.recipe import Recipe
+from archsearch.fidelity import (
     correlation,
     family,
     kendall_tau,
@@ -27,7 +28,6 @@ from archsearch.evaluate.fidelity import (
     sample_region,
     spearman,
 )
-from archsearch.evaluate.recipe import Recipe
 from archsearch.profiles import Profile
 from archsearch.space import SearchSpace
 

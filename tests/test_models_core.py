@@ -230,3 +230,21 @@ def test_config_rejects_width_not_divisible_by_heads() -> None:
     with pytest.raises(InputError) as info:
         config(d_model=16, heads=3)
     assert info.value.key == "heads"
+
+
+def test_seeded_build_is_reproducible_and_leaves_the_callers_stream_alone() -> None:
+    cfg = config(attention="performer", performer_features=8)  # random features: a buffer
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    first = build_model(cfg, seed=5)
+    assert torch.equal(torch.rand(1), before)  # the caller's stream went on as if untouched
+    second = build_model(cfg, seed=5)
+    for (name, a), b in zip(first.state_dict().items(), second.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    torch.manual_seed(5)
+    unseeded = build_model(cfg)  # the same as seeding the global generator first
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(first.state_dict().values(), unseeded.state_dict().values(), strict=True)
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import sysconfig
@@ -38,6 +39,11 @@ def wheel(tmp_path_factory) -> Path:
     )
     (built,) = out.glob("archsearch-*.whl")
     return built
+
+
+def _without_pythonpath() -> dict[str, str]:
+    """This environment less PYTHONPATH, which would put a checkout before the wheel."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
 
 def test_wheel_contains_every_builtin(wheel: Path):
@@ -84,6 +90,7 @@ def test_fresh_environment_lists_the_builtins(wheel: Path, tmp_path: Path):
         capture_output=True,
         text=True,
         cwd=tmp_path,
+        env=_without_pythonpath(),
     ).stdout.strip()
     assert Path(where).is_relative_to(site), "the wheel, not the checkout, must be imported"
     for kind, command in COMMANDS.items():
@@ -93,6 +100,7 @@ def test_fresh_environment_lists_the_builtins(wheel: Path, tmp_path: Path):
             capture_output=True,
             text=True,
             cwd=tmp_path,
+            env=_without_pythonpath(),
         ).stdout.split("\n")
         names = [line.split()[0] for line in listed if line.strip()]
         assert names == list_builtins(kind)

@@ -188,12 +188,12 @@ def test_measure_reports_memory_and_a_sweep_over_sequence_lengths(
 
 def test_measure_times_forward_and_generation(tmp_path: Path) -> None:
     from archsearch.costs.latency import TimingOptions
-    from archsearch.costs.summary import MeasureOptions, summarize
+    from archsearch.measure import MeasureOptions, measure_arch
 
     fast = TimingOptions(warmup=1, min_repeats=2, max_repeats=3, min_time_s=0.0)
     options = MeasureOptions(generate=2, timing=fast, sweep_timing=fast)
     torch.manual_seed(0)
-    report = summarize(
+    report = measure_arch(
         ArchConfig.from_dict(ARCH),
         load_profile(write(tmp_path / "p.yaml", GOOD)),
         seq_lens=(8,),
@@ -208,7 +208,7 @@ def test_measure_times_forward_and_generation(tmp_path: Path) -> None:
 
 def test_candidates_are_remeasured_on_the_predictors_clock(tmp_path: Path) -> None:
     from archsearch.costs.latency import TimingOptions
-    from archsearch.costs.summary import remeasure_latency
+    from archsearch.measure import remeasure_latency
 
     config = ArchConfig.from_dict(ARCH)
     profile = load_profile(write(tmp_path / "p.yaml", {**GOOD, "workload": {"tokens": 16}}))

@@ -349,7 +349,7 @@ def test_fidelity_ranks_the_supernet_against_the_references_a_training_recipe_ma
 ):
     # The supernet recipe's references are its from-scratch training runs: the same jobs as a
     # training recipe with the same training keys, read back from that recipe's journal.
-    from archsearch.evaluate.fidelity import run_fidelity
+    from archsearch.fidelity import run_fidelity
     from archsearch.profiles import Profile
 
     monkeypatch.setenv("ARCHSEARCH_CACHE_DIR", str(tmp_path / "cache"))

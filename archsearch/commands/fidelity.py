@@ -66,8 +66,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from archsearch.evaluate.fidelity import run_fidelity
     from archsearch.evaluate.recipe import load_recipe
+    from archsearch.fidelity import run_fidelity
     from archsearch.profiles import load_profile
     from archsearch.space import load_space
 
@@ -102,7 +102,7 @@ def handle(args: argparse.Namespace) -> int:
 
 def print_report(report) -> None:
     """Plain-text report: what was compared, each configuration, then the correlations."""
-    from archsearch.evaluate.fidelity import BOOTSTRAP_LEVEL
+    from archsearch.fidelity import BOOTSTRAP_LEVEL
 
     k = len(report.results)
     print(

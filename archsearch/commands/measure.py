@@ -59,12 +59,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from archsearch import ArchConfig, load_profile
-    from archsearch.costs.summary import MeasureOptions, summarize
+    from archsearch.measure import MeasureOptions, measure_arch
 
     profile = load_profile(args.profile)
     config = ArchConfig.from_yaml(args.config)
     options = MeasureOptions(latency=not args.no_latency, generate=args.generate)
-    report = summarize(
+    report = measure_arch(
         config,
         profile,
         seq_lens=args.seq_lens or (),

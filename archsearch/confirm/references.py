@@ -18,8 +18,8 @@ import optuna
 from optuna.trial import TrialState
 
 from archsearch.confirm.runs import confirm_recipe, run_key, trial_key
-from archsearch.evaluate.fidelity import Journal, job_key
 from archsearch.evaluate.recipe import Recipe
+from archsearch.fidelity import Journal, job_key
 
 
 def reference_recipe(base: Recipe, factor: float) -> Recipe | None:

@@ -89,7 +89,7 @@ def rank_agreement(models: list[Model], means: dict[int, float]) -> dict[str, An
     pairs = [(m.score, means[m.trial]) for m in models if m.score is not None and m.trial in means]
     if len(pairs) < MIN_RANKED:
         return None
-    from archsearch.evaluate.fidelity import correlation
+    from archsearch.fidelity import correlation
 
     found = correlation([p[0] for p in pairs], [p[1] for p in pairs])
     return {

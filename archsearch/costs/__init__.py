@@ -1,8 +1,8 @@
 """Costs of an architecture: analytic MACs and parameters (memory and latency build on these).
 
-``Costs`` and the analytic counter are imported on first use: the counter reads the model
-registry, which imports torch, and reading a profile (which needs only ``CountingConvention``)
-must stay fast enough to answer a bad flag at once.
+``Costs`` and the analytic counter are imported on first use: reading a profile (which needs
+only ``CountingConvention``) must stay fast enough to answer a bad flag at once. The analytic
+counter reads the family specs and never imports torch.
 """
 
 from __future__ import annotations

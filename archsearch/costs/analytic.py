@@ -1,7 +1,7 @@
 """Analytic MACs and parameters, computed from the config alone (no model is built).
 
-Each family supplies its own formulas through the layer registry; this module only walks the
-architecture and sums them per part, so a new family needs no change here.
+Each family supplies its own formulas through its spec (``archsearch.families``); this module only
+walks the architecture and sums them per part, so a new family needs no change here. Torch-free.
 """
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ from typing import Any
 
 from archsearch.config import ArchConfig, LayerConfig
 from archsearch.costs.convention import PARTS, CountingConvention
-from archsearch.models.attention.cross import cross_attention_macs, cross_attention_params
-from archsearch.models.memory import memory_extra_keys, memory_macs, memory_params
-from archsearch.models.registry import BlockContext, attention_family, ffn_family
-from archsearch.models.validate import validate_config
+from archsearch.families import BlockContext, attention_spec, ffn_spec, memory_spec
+from archsearch.families.cross import cross_attention_macs, cross_attention_params
+from archsearch.families.validate import validate_config
 
 BYTES_PER_PARAM = 4  # float32 weights
 
@@ -75,21 +74,22 @@ def analytic_costs(config: ArchConfig, convention: CountingConvention) -> Costs:
     if config.task == "seq2seq":
         params["norms"] += 2 * d  # encoder's final norm
 
-    extra_keys = memory_extra_keys(config)
+    memory = memory_spec(config.memory)
+    extra_keys = memory.extra_keys(config)
     stacks = [(config.layers, True, False, target, extra_keys)]
     if config.task == "seq2seq":
         stacks.append((config.encoder_layers, False, True, source, 0))
     for layers, causal, encoder, tokens, extra in stacks:
         for index, layer in enumerate(layers):
             ctx = BlockContext(layer=layer, arch=config, causal=causal, encoder=encoder)
-            macs["attention"] += attention_family(layer.attention).macs(ctx, tokens, extra)
-            macs["ffn"] += ffn_family(layer.ffn).macs(ctx, tokens, 0)
+            macs["attention"] += attention_spec(layer.attention).macs(ctx, tokens, extra)
+            macs["ffn"] += ffn_spec(layer.ffn).macs(ctx, tokens, 0)
             if config.task == "seq2seq" and not encoder:
                 macs["cross_attention"] += cross_attention_macs(d, layer.qkv_dim(d), tokens, source)
             if index == 0 or not config.share_layers:
                 _add_layer_params(params, ctx, layer, config, encoder)
-    macs["memory"] += memory_macs(config, target) * config.n_layers
-    params["memory"] += memory_params(config)
+    macs["memory"] += memory.macs(config, target) * config.n_layers
+    params["memory"] += memory.params(config)
 
     counted_macs = sum(v for k, v in macs.items() if k not in convention.exclude)
     counted_params = sum(v for k, v in params.items() if k not in convention.exclude)
@@ -108,8 +108,8 @@ def _add_layer_params(
 ) -> None:
     d = arch.d_model
     params["norms"] += 2 * (2 * d)
-    params["attention"] += attention_family(layer.attention).params(ctx)
-    params["ffn"] += ffn_family(layer.ffn).params(ctx)
+    params["attention"] += attention_spec(layer.attention).params(ctx)
+    params["ffn"] += ffn_spec(layer.ffn).params(ctx)
     if arch.task == "seq2seq" and not encoder:
         params["norms"] += 2 * d
         params["cross_attention"] += cross_attention_params(d, layer.qkv_dim(d))

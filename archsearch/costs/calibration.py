@@ -34,7 +34,9 @@ from archsearch.costs.predictor import (
     load_predictor,
     machine_info,
 )
+from archsearch.costs.tracker import model_inputs
 from archsearch.errors import InputError
+from archsearch.families import all_specs, attention_spec, memory_specs, names
 
 FAMILIES = "families"  # a source of its own: architectures with one family in every layer
 DEFAULT_SPACES = ("efficient_lm", FAMILIES, "efficient_lm", FAMILIES, "tiny_lm")  # in turn
@@ -61,7 +63,7 @@ Progress = Callable[[int, int, Sample], None]
 
 
 @dataclass(frozen=True)
-class Workload:
+class TimingCase:
     """One architecture to time, at one sequence length and batch size."""
 
     config: ArchConfig
@@ -69,7 +71,7 @@ class Workload:
     batch: int
 
 
-def sample_workloads(
+def sample_timing_cases(
     count: int,
     *,
     seed: int = 0,
@@ -77,7 +79,7 @@ def sample_workloads(
     seq_lens: Sequence[int] | None = None,
     batches: Sequence[int] | None = None,
     max_macs: float | None = None,
-) -> list[Workload]:
+) -> list[TimingCase]:
     """``count`` random valid architectures from ``spaces`` (in turn), each with a random length
     and batch, skipping those over ``max_macs`` per forward (they would take too long to time).
     Unset arguments take this module's ``DEFAULT_*`` / ``MAX_SAMPLE_MACS`` when called."""
@@ -89,13 +91,13 @@ def sample_workloads(
     max_macs = max_macs if max_macs is not None else MAX_SAMPLE_MACS
     rng = random.Random(seed)
     loaded = [None if name == FAMILIES else load_space(name) for name in spaces]
-    workloads: list[Workload] = []
+    cases: list[TimingCase] = []
     attempts = 0
-    while len(workloads) < count:
+    while len(cases) < count:
         attempts += 1
         if attempts > 200 * count:
             raise RuntimeError("could not draw enough affordable architectures")
-        space = loaded[len(workloads) % len(loaded)]
+        space = loaded[len(cases) % len(loaded)]
         tokens, batch = rng.choice(list(seq_lens)), rng.choice(list(batches))
         try:
             if space is None:
@@ -112,19 +114,16 @@ def sample_workloads(
             continue
         if costs.total_macs * batch > max_macs:
             continue
-        workloads.append(Workload(config, tokens, batch))
-    return workloads
+        cases.append(TimingCase(config, tokens, batch))
+    return cases
 
 
 def single_family(rng: random.Random) -> ArchConfig:
     """A random architecture with one attention and one feed-forward family in every layer, so
     each family's own cost is seen apart from the others' (search spaces mix them per layer).
     Raises ``InputError`` for the odd invalid combination; the caller draws again."""
-    from archsearch.models.registry import ATTENTION, FFN, attention_family
-
-    attention_family("full")  # load the registry
-    attention = rng.choice(sorted(ATTENTION))
-    ffn = rng.choice(["dense", "dense", *sorted(FFN)])
+    attention = rng.choice(sorted(names("attention")))
+    ffn = rng.choice(["dense", "dense", *sorted(names("ffn"))])
     settings: dict[str, Any] = {
         "vocab_size": 256,
         "max_seq_len": 256,
@@ -146,22 +145,20 @@ def single_family(rng: random.Random) -> ArchConfig:
         "experts": rng.choice([2, 4, 8]) if ffn == "switch_moe" else 1,
         "sparsity": rng.choice([2, 4, 8]) if ffn == "sparse" else 1,
     }
-    if attention in ("full", "local") and rng.random() < 0.3:
+    if attention_spec(attention).reads_memory and rng.random() < 0.3:
         settings.update(memory="xl", mem_len=rng.choice([32, 64, 128]))
     return ArchConfig.from_dict(settings)
 
 
-def measure_sample(workload: Workload, threads: int, options: TimingOptions) -> Sample:
-    stats = measure_forward(
-        workload.config, workload.tokens, workload.batch, threads=threads, options=options
-    )
+def measure_sample(case: TimingCase, threads: int, options: TimingOptions) -> Sample:
+    stats = measure_forward(case.config, case.tokens, case.batch, threads=threads, options=options)
     return Sample(
-        arch=workload.config.to_dict(),
-        tokens=workload.tokens,
-        batch=workload.batch,
+        arch=case.config.to_dict(),
+        tokens=case.tokens,
+        batch=case.batch,
         median_ms=stats.median,
         iqr_ms=stats.iqr,
-        features=latency_features(workload.config, workload.tokens, workload.batch),
+        features=latency_features(case.config, case.tokens, case.batch),
     )
 
 
@@ -178,27 +175,27 @@ def calibrate(
     save: bool = True,
     repeat: int = 10,
 ) -> LatencyPredictor:
-    """Time ``samples`` random workloads with ``threads`` threads, fit, and store the predictor
-    in this machine's cache (``predictor.cache_path``). The first ``repeat`` workloads are timed
+    """Time ``samples`` random cases with ``threads`` threads, fit, and store the predictor
+    in this machine's cache (``predictor.cache_path``). The first ``repeat`` cases are timed
     a second time: their run-to-run difference is the noise floor the predictor's held-out
     error should be read against."""
     options = options or calibration_timing(threads)
     spaces = spaces or DEFAULT_SPACES
-    workloads = sample_workloads(
+    cases = sample_timing_cases(
         samples, seed=seed, spaces=spaces, seq_lens=seq_lens, max_macs=max_macs
     )
     measured: list[Sample] = []
-    for index, workload in enumerate(workloads):
-        sample = measure_sample(workload, threads, options)
+    for index, case in enumerate(cases):
+        sample = measure_sample(case, threads, options)
         measured.append(sample)
         if progress is not None:
-            progress(index + 1, len(workloads), sample)
+            progress(index + 1, len(cases), sample)
     info = machine_info(threads)
     info.update(spaces=list(spaces), seed=seed, clock=options.clock)
     predictor = fit_predictor(measured, seed=seed, machine=info)
     if repeat:
         predictor.validation["repeatability"] = repeatability(
-            workloads[:repeat], measured[:repeat], threads, options
+            cases[:repeat], measured[:repeat], threads, options
         )
     if save:
         predictor.save(cache_path(threads))
@@ -206,15 +203,15 @@ def calibrate(
 
 
 def repeatability(
-    workloads: Sequence[Workload],
+    cases: Sequence[TimingCase],
     first: Sequence[Sample],
     threads: int,
     options: TimingOptions,
 ) -> dict[str, Any]:
-    """Time workloads again; the mean absolute relative difference between the two medians."""
+    """Time cases again; the mean absolute relative difference between the two medians."""
     differences = []
-    for workload, sample in zip(workloads, first, strict=True):
-        again = measure_sample(workload, threads, options)
+    for case, sample in zip(cases, first, strict=True):
+        again = measure_sample(case, threads, options)
         differences.append(abs(again.median_ms / sample.median_ms - 1.0))
     return {
         "samples": len(differences),
@@ -234,25 +231,23 @@ BASE_ARCH: dict[str, Any] = {
     "ffn_ratio": 2,
 }
 
-FAMILY_ARCHS: dict[str, dict[str, Any]] = {
-    "attention=full": {},
-    "attention=local": {"attention": "local", "window": 32},
-    "attention=linformer": {"attention": "linformer", "linformer_k": 64},
-    "attention=performer": {"attention": "performer", "performer_features": 64},
-    "attention=lsh": {"attention": "lsh", "lsh_bucket_size": 32, "lsh_hashes": 2},
-    "attention=lsra": {"attention": "lsra", "lsra_split": 0.5, "conv_kernel": 7},
-    "ffn=switch_moe": {"ffn": "switch_moe", "experts": 4, "capacity_factor": 2.0},
-    "ffn=sparse": {"ffn": "sparse", "sparsity": 4},
-    "memory=xl": {"memory": "xl", "mem_len": 64},
-    "memory=compressive": {
-        "memory": "compressive",
-        "mem_len": 64,
-        "compress_len": 16,
-        "compress_rate": 4,
-        "compress_fn": "conv",
-    },
-    "task=seq2seq": {"task": "seq2seq", "n_encoder_layers": 2},
-}
+
+def _family_archs() -> dict[str, dict[str, Any]]:
+    """Each family's calibration example (from its spec), then a seq2seq model."""
+    archs: dict[str, dict[str, Any]] = {}
+    for spec in all_specs():
+        example = spec.example("calibration")
+        if example is not None:
+            archs[f"{spec.kind}={spec.name}"] = {spec.kind: spec.name, **example}
+    for memory in memory_specs().values():
+        example = memory.example("calibration")
+        if example is not None:
+            archs[f"memory={memory.name}"] = example
+    archs["task=seq2seq"] = {"task": "seq2seq", "n_encoder_layers": 2}
+    return archs
+
+
+FAMILY_ARCHS: dict[str, dict[str, Any]] = _family_archs()
 
 
 def family_configs() -> dict[str, ArchConfig]:
@@ -265,16 +260,6 @@ def family_configs() -> dict[str, ArchConfig]:
 
 def _relative(predicted: float, measured: float) -> float:
     return predicted / measured - 1.0 if measured else float("nan")
-
-
-def model_inputs(config: ArchConfig, tokens: int, batch: int) -> tuple[tuple, Any]:
-    """Random token inputs for ``batch`` x ``tokens`` and a full recurrent state (if any)."""
-    from archsearch.models.memory import steady_state
-
-    ids = torch.randint(0, config.vocab_size, (batch, tokens))
-    if config.task == "seq2seq":
-        return (ids, torch.randint(0, config.vocab_size, (batch, tokens))), None
-    return (ids,), steady_state(config, batch)
 
 
 def check_family(

@@ -21,7 +21,7 @@ import torch
 from torch.utils._pytree import tree_map
 
 from archsearch.config import ArchConfig
-from archsearch.costs.tracker import measure_inference, measure_training
+from archsearch.costs.tracker import measure_inference, measure_training, model_inputs
 
 
 def cuda_available() -> bool:
@@ -97,7 +97,6 @@ def measure_config_on_device(
     config: ArchConfig, tokens: int, batch: int, device: torch.device | str = "cuda"
 ) -> DeviceMemory:
     """Build ``config`` (seed 0), measure it on ``device`` at ``batch`` x ``tokens``, release."""
-    from archsearch.costs.calibration import model_inputs
     from archsearch.models import build_model
 
     with torch.random.fork_rng(devices=[]):

@@ -25,10 +25,11 @@ import torch
 import torch.nn.functional as F
 
 from archsearch.config import ArchConfig, LayerConfig
+from archsearch.families import specs
 from archsearch.models.attention.common import merge_heads, split_heads
 from archsearch.models.positions import rotary
 
-CACHED_ATTENTION = ("full", "local", "lsra")
+CACHED_ATTENTION = tuple(spec.name for spec in specs("attention").values() if spec.kv_cache)
 
 
 def supports(config: ArchConfig) -> bool:

@@ -195,10 +195,7 @@ def _inputs(config: ArchConfig, tokens: int, batch: int) -> tuple[tuple, dict[st
 def _built(config: ArchConfig, seed: int) -> torch.nn.Module:
     from archsearch.models import build_model
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = build_model(config)
-    return model.eval()
+    return build_model(config, seed=seed).eval()
 
 
 def measure_forward(

@@ -4,7 +4,7 @@ Three workloads, each for ``batch`` sequences of ``tokens`` (float32 throughout)
 
 - **inference**: one forward over whole sequences (no gradients): weights, the recurrent
   memory state read and written (Transformer-XL, compressive), and the largest working set of
-  any moment of the forward (``footprints`` has each family's, the block adds the residual
+  any moment of the forward (``activations`` has each family's, the block adds the residual
   stream around it, the head adds the logits);
 - **generation**: an incremental decoder holding ``tokens`` of context: weights, each layer's
   KV cache (or linear-attention state, or window) and one token's activations. The models have
@@ -26,20 +26,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from archsearch.config import ArchConfig, LayerConfig
+from archsearch.costs.activations import (
+    F32,
+    I64,
+    ActivationBytes,
+    Dims,
+    attention_activations,
+    ffn_activations,
+    has_activations,
+)
 from archsearch.costs.analytic import analytic_costs
 from archsearch.costs.convention import CountingConvention
-from archsearch.costs.footprints import (
-    ATTENTION_FOOTPRINTS,
-    F32,
-    FFN_FOOTPRINTS,
-    I64,
-    Dims,
-    Footprint,
-    attention_footprint,
-    ffn_footprint,
-)
-from archsearch.models.memory import memory_extra_keys
-from archsearch.models.registry import BlockContext
+from archsearch.families import BlockContext, attention_spec, ffn_spec, memory_spec
 
 ADAMW_MOMENTS = 2
 STEP_TEMPORARIES = 3  # single-tensor AdamW: sqrt, bias-corrected denominator, update
@@ -61,7 +59,7 @@ class MemoryEstimate:
     inputs: int = 0
     phase: str = ""  # which moment sets the peak
     parts: dict[str, int] = field(default_factory=dict)
-    approximated: tuple[str, ...] = ()  # families counted with a stand-in's footprint
+    approximated: tuple[str, ...] = ()  # families counted with a stand-in's activation bytes
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -90,41 +88,28 @@ def parameter_bytes(config: ArchConfig) -> int:
 
 
 def buffer_bytes(config: ArchConfig) -> int:
-    """Float32 buffers: Performer's random features, LSH's random rotations."""
-    from archsearch.models.attention.lsh import bucket_count
-
+    """Float32 buffers each family declares (Performer's random features, LSH's rotations)."""
     total = 0
-    for layers in _unique_stacks(config):
+    for layers, causal, encoder in _owning_stacks(config):
         for layer in layers:
-            width = layer.qkv_dim(config.d_model)
-            head_dim = width // layer.heads
-            if layer.attention == "performer":
-                total += layer.heads * layer.performer_features * head_dim * F32
-            elif layer.attention == "lsh":
-                top = config.max_seq_len
-                half = max(1, bucket_count(top, layer.lsh_bucket_size, top) // 2)
-                total += layer.heads * head_dim * layer.lsh_hashes * half * F32
+            ctx = BlockContext(layer=layer, arch=config, causal=causal, encoder=encoder)
+            total += attention_spec(layer.attention).buffers(ctx)
+            total += ffn_spec(layer.ffn).buffers(ctx)
     return total
 
 
 def largest_parameter(config: ArchConfig) -> int:
     """Bytes of the largest single parameter tensor (what AdamW's per-tensor temporaries span)."""
-    from archsearch.models.attention.lsra import branch_widths
-
     d, e, v = config.d_model, config.embedding_width, config.vocab_size
     sizes = [v * e, e * d if e != d else 0]
-    if config.memory == "compressive" and config.compress_fn == "conv":
-        sizes.append(d * d * config.compress_rate)
+    sizes.append(memory_spec(config.memory).largest_weight(config))
     for layers, causal, encoder in _stacks(config):
         for layer in layers:
             ctx = BlockContext(layer=layer, arch=config, causal=causal, encoder=encoder)
             a, hidden = layer.qkv_dim(d), layer.hidden_dim(d)
             sizes += [d * a, d * hidden, d * layer.experts]
-            if layer.attention == "linformer":
-                sizes.append(layer.linformer_k * config.max_seq_len)
-            if layer.attention == "lsra":
-                width, conv = branch_widths(ctx)
-                sizes += [width * width, 2 * conv * conv, conv * layer.heads * layer.conv_kernel]
+            sizes.append(attention_spec(layer.attention).largest_weight(ctx))
+            sizes.append(ffn_spec(layer.ffn).largest_weight(ctx))
     return max(sizes) * F32
 
 
@@ -178,17 +163,17 @@ def _block_peak(
     x = batch * tokens * d * F32
     norm = x  # layer norm output (its statistics are dropped under no_grad)
     ctx = BlockContext(layer=layer, arch=config, causal=not encoder, encoder=encoder)
-    extra = 0 if encoder else memory_extra_keys(config)
+    extra = 0 if encoder else _extra_keys(config)
     dims = _dims(config, layer, batch, tokens, extra)
-    attention = attention_footprint(ctx, dims).peak
+    attention = attention_activations(ctx, dims).peak
     memory_context = 0
     if extra:  # the memory, normalised like the segment (and concatenated, compressive)
-        memory_context = batch * extra * d * F32 * (2 if config.memory == "compressive" else 1)
+        memory_context = batch * extra * d * F32 * memory_spec(config.memory).context_copies
     moments = [x + norm + memory_context + attention, x + norm + x + x + x]  # ... + x_out
     if config.task == "seq2seq" and not encoder:
-        cross = _cross_footprint(config, layer, batch, tokens).peak
+        cross = _cross_activations(config, layer, batch, tokens).peak
         moments.append(x + norm + x + norm + cross)
-    moments.append(x + norm + x + norm + ffn_footprint(ctx, batch, tokens).peak)
+    moments.append(x + norm + x + norm + ffn_activations(ctx, batch, tokens).peak)
     return max(moments)
 
 
@@ -209,27 +194,14 @@ def _head_peak(config: ArchConfig, batch: int, tokens: int) -> int:
 
 
 def _memory_update(config: ArchConfig, batch: int, tokens: int) -> tuple[int, int]:
-    """(new state kept per layer, working bytes while computing it): XL keeps a view of
-    ``cat(memory, x)``; compressive also compresses the evicted states."""
-    d = config.d_model
-    if config.memory == "none":
-        return 0, 0
-    joined = batch * (config.mem_len + tokens) * d * F32
-    if config.memory == "xl":
-        return joined, 0
-    groups = tokens // config.compress_rate
-    kept = min(groups, config.compress_len)
-    slots = batch * kept * d * F32
-    compressed = batch * (config.compress_len + kept) * d * F32
-    pooled = batch * kept * config.compress_rate * d * F32 if config.compress_fn == "mean" else 0
-    return joined + compressed, pooled + slots
+    """(new state kept per layer, working bytes while computing it), as the memory's spec
+    counts them."""
+    return memory_spec(config.memory).update_bytes(config, batch, tokens)
 
 
 def _state_bytes(config: ArchConfig, batch: int) -> int:
-    """Recurrent memory state handed in: every layer's memory full."""
-    if config.memory == "none":
-        return 0
-    return config.n_layers * batch * memory_extra_keys(config) * config.d_model * F32
+    """Recurrent memory state handed in: every layer's memory full (none without memory)."""
+    return config.n_layers * batch * _extra_keys(config) * config.d_model * F32
 
 
 # ---- training ----------------------------------------------------------------------------------
@@ -283,7 +255,7 @@ def _saved_bytes(config: ArchConfig, batch: int, tokens: int) -> tuple[int, int]
     dropout = bt * d * F32 if config.dropout > 0 else 0  # a float keep-mask (CPU dropout)
     streams = 2 if config.task == "seq2seq" else 1
     total += streams * dropout  # after the embedding
-    extra = memory_extra_keys(config)
+    extra = _extra_keys(config)
     busiest = 0
     for layers, causal, encoder in reversed(_stacks(config)):  # encoder first
         for layer in layers:
@@ -291,23 +263,20 @@ def _saved_bytes(config: ArchConfig, batch: int, tokens: int) -> tuple[int, int]
             keys_extra = 0 if encoder else extra
             dims = _dims(config, layer, batch, tokens, keys_extra)
             total += 2 * norm + 2 * dropout
-            total += attention_footprint(ctx, dims).saved
+            total += attention_activations(ctx, dims).saved
             if keys_extra:
                 total += 2 * batch * keys_extra * F32  # statistics of the normalised memory
-                if config.memory == "compressive":
-                    total += batch * keys_extra * d * F32  # cat(compressed, memory)
+                # further copies of the memory (compressive: cat(compressed, memory))
+                copies = memory_spec(config.memory).context_copies - 1
+                total += copies * batch * keys_extra * d * F32
             if config.task == "seq2seq" and not encoder:
-                total += norm + _cross_footprint(config, layer, batch, tokens).saved + dropout
-            ffn = ffn_footprint(ctx, batch, tokens)
+                total += norm + _cross_activations(config, layer, batch, tokens).saved + dropout
+            ffn = ffn_activations(ctx, batch, tokens)
             total += ffn.saved
             busiest = max(busiest, total + ffn.transient)
         if config.task == "seq2seq" and encoder:
             total += norm + bt * d * F32  # encoder's final norm; its output (kept by cross k, v)
-    if config.memory == "compressive" and config.compress_fn == "conv":
-        kept = min(tokens // config.compress_rate, config.compress_len)
-        if kept:  # the reconstruction loss: slots, two attention outputs, log-sum-exp
-            per_layer = batch * kept * d * F32 + 3 * bt * d * F32 + bt * F32
-            total += config.n_layers * per_layer
+    total += memory_spec(config.memory).training_bytes(config, batch, tokens)
     total += norm + bt * d * F32  # final norm, its output (kept by the logits layer)
     if config.embedding_width != d:
         total += bt * config.embedding_width * F32
@@ -325,12 +294,12 @@ def generation_memory(config: ArchConfig, context: int, batch: int = 1) -> Memor
     and one token's activations."""
     _check_sizes(context, batch)
     weights = parameter_bytes(config) + buffer_bytes(config)
-    extra = memory_extra_keys(config)
+    extra = _extra_keys(config)
     cache = 0
     for layer in config.layers:
         ctx = BlockContext(layer=layer, arch=config, causal=True, encoder=False)
         dims = _dims(config, layer, batch, context, extra)
-        cache += attention_footprint(ctx, dims).cache
+        cache += attention_activations(ctx, dims).cache
     if config.task == "seq2seq":
         for layer in config.layers:  # cross-attention keys and values over the source
             cache += 2 * batch * context * layer.qkv_dim(config.d_model) * F32
@@ -352,13 +321,13 @@ def generation_memory(config: ArchConfig, context: int, batch: int = 1) -> Memor
 
 
 def approximated(config: ArchConfig) -> tuple[str, ...]:
-    """Families in ``config`` without a footprint of their own (counted as full / dense)."""
+    """Families in ``config`` without activation bytes of their own (counted as full / dense)."""
     missing = set()
     for layers, _, _ in _stacks(config):
         for layer in layers:
-            if layer.attention not in ATTENTION_FOOTPRINTS:
+            if not has_activations("attention", layer.attention):
                 missing.add(f"attention={layer.attention}")
-            if layer.ffn not in FFN_FOOTPRINTS:
+            if not has_activations("ffn", layer.ffn):
                 missing.add(f"ffn={layer.ffn}")
     return tuple(sorted(missing))
 
@@ -366,7 +335,9 @@ def approximated(config: ArchConfig) -> tuple[str, ...]:
 # ---- helpers -----------------------------------------------------------------------------------
 
 
-def _cross_footprint(config: ArchConfig, layer: LayerConfig, batch: int, tokens: int) -> Footprint:
+def _cross_activations(
+    config: ArchConfig, layer: LayerConfig, batch: int, tokens: int
+) -> ActivationBytes:
     """Cross-attention: full, non-causal, no rotary; keys and values over the source."""
     d, a = config.d_model, layer.qkv_dim(config.d_model)
     dims = Dims(batch, tokens, tokens, d, a, layer.heads)
@@ -375,7 +346,7 @@ def _cross_footprint(config: ArchConfig, layer: LayerConfig, batch: int, tokens:
     # SDPA lays its output out like the (head-split) query, so merging heads is a view
     saved = dims.bt(d) + qkv + out
     peak = qkv + out + dims.bt(d)
-    return Footprint(saved, peak, 2 * dims.bt(a))
+    return ActivationBytes(saved, peak, 2 * dims.bt(a))
 
 
 def _dims(config: ArchConfig, layer: LayerConfig, batch: int, tokens: int, extra: int) -> Dims:
@@ -390,10 +361,17 @@ def _stacks(config: ArchConfig) -> list[tuple[tuple[LayerConfig, ...], bool, boo
     return stacks
 
 
-def _unique_stacks(config: ArchConfig) -> list[tuple[LayerConfig, ...]]:
-    """Layers that own weights: one per stack when layers are shared."""
-    stacks = [config.layers, config.encoder_layers]
-    return [s[:1] if config.share_layers else s for s in stacks if s]
+def _owning_stacks(config: ArchConfig) -> list[tuple[tuple[LayerConfig, ...], bool, bool]]:
+    """Layers that own weights and buffers: one per stack when layers are shared."""
+    return [
+        (layers[:1] if config.share_layers else layers, causal, encoder)
+        for layers, causal, encoder in _stacks(config)
+    ]
+
+
+def _extra_keys(config: ArchConfig) -> int:
+    """Keys each decoder layer sees beyond its segment (recurrent memory, full)."""
+    return memory_spec(config.memory).extra_keys(config)
 
 
 def _check_sizes(tokens: int, batch: int) -> None:

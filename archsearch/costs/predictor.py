@@ -20,6 +20,7 @@ together so they cannot drift apart. Predicting takes about a millisecond (no mo
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import math
 import os
@@ -38,8 +39,7 @@ from archsearch.config import ArchConfig
 from archsearch.costs.analytic import analytic_costs
 from archsearch.costs.convention import CountingConvention
 from archsearch.errors import InputError
-from archsearch.models.memory import memory_extra_keys
-from archsearch.models.registry import BlockContext, attention_family, ffn_family
+from archsearch.families import BlockContext, attention_spec, ffn_spec, memory_spec
 
 FORMAT = 1
 Z90 = 1.645  # two-sided 90% interval of a normal distribution
@@ -58,7 +58,7 @@ def latency_features(config: ArchConfig, tokens: int, batch: int = 1) -> dict[st
     def add(name: str, value: float) -> None:
         features[name] = features.get(name, 0.0) + value
 
-    extra = memory_extra_keys(config)
+    extra = memory_spec(config.memory).extra_keys(config)
     stacks = [(config.layers, True, False, extra)]
     if config.task == "seq2seq":
         stacks.append((config.encoder_layers, False, True, 0))
@@ -66,12 +66,13 @@ def latency_features(config: ArchConfig, tokens: int, batch: int = 1) -> dict[st
     for layers, causal, encoder, keys in stacks:
         for layer in layers:
             ctx = BlockContext(layer=layer, arch=config, causal=causal, encoder=encoder)
-            attention = attention_family(layer.attention).macs(ctx, tokens, keys)
-            ffn = ffn_family(layer.ffn).macs(ctx, tokens, 0)
-            add(f"layers.attention.{layer.attention}", 1.0)
-            add(f"layers.ffn.{layer.ffn}", float(layer.experts if layer.ffn == "switch_moe" else 1))
-            add(f"macs.attention.{layer.attention}", batch * attention / 1e6)
-            add(f"macs.ffn.{layer.ffn}", batch * ffn / 1e6)
+            attention, ffn = attention_spec(layer.attention), ffn_spec(layer.ffn)
+            add(f"layers.attention.{layer.attention}", attention.dispatch_units(ctx))
+            add(f"layers.ffn.{layer.ffn}", ffn.dispatch_units(ctx))
+            add(
+                f"macs.attention.{layer.attention}", batch * attention.macs(ctx, tokens, keys) / 1e6
+            )
+            add(f"macs.ffn.{layer.ffn}", batch * ffn.macs(ctx, tokens, 0) / 1e6)
             width += config.d_model + layer.hidden_dim(config.d_model)
     costs = analytic_costs(config, CountingConvention(tokens=tokens, exclude=()))
     add("macs.other", batch * sum(costs.macs_by_part[p] for p in OTHER_PARTS) / 1e6)
@@ -322,12 +323,21 @@ def machine_info(threads: int) -> dict[str, Any]:
     }
 
 
+def installed_torch_version() -> str:
+    """torch's version as installed, read without importing torch (a latency verdict needs the
+    predictor's file name, not torch); ``torch.__version__`` where the metadata is missing."""
+    try:
+        return importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        import torch
+
+        return str(torch.__version__)
+
+
 def cache_key(threads: int, cpu: str | None = None, torch_version: str | None = None) -> str:
     """``<cpu>__t<threads>__torch-<version>``, lower-case, filesystem-safe."""
-    import torch
-
     cpu = cpu if cpu is not None else cpu_model()
-    version = torch_version if torch_version is not None else torch.__version__
+    version = torch_version if torch_version is not None else installed_torch_version()
     slug = re.sub(r"[^a-z0-9.+-]+", "-", cpu.lower()).strip("-") or "unknown-cpu"
     return f"{slug}__t{threads}__torch-{re.sub(r'[^A-Za-z0-9.+-]+', '-', version)}"
 

@@ -26,6 +26,8 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from archsearch.config import ArchConfig
+
 
 class LiveBytes(TorchDispatchMode):
     """Sum of the bytes of live storages created by operators (or registered), and its peak."""
@@ -182,3 +184,13 @@ def measure_training(
         *_state_tensors(state),
     ]
     return measure_call(step, existing, allocator_baseline)
+
+
+def model_inputs(config: ArchConfig, tokens: int, batch: int) -> tuple[tuple, Any]:
+    """Random token inputs for ``batch`` x ``tokens`` and a full recurrent state (if any)."""
+    from archsearch.models.memory import steady_state
+
+    ids = torch.randint(0, config.vocab_size, (batch, tokens))
+    if config.task == "seq2seq":
+        return (ids, torch.randint(0, config.vocab_size, (batch, tokens))), None
+    return (ids,), steady_state(config, batch)

@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import torch
 
 from archsearch.errors import InputError
+from archsearch.evaluate.batch import IGNORE, Batch, Batches
 from archsearch.evaluate.corpus import Corpus, is_validation, load_corpus, paragraph_sizes
 from archsearch.evaluate.recipe import split_data
 
@@ -43,39 +43,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from archsearch.evaluate.recipe import Recipe
     from archsearch.evaluate.tokenizer import TokenStreams
 
-IGNORE = -100  # target of a position that is not scored (cross_entropy's ignore_index)
 SINGLE_FILE_VALID_FRACTION = 0.05
 _FORMAT = "archsearch-files-v1"  # bump when the layout below changes, so fingerprints change
 
 _FILES_CACHE: dict[str, Corpus] = {}
 _DEDUP_CACHE: dict[tuple[str, str], Corpus] = {}
-
-
-@dataclass(frozen=True)
-class Batch:
-    """One step's inputs and targets, ``[batch, seq_len]`` token ids each.
-
-    ``targets`` is ``IGNORE`` where nothing is scored (synthetic tasks score only their answers).
-    ``fresh`` is True where recurrent state must start empty. ``source`` is the encoder input of
-    a seq2seq batch.
-    """
-
-    inputs: torch.Tensor
-    targets: torch.Tensor
-    fresh: bool
-    source: torch.Tensor | None = None
-
-
-class Batches(Protocol):
-    """A deterministic source of batches: the same index always gives the same batch."""
-
-    fingerprint: str
-    description: str
-    answers_only: bool  # True when only some positions are scored (report accuracy too)
-
-    def train(self, step: int) -> Batch: ...
-
-    def valid(self, index: int) -> Batch: ...
 
 
 class StreamBatches:

@@ -51,10 +51,15 @@ from archsearch.errors import InputError
 from archsearch.evaluate.data import IGNORE, Batch, make_batches
 from archsearch.evaluate.recipe import Recipe
 from archsearch.evaluate.train import check_compatible, task_forward
-from archsearch.models.attention.performer import PerformerAttention
+from archsearch.families import all_specs
 
 Proxy = Callable[[ArchConfig, Recipe], float]
 JACOB_COV_K = 1e-5
+
+
+def _cut_query_key_classes() -> tuple[type, ...]:
+    """Attention modules whose query/key paths synflow cuts (their specs say why)."""
+    return tuple(spec.module_class() for spec in all_specs() if spec.probe_cuts_query_key)
 
 
 def proxy_batch(recipe: Recipe) -> Batch:
@@ -68,9 +73,7 @@ def initial_model(config: ArchConfig, recipe: Recipe) -> nn.Module:
     check_compatible(config, recipe)
     from archsearch.models import build_model
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(recipe.seed)
-        return build_model(config)
+    return build_model(config, seed=recipe.seed)
 
 
 # ---- proxies on a configuration --------------------------------------------------------------
@@ -154,7 +157,7 @@ def synflow_score(model: nn.Module, batch: Batch, task: str = "causal_lm") -> fl
     handles += [
         projection.register_forward_hook(_no_flow)
         for module in linear.modules()
-        if isinstance(module, PerformerAttention)
+        if isinstance(module, _cut_query_key_classes())
         for projection in (module.proj.q, module.proj.k)
     ]
     probe = Batch(

@@ -25,7 +25,7 @@ from collections.abc import Callable
 import torch
 
 from archsearch.errors import InputError
-from archsearch.evaluate.data import IGNORE, Batch
+from archsearch.evaluate.batch import IGNORE, Batch
 
 _FORMAT = "archsearch-synthetic-v1"  # bump when a generator changes, so fingerprints change
 

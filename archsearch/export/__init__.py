@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from archsearch.config import ArchConfig
 from archsearch.errors import InputError
+from archsearch.search import trial_attrs as attrs
 
 if TYPE_CHECKING:  # an exported Hugging Face model imports this package, and needs no Optuna
     import optuna
@@ -29,7 +30,7 @@ def export_trial(study: optuna.Study, spec: str | int, fmt: str, out: Path) -> l
         raise InputError(f"must be one of {', '.join(FORMATS)}, got {fmt!r}", key="--format")
     trial = select_trial(study, spec)
     try:
-        config = ArchConfig.from_dict(trial.user_attrs["arch"])
+        config = ArchConfig.from_dict(trial.user_attrs[attrs.ARCH])
     except InputError as exc:
         raise exc.under(f"trial {trial.number} arch") from None
     chosen = f"best: {best_meaning(study)}" if str(spec).lower() == BEST else "by trial number"

@@ -8,9 +8,10 @@ path, and every export is run in onnxruntime on three other lengths and compared
 a graph that disagrees is deleted and reported, never handed out. Weights are embedded (no
 external data), which limits a graph to 2 GB.
 
-Not exportable with torch 2.13 (refused up front, with the reason): Performer attention
-(``cummax``), Reformer LSH attention (sort with an out= argument) and Switch mixture of experts
-(data-dependent token routing); recurrent memory (state across calls) and seq2seq models.
+Not exportable with torch 2.13 (refused up front, with the reason its family spec gives):
+Performer attention (``cummax``), Reformer LSH attention (sort with an out= argument) and Switch
+mixture of experts (data-dependent token routing); recurrent memory (state across calls) and
+seq2seq models.
 """
 
 from __future__ import annotations
@@ -27,12 +28,12 @@ from torch import nn
 from archsearch.config import ArchConfig
 from archsearch.errors import InputError
 from archsearch.export.weights import initial_model
+from archsearch.families import all_specs
 
 EXTRA_HINT = "pip install 'archsearch[export]'"
+# (kind, family) -> why it does not export: each family's spec says (``onnx_refusal``).
 UNSUPPORTED = {
-    ("attention", "performer"): "its causal prefix sums use cummax, which ONNX lacks",
-    ("attention", "lsh"): "its bucket sort does not convert to ONNX",
-    ("ffn", "switch_moe"): "its token routing is data-dependent (torch.export cannot trace it)",
+    (spec.kind, spec.name): spec.onnx_refusal for spec in all_specs() if spec.onnx_refusal
 }
 ATOL, RTOL = 1e-4, 1e-4  # float32 kernels differ in summation order between the runtimes
 

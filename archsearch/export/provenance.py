@@ -13,9 +13,10 @@ from optuna.trial import FrozenTrial
 
 from archsearch import __version__
 from archsearch.report import trials as select
+from archsearch.search import trial_attrs as attrs
 
-TRAINING_ATTRS = ("train_bpb", "tokens", "steps", "wall_s", "cpu_s", "diverged")
-COST_ATTRS = ("macs", "params", "total_params", "macs_by_part")
+TRAINING_ATTRS = ("train_bpb", "tokens", "steps", attrs.WALL_S, attrs.CPU_S, attrs.DIVERGED)
+COST_ATTRS = (attrs.MACS, attrs.PARAMS, attrs.TOTAL_PARAMS, attrs.MACS_BY_PART)
 
 
 def provenance(study: optuna.Study, trial: FrozenTrial, selected_as: str) -> dict[str, Any]:

@@ -8,7 +8,6 @@ archsearch keeps no trained weights: training the exported model is the user's n
 from __future__ import annotations
 
 import optuna
-import torch
 from torch import nn
 
 from archsearch.config import ArchConfig
@@ -22,7 +21,4 @@ def recipe_seed(study: optuna.Study) -> int:
 def initial_model(config: ArchConfig, seed: int) -> nn.Module:
     from archsearch.models import build_model
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = build_model(config)
-    return model.eval()
+    return build_model(config, seed=seed).eval()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from archsearch.config import ArchConfig
@@ -12,7 +13,16 @@ from archsearch.models.validate import validate_config
 __all__ = ["CausalLM", "ModelOutput", "Seq2SeqLM", "build_model", "validate_config"]
 
 
-def build_model(config: ArchConfig) -> nn.Module:
-    """The model ``config`` describes, freshly initialised (seed torch for reproducibility)."""
+def build_model(config: ArchConfig, seed: int | None = None) -> nn.Module:
+    """The model ``config`` describes, freshly initialised.
+
+    With ``seed``, initialised from a private copy of torch's global generator seeded with it
+    (weights and random buffers the same on every call; the caller's random stream left as it
+    was); without, from the global generator as it stands.
+    """
     validate_config(config)
-    return Seq2SeqLM(config) if config.task == "seq2seq" else CausalLM(config)
+    if seed is None:
+        return Seq2SeqLM(config) if config.task == "seq2seq" else CausalLM(config)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_model(config)

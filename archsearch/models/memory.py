@@ -15,10 +15,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from archsearch.config import ArchConfig
+from archsearch.families import memory_spec
 
 
 class NoMemory(nn.Module):
     """Models without recurrence: no extra keys, no state."""
+
+    @classmethod
+    def for_arch(cls, arch: ArchConfig) -> NoMemory:
+        return cls()
 
     def context(self, state: Any, layer: int) -> torch.Tensor | None:
         return None
@@ -36,6 +41,10 @@ class XLMemory(nn.Module):
     def __init__(self, mem_len: int):
         super().__init__()
         self.mem_len = mem_len
+
+    @classmethod
+    def for_arch(cls, arch: ArchConfig) -> XLMemory:
+        return cls(arch.mem_len)
 
     def context(self, state: Any, layer: int) -> torch.Tensor | None:
         return None if state is None else state[layer]
@@ -70,6 +79,10 @@ class CompressiveMemory(nn.Module):
     evicted states and once over their compressed slots; the MSE between the two is returned
     as the auxiliary loss. Only the compressor receives its gradient.
     """
+
+    @classmethod
+    def for_arch(cls, arch: ArchConfig) -> CompressiveMemory:
+        return cls(arch)
 
     def __init__(self, arch: ArchConfig):
         super().__init__()
@@ -140,13 +153,8 @@ def _init_as_mean(conv: nn.Conv1d) -> None:
 
 
 def build_memory(arch: ArchConfig) -> nn.Module:
-    if arch.memory == "none":
-        return NoMemory()
-    if arch.memory == "xl":
-        return XLMemory(arch.mem_len)
-    if arch.memory == "compressive":
-        return CompressiveMemory(arch)
-    raise NotImplementedError(f"memory '{arch.memory}' has no implementation yet")
+    """The module the memory kind's spec names (``for_arch``)."""
+    return memory_spec(arch.memory).build(arch)
 
 
 def steady_state(arch: ArchConfig, batch: int = 1) -> Any:
@@ -167,36 +175,15 @@ def steady_state(arch: ArchConfig, batch: int = 1) -> Any:
 
 
 def memory_extra_keys(arch: ArchConfig) -> int:
-    """Keys each layer's attention sees beyond the segment, once the memory is full.
-
-    Compressive memory: ``compress_len + mem_len`` at a segment that finds the memory holding
-    exactly ``mem_len`` states; up to ``compress_rate - 1`` pending leftovers can add keys.
-    """
-    if arch.memory == "none":
-        return 0
-    if arch.memory == "xl":
-        return arch.mem_len
-    return arch.mem_len + arch.compress_len
+    """Keys each layer's attention sees beyond the segment, once the memory is full."""
+    return memory_spec(arch.memory).extra_keys(arch)
 
 
 def memory_params(arch: ArchConfig) -> int:
     """Parameters the memory itself owns, all layers: a conv compressor per layer."""
-    if arch.memory == "compressive" and arch.compress_fn == "conv":
-        d = arch.d_model
-        return arch.n_layers * (d * d * arch.compress_rate + d)
-    return 0
+    return memory_spec(arch.memory).params(arch)
 
 
 def memory_macs(arch: ArchConfig, tokens: int) -> int:
-    """MACs per layer the memory spends on a segment of ``tokens`` in steady state.
-
-    Steady state: the memory holds exactly ``mem_len`` states, so the segment evicts ``tokens``
-    of them, ``tokens // compress_rate`` whole groups (at most ``compress_len`` are kept and
-    compressed). The conv makes ``d * d * rate`` MACs per slot; mean pooling counts none
-    (element-wise), as does the training-only reconstruction loss (like the backward pass).
-    """
-    if arch.memory != "compressive" or arch.compress_fn != "conv":
-        return 0
-    slots = min(tokens // arch.compress_rate, arch.compress_len)
-    d = arch.d_model
-    return slots * d * d * arch.compress_rate
+    """MACs per layer the memory spends on a segment of ``tokens`` in steady state."""
+    return memory_spec(arch.memory).macs(arch, tokens)

@@ -1,36 +1,7 @@
-"""Checks that need the families: is each layer's combination one we can build?"""
+"""Model-side name of the family checks (they live, torch-free, in ``archsearch.families``)."""
 
 from __future__ import annotations
 
-from archsearch.config import ArchConfig
-from archsearch.errors import InputError
-from archsearch.models.registry import BlockContext, attention_family, ffn_family
+from archsearch.families.validate import validate_config
 
-
-def validate_config(config: ArchConfig) -> None:
-    """Raise InputError naming the key when a layer's families cannot be combined as asked."""
-    stacks = [(config.layers, True, False, ""), (config.encoder_layers, False, True, "encoder_")]
-    for layers, causal, encoder, prefix in stacks:
-        for index, layer in enumerate(layers):
-            ctx = BlockContext(layer=layer, arch=config, causal=causal, encoder=encoder)
-            try:
-                attention = attention_family(layer.attention)
-                ffn = ffn_family(layer.ffn)
-            except NotImplementedError as exc:
-                raise InputError(str(exc), key=prefix + "attention") from None
-            if config.memory != "none" and not attention.supports_memory:
-                raise InputError(
-                    f"attention '{layer.attention}' cannot attend to recurrent memory "
-                    f"(layer {index})",
-                    key="memory",
-                )
-            try:
-                attention.validate(ctx)
-                ffn.validate(ctx)
-            except InputError as exc:
-                raise exc.under(prefix.rstrip("_")) if prefix else exc from None
-            if attention.head_width(ctx) % 2:
-                raise InputError(
-                    f"head width must be even for rotary positions (layer {index})",
-                    key=prefix + "heads",
-                )
+__all__ = ["validate_config"]

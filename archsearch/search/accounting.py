@@ -22,6 +22,8 @@ from typing import Any
 
 import optuna
 
+from archsearch.search import trial_attrs as attrs
+
 RUNS = "search_runs"
 
 
@@ -70,13 +72,13 @@ class RunLedger:
 def write_totals(study: optuna.Study, runs: list[dict[str, Any]]) -> dict[str, float]:
     """Study-level totals from the run entries and every trial's own figures."""
     trials = study.get_trials(deepcopy=False)
-    trial_cpu = sum(t.user_attrs.get("cpu_s", 0.0) for t in trials)
+    trial_cpu = sum(t.user_attrs.get(attrs.CPU_S, 0.0) for t in trials)
     driver_cpu = sum(run.get("driver_cpu_s", 0.0) for run in runs)
     totals = {
         "search_wall_s": sum(run.get("wall_s", 0.0) for run in runs),
         "search_driver_cpu_s": driver_cpu,
         "search_trial_cpu_s": trial_cpu,
-        "search_trial_wall_s": sum(t.user_attrs.get("wall_s", 0.0) for t in trials),
+        "search_trial_wall_s": sum(t.user_attrs.get(attrs.WALL_S, 0.0) for t in trials),
         "search_cpu_s": trial_cpu + driver_cpu,
     }
     for key, value in totals.items():

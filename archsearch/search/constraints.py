@@ -19,13 +19,15 @@ from collections.abc import Mapping
 
 import optuna
 
+from archsearch.search.internals import trial_id
+
 LEGACY_KEY = "constraints"
 
 
 def record_constraints(trial: optuna.Trial, constraints: Mapping[str, float]) -> None:
     """Store one value per budget, in the order of the study's ``constraint_names``."""
     values = [float(v) for v in constraints.values()]
-    trial.storage.set_trial_system_attr(trial._trial_id, LEGACY_KEY, values)
+    trial.storage.set_trial_system_attr(trial_id(trial), LEGACY_KEY, values)
 
 
 def is_feasible(trial: optuna.trial.FrozenTrial) -> bool:

@@ -23,8 +23,9 @@ import optuna
 
 from archsearch import __version__
 from archsearch.errors import InputError
+from archsearch.search import trial_attrs as attrs
 from archsearch.search.inputs import Inputs, SearchOptions, default_study_name, load_inputs
-from archsearch.search.quality import LEGACY, MINIMIZE, Quality, quality_of
+from archsearch.search.quality import DEFAULT_QUALITY, MINIMIZE, Quality, quality_of
 from archsearch.search.quality import STUDY_ATTR as QUALITY_ATTR
 from archsearch.search.storage import open_storage, run_folder
 
@@ -41,7 +42,7 @@ class SearchSummary:
     ended: str = "done"  # done | exhausted | timeout | interrupted
     interrupted_trials: int = 0  # closed and queued again by this run
     baselines: list[str] = field(default_factory=list)  # queued by this run
-    quality: Quality = LEGACY  # what the candidates were scored on
+    quality: Quality = DEFAULT_QUALITY  # what the candidates were scored on
 
     @property
     def interrupted(self) -> bool:
@@ -154,8 +155,8 @@ def run_search(
         study_name=study_name,
         storage=options.storage,
         trained=trained,
-        rejected_infeasible=_count(study, "infeasible"),
-        rejected_invalid=_count(study, "invalid"),
+        rejected_infeasible=_count(study, attrs.INFEASIBLE),
+        rejected_invalid=_count(study, attrs.INVALID),
         wall_s=time.perf_counter() - started,
         exhausted=searcher.exhausted,
         ended=ended,
@@ -288,7 +289,8 @@ def _check_quality(
 ) -> None:
     """A study keeps one quality objective and direction: a study that measured val_bpb cannot
     continue with a proxy (or another proxy), and Optuna's directions must say the same."""
-    before = _plain(stored.get(QUALITY_ATTR, LEGACY.to_dict()))  # older studies: val_bpb, min
+    # older studies recorded none: they measured the default (val_bpb, minimised)
+    before = _plain(stored.get(QUALITY_ATTR, DEFAULT_QUALITY.to_dict()))
     directions = [direction.name.lower() for direction in study.directions]
     wanted = [quality.direction] + [MINIMIZE] * costs
     if before != _plain(quality.to_dict()) or directions != wanted:
@@ -331,7 +333,9 @@ def _plain(value: Any) -> Any:
 
 
 def _count(study: optuna.Study, status: str) -> int:
-    return sum(1 for t in study.get_trials(deepcopy=False) if t.user_attrs.get("status") == status)
+    return sum(
+        1 for t in study.get_trials(deepcopy=False) if t.user_attrs.get(attrs.STATUS) == status
+    )
 
 
 def _ensure_supernet(study: Any, inputs: Inputs, options: Any, console: Any) -> str | None:

@@ -19,6 +19,7 @@ import optuna
 
 from archsearch.report.front import front_trials
 from archsearch.report.trials import baseline_name, is_usable, losses
+from archsearch.search import trial_attrs as attrs
 
 FINALISTS_ATTR = "finalists"  # on the supernet study: the companion's name and the evaluator
 SUPERNET_STUDY_ATTR = "supernet_study"  # on the companion: the supernet study's name
@@ -40,7 +41,7 @@ def pick_finalists(study: optuna.Study, count: int) -> list[optuna.trial.FrozenT
     # models, which are there for being cheap, not for their score.
     front.sort(key=lambda t: (list(losses(study, t).values()), t.number))
     front = front[: max(count, (len(front) + 1) // 2)]
-    front.sort(key=lambda t: (t.user_attrs.get("macs", math.inf), t.number))
+    front.sort(key=lambda t: (t.user_attrs.get(attrs.MACS, math.inf), t.number))
     chosen: list[optuna.trial.FrozenTrial] = []
     if front:
         best = min(range(len(front)), key=lambda i: list(losses(study, front[i]).values()))

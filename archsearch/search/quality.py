@@ -93,7 +93,10 @@ class Quality:
         return out
 
 
-LEGACY = Quality()  # what every study measured before the quality was recorded
+# The default quality: validation bits per byte, minimised. Studies that recorded no quality
+# (written before it was recorded) measured it too.
+DEFAULT_QUALITY = Quality()
+LEGACY = DEFAULT_QUALITY  # its former name, which report/ still reads
 
 
 def quality_of(recipe: Recipe) -> Quality:
@@ -104,11 +107,11 @@ def quality_of(recipe: Recipe) -> Quality:
         return Quality(name=BLENDED, blend=recipe.blend)
     if recipe.supernet is not None:
         return Quality(name=SUPERNET, supernet=True)
-    return LEGACY
+    return DEFAULT_QUALITY
 
 
 def study_quality(study: Any) -> Quality:
-    """The quality objective recorded in an Optuna study (``LEGACY`` when none was recorded)."""
+    """The quality objective recorded in an Optuna study (the default when none was recorded)."""
     return quality_from_attrs(study.user_attrs)
 
 
@@ -116,7 +119,7 @@ def quality_from_attrs(attrs: dict[str, Any]) -> Quality:
     """``study_quality`` from a study's user attributes."""
     record = attrs.get(STUDY_ATTR)
     if not isinstance(record, dict):
-        return LEGACY
+        return DEFAULT_QUALITY
     direction = record.get("direction", MINIMIZE)
     if direction not in (MINIMIZE, MAXIMIZE):
         raise InputError(
@@ -125,7 +128,7 @@ def quality_from_attrs(attrs: dict[str, Any]) -> Quality:
         )
     blend = record.get("blend")
     return Quality(
-        name=str(record.get("name", LEGACY.name)),
+        name=str(record.get("name", DEFAULT_QUALITY.name)),
         direction=direction,
         proxy=record.get("proxy"),
         blend=Blend(str(blend["proxy"]), float(blend["weight"]))

@@ -13,6 +13,7 @@ import optuna
 
 from archsearch.config import ArchConfig
 from archsearch.profiles import Profile
+from archsearch.search import trial_attrs as attrs
 from archsearch.search.constraints import is_feasible
 
 STUDY_KEY = "remeasured_latency"
@@ -24,13 +25,13 @@ def remeasure_front(study: optuna.Study, profile: Profile) -> dict[str, dict[str
     Finished trials cannot take new attributes in Optuna, so the figures go into the study's
     user attribute ``remeasured_latency``: ``{"<number>": {measured_ms, predicted_ms, ...}}``.
     """
-    from archsearch.costs.summary import remeasure_latency
+    from archsearch.measure import remeasure_latency
 
     figures = dict(study.user_attrs.get(STUDY_KEY, {}))
     for trial in study.best_trials:
-        if not is_feasible(trial) or trial.user_attrs.get("status") != "complete":
+        if not is_feasible(trial) or trial.user_attrs.get(attrs.STATUS) != attrs.COMPLETE:
             continue
-        config = ArchConfig.from_dict(trial.user_attrs["arch"])
+        config = ArchConfig.from_dict(trial.user_attrs[attrs.ARCH])
         result = remeasure_latency(config, profile)
         figures[str(trial.number)] = {
             key: result[key]

@@ -19,10 +19,12 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from archsearch.search import trial_attrs as attrs
 from archsearch.search.baselines import USER_ATTR as BASELINE
+from archsearch.search.internals import trial_id
 
-TRAINED = ("complete", "failed", "stopped")
-WORKER_STATUSES = ("training", *TRAINED)  # statuses of trials a worker has run
+TRAINED = (attrs.COMPLETE, attrs.FAILED, attrs.STOPPED)
+WORKER_STATUSES = (attrs.TRAINING, *TRAINED)  # statuses of trials a worker has run
 RETRY_OF = "retry_of"
 KILLED = "the search was interrupted while this trial ran"
 # Its worker process died under it (its Ray node lost, or the process killed): not the
@@ -48,7 +50,7 @@ def trained_count(study: optuna.Study) -> int:
         for trial in study.get_trials(
             deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
         )
-        if trial.user_attrs.get("status") in TRAINED
+        if trial.user_attrs.get(attrs.STATUS) in TRAINED
     )
 
 
@@ -63,24 +65,24 @@ def close_interrupted(
     ``partial`` holds what the worker had measured before it stopped (wall_s, cpu_s), so the
     search's cost accounts for the interrupted work.
     """
-    trial = optuna.Trial(study, frozen._trial_id)
+    trial = optuna.Trial(study, trial_id(frozen))
     queued = False
-    was = frozen.user_attrs.get("status") or "sampling"
+    was = frozen.user_attrs.get(attrs.STATUS) or "sampling"
     # A worker had it: still training, or finished with its result not yet told to Optuna.
     if was in WORKER_STATUSES:
         if not any(t.user_attrs.get(RETRY_OF) == frozen.number for t in study.get_trials()):
-            attrs: dict[str, Any] = {RETRY_OF: frozen.number}
+            retry: dict[str, Any] = {RETRY_OF: frozen.number}
             if BASELINE in frozen.user_attrs:
-                attrs[BASELINE] = frozen.user_attrs[BASELINE]
-            study.enqueue_trial(frozen.params, user_attrs=attrs)
+                retry[BASELINE] = frozen.user_attrs[BASELINE]
+            study.enqueue_trial(frozen.params, user_attrs=retry)
         queued = True
     for key, value in (partial or {}).items():
         trial.set_user_attr(key, value)
     # What it was doing: with a worker ("training", or a result not yet told: queued again), or
     # still being sampled or judged by the driver ("sampling", "infeasible", "invalid").
-    trial.set_user_attr("interrupted_while", was)
-    trial.set_user_attr("status", "interrupted")
-    trial.set_user_attr("reason", reason)
+    trial.set_user_attr(attrs.INTERRUPTED_WHILE, was)
+    trial.set_user_attr(attrs.STATUS, attrs.INTERRUPTED)
+    trial.set_user_attr(attrs.REASON, reason)
     study.tell(frozen.number, state=TrialState.FAIL)
     return queued
 

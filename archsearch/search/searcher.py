@@ -27,9 +27,11 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from archsearch.profiles import Profile
+from archsearch.search import trial_attrs as attrs
 from archsearch.search.baselines import USER_ATTR as BASELINE
 from archsearch.search.constraints import record_constraints
-from archsearch.search.quality import BLEND_ATTR, LEGACY, Quality
+from archsearch.search.internals import live_trials, optuna_study, told_trials
+from archsearch.search.quality import BLEND_ATTR, DEFAULT_QUALITY, Quality
 from archsearch.search.resume import LOST, close_interrupted, lost_before
 from archsearch.search.samplers import GridSampler
 from archsearch.search.verdict import Verdict, judge
@@ -38,10 +40,11 @@ from archsearch.space import SearchSpace
 log = logging.getLogger(__name__)
 MAX_REPEATS = 50  # proposals in a row of already-trained architectures before the search ends
 
-BLENDED_ATTRS = (LEGACY.name, BLEND_ATTR)  # a blended score's parts: bpb and the proxy's score
+# a blended score's parts: bpb and the proxy's score
+BLENDED_ATTRS = (DEFAULT_QUALITY.name, BLEND_ATTR)
 RESULT_ATTRS = (
-    "wall_s",
-    "cpu_s",
+    attrs.WALL_S,
+    attrs.CPU_S,
     "train_bpb",
     "val_accuracy",
     "tokens",
@@ -49,7 +52,7 @@ RESULT_ATTRS = (
     "data_fingerprint",
     "ray_node",
 )
-PARTIAL_ATTRS = ("wall_s", "cpu_s", "tokens", "ray_node")  # kept from an interrupted trial
+PARTIAL_ATTRS = (attrs.WALL_S, attrs.CPU_S, "tokens", "ray_node")  # kept from an interrupted trial
 
 
 class ArchSearcher(OptunaSearch):
@@ -70,7 +73,7 @@ class ArchSearcher(OptunaSearch):
         study_name: str,
         max_rejections: int = 2000,
         data_fingerprint: str | None = None,
-        quality: Quality = LEGACY,
+        quality: Quality = DEFAULT_QUALITY,
     ):
         self.arch_space = space
         self.profile = profile
@@ -96,7 +99,7 @@ class ArchSearcher(OptunaSearch):
 
     @property
     def study(self) -> optuna.Study:
-        return self._ot_study
+        return optuna_study(self)
 
     def _define_by_run(self, trial: optuna.Trial) -> dict[str, Any]:
         return {"arch": self.arch_space.suggest(trial)}
@@ -108,12 +111,12 @@ class ArchSearcher(OptunaSearch):
                 self.exhausted = True
                 return Searcher.FINISHED
             values = super().suggest(trial_id)["arch"]
-            trial = self._ot_trials[trial_id]
+            trial = live_trials(self)[trial_id]
             verdict = judge(self.arch_space, self.profile, values)
             twin = self._trained_twin(values) if verdict.trainable else None
             if twin is not None:
                 self._record_duplicate(trial, verdict, twin)
-                del self._ot_trials[trial_id]
+                del live_trials(self)[trial_id]
                 repeats += 1
                 if repeats >= MAX_REPEATS:  # the sampler only proposes what it has seen
                     log.warning("%d proposals in a row were already trained; stopping", repeats)
@@ -122,14 +125,14 @@ class ArchSearcher(OptunaSearch):
                 continue
             if verdict.trainable:
                 self._verdicts[trial_id] = verdict
-                self._record_known(trial, verdict, status="training")
+                self._record_known(trial, verdict, status=attrs.TRAINING)
                 config = {"arch": values, "objectives": self._cost_objectives(verdict)}
                 baseline = trial.user_attrs.get(BASELINE)
                 if baseline:
                     config[BASELINE] = baseline
                 return config
             self._reject(trial, verdict)
-            del self._ot_trials[trial_id]
+            del live_trials(self)[trial_id]
         log.warning("no trainable candidate in %d proposals; stopping", self.max_rejections)
         self.exhausted = True
         return Searcher.FINISHED
@@ -145,8 +148,8 @@ class ArchSearcher(OptunaSearch):
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
     ) -> None:
-        trial = self._ot_trials.get(trial_id)
-        if trial is None or trial_id in self._completed_trials:
+        trial = live_trials(self).get(trial_id)
+        if trial is None or trial_id in told_trials(self):
             return
         result = result or self._last.get(trial_id) or {}
         for key in RESULT_ATTRS + (BLENDED_ATTRS if self.quality.blend else ()):
@@ -161,7 +164,7 @@ class ArchSearcher(OptunaSearch):
             if not curve or curve[-1] != point:
                 curve.append(point)
         if curve:
-            trial.set_user_attr("curve", curve)
+            trial.set_user_attr(attrs.CURVE, curve)
         self._last.pop(trial_id, None)
         verdict = self._verdicts.pop(trial_id, None)
         if verdict is not None and verdict.costs is not None:
@@ -178,20 +181,20 @@ class ArchSearcher(OptunaSearch):
             kind = "data_mismatch"
         if failure is None and not result.get("final", False):
             # Stopped by a scheduler: partial-budget values must never pose as complete.
-            trial.set_user_attr("status", "stopped")
-            trial.set_user_attr("reason", "stopped early by the scheduler")
+            trial.set_user_attr(attrs.STATUS, attrs.STOPPED)
+            trial.set_user_attr(attrs.REASON, "stopped early by the scheduler")
             if name in result:
                 trial.set_user_attr(f"{name}_at_stop", result[name])
             self._close(trial_id, trial, TrialState.PRUNED)
             return
         if failure is not None:
-            trial.set_user_attr("status", "failed")
-            trial.set_user_attr("failure", kind)
-            trial.set_user_attr("reason", str(failure))
+            trial.set_user_attr(attrs.STATUS, attrs.FAILED)
+            trial.set_user_attr(attrs.FAILURE, kind)
+            trial.set_user_attr(attrs.REASON, str(failure))
             self._close(trial_id, trial, TrialState.FAIL)
             return
-        trial.set_user_attr("status", "complete")
-        trial.set_user_attr("diverged", bool(result.get("diverged", False)))
+        trial.set_user_attr(attrs.STATUS, attrs.COMPLETE)
+        trial.set_user_attr(attrs.DIVERGED, bool(result.get("diverged", False)))
         super().on_trial_complete(trial_id, result=result, error=error)
 
     def _close_lost(self, trial_id: str, trial: optuna.Trial, result: dict[str, Any]) -> bool:
@@ -204,7 +207,7 @@ class ArchSearcher(OptunaSearch):
             return False
         partial = {key: result[key] for key in PARTIAL_ATTRS if key in result}
         close_interrupted(self.study, frozen, LOST, partial)
-        self._completed_trials.add(trial_id)
+        told_trials(self).add(trial_id)
         self.lost += 1
         log.warning("trial %d: %s; queued again", trial.number, LOST)
         return True
@@ -217,14 +220,14 @@ class ArchSearcher(OptunaSearch):
             for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         }
         closed = 0
-        for trial_id, trial in list(self._ot_trials.items()):
+        for trial_id, trial in list(live_trials(self).items()):
             frozen = running.get(trial.number)
-            if trial_id in self._completed_trials or frozen is None:
+            if trial_id in told_trials(self) or frozen is None:
                 continue
             last = self._last.get(trial_id, {})
             partial = {key: last[key] for key in PARTIAL_ATTRS if key in last}
             close_interrupted(self.study, frozen, reason, partial)
-            self._completed_trials.add(trial_id)
+            told_trials(self).add(trial_id)
             closed += 1
         return closed
 
@@ -245,8 +248,8 @@ class ArchSearcher(OptunaSearch):
         return not self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
 
     def _close(self, trial_id: str, trial: optuna.Trial, state: TrialState) -> None:
-        self._ot_study.tell(trial, state=state)
-        self._completed_trials.add(trial_id)
+        optuna_study(self).tell(trial, state=state)
+        told_trials(self).add(trial_id)
 
     def _cost_objectives(self, verdict: Verdict) -> dict[str, float]:
         assert verdict.costs is not None
@@ -256,14 +259,14 @@ class ArchSearcher(OptunaSearch):
         }
 
     def _record_known(self, trial: optuna.Trial, verdict: Verdict, status: str) -> None:
-        trial.set_user_attr("status", status)
-        trial.set_user_attr("arch", verdict.values)
+        trial.set_user_attr(attrs.STATUS, status)
+        trial.set_user_attr(attrs.ARCH, verdict.values)
         if verdict.costs is not None:
             costs = verdict.costs
-            trial.set_user_attr("macs", costs.macs)
-            trial.set_user_attr("params", costs.counted_params)
-            trial.set_user_attr("total_params", costs.params)
-            trial.set_user_attr("macs_by_part", costs.macs_by_part)
+            trial.set_user_attr(attrs.MACS, costs.macs)
+            trial.set_user_attr(attrs.PARAMS, costs.counted_params)
+            trial.set_user_attr(attrs.TOTAL_PARAMS, costs.params)
+            trial.set_user_attr(attrs.MACS_BY_PART, costs.macs_by_part)
 
     def _trained_twin(self, values: dict[str, Any]) -> optuna.trial.FrozenTrial | None:
         """A completed trial of exactly this architecture, if any.
@@ -271,10 +274,10 @@ class ArchSearcher(OptunaSearch):
         Training is deterministic (the recipe's seed), so training the same architecture again
         would reproduce its result: samplers that propose a point twice get the answer for free.
         """
-        for trial in self._ot_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        for trial in optuna_study(self).get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             if (
-                trial.user_attrs.get("status") == "complete"
-                and trial.user_attrs.get("arch") == values
+                trial.user_attrs.get(attrs.STATUS) == attrs.COMPLETE
+                and trial.user_attrs.get(attrs.ARCH) == values
             ):
                 return trial
         return None
@@ -284,21 +287,23 @@ class ArchSearcher(OptunaSearch):
     ) -> None:
         """COMPLETE with the twin's values (so the sampler learns), marked so reports skip it."""
         self.rejected["duplicate"] += 1
-        self._record_known(trial, verdict, status="duplicate")
-        trial.set_user_attr("duplicate_of", twin.number)
+        self._record_known(trial, verdict, status=attrs.DUPLICATE)
+        trial.set_user_attr(attrs.DUPLICATE_OF, twin.number)
         assert verdict.costs is not None
         record_constraints(trial, self.profile.violations(verdict.costs, verdict.config))
-        self._ot_study.tell(trial, list(twin.values))
+        optuna_study(self).tell(trial, list(twin.values))
 
     def _reject(self, trial: optuna.Trial, verdict: Verdict) -> None:
         """Over budget: PRUNED, never trained, constraints > 0; invalid: FAIL."""
-        self._record_known(trial, verdict, status="invalid" if verdict.invalid else "infeasible")
-        trial.set_user_attr("reason", verdict.reason)
+        self._record_known(
+            trial, verdict, status=attrs.INVALID if verdict.invalid else attrs.INFEASIBLE
+        )
+        trial.set_user_attr(attrs.REASON, verdict.reason)
         if verdict.invalid:
             self.rejected["invalid"] += 1
-            self._ot_study.tell(trial, state=TrialState.FAIL)
+            optuna_study(self).tell(trial, state=TrialState.FAIL)
             return
         assert verdict.costs is not None
         self.rejected["infeasible"] += 1
         record_constraints(trial, self.profile.violations(verdict.costs, verdict.config))
-        self._ot_study.tell(trial, state=TrialState.PRUNED)
+        optuna_study(self).tell(trial, state=TrialState.PRUNED)

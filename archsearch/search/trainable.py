@@ -13,9 +13,9 @@ from ray import tune
 from archsearch.config import ArchConfig
 from archsearch.evaluate import CandidateFailed
 from archsearch.evaluate.recipe import Recipe
-from archsearch.search.quality import BLEND_ATTR, LEGACY, Quality, quality_of
+from archsearch.search.quality import BLEND_ATTR, DEFAULT_QUALITY, Quality, quality_of
 
-QUALITY = LEGACY.name  # the training recipes' quality metric, minimised
+QUALITY = DEFAULT_QUALITY.name  # the training recipes' quality metric, minimised
 
 # How allocators word an allocation failure: CPU (c10's DefaultCPUAllocator), CUDA, MPS.
 _OOM_TEXTS = ("out of memory", "can't allocate memory", "cannot allocate memory")

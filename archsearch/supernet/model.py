@@ -16,6 +16,7 @@ built from the same seed, so a configuration always meets the same ones.
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -26,6 +27,7 @@ from torch import nn
 
 from archsearch.config import ArchConfig
 from archsearch.errors import InputError
+from archsearch.families import attention_spec
 from archsearch.space import RandomDraws, SearchSpace
 from archsearch.supernet.sharing import Placement, placement, shared_name
 
@@ -41,9 +43,7 @@ def build_subnet(config: ArchConfig) -> nn.Module:
     """``build_model(config)`` from the supernet's build seed (same buffers every time)."""
     from archsearch.models import build_model
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(BUILD_SEED)
-        return build_model(config)
+    return build_model(config, seed=BUILD_SEED)
 
 
 def storage_name(name: str) -> str:
@@ -199,18 +199,19 @@ def _indexer(where: Placement) -> tuple[Any, ...]:
 
 def probe_configs(space: SearchSpace, samples: int, seed: int = 0) -> list[ArchConfig]:
     """Configurations whose shapes bound the space's: for every attention and feed-forward
-    family, every layer of that family at the largest widths (and LSRA at its smallest and
-    largest split), plus ``samples`` random valid draws."""
+    family, every layer of that family at the largest widths (and at both ends of the settings
+    its spec names in ``supernet_probe``: LSRA's split), plus ``samples`` random valid draws."""
     found: list[ArchConfig] = []
     attention = _choices(space, "attention")
     ffn = _choices(space, "ffn")
-    splits = _range_ends(space, "lsra_split")
     for attn in attention:
+        probed = attention_spec(attn).supernet_probe
         for feed in ffn:
-            for split in splits if attn == "lsra" else [None]:
+            for ends in itertools.product(*(_range_ends(space, key) for key in probed)):
                 forced = {"attention": attn, "ffn": feed}
-                if split is not None:
-                    forced["lsra_split"] = split
+                forced.update(
+                    {key: end for key, end in zip(probed, ends, strict=True) if end is not None}
+                )
                 config = _valid(space, space.suggest(_Extremes(forced)))
                 if config is not None:
                     found.append(config)

@@ -19,10 +19,11 @@ which start at ``d_model x lsra_split`` and so move with the split and the width
 placed by residual channel (so channel 200 meets the same weights whatever the split), its GLU's
 value and gate rows of a channel side by side, and its causal kernel's taps by distance back
 from the current position (a leading slice would give a short kernel the long one's far-past
-taps). Measured: with leading slices the supernet rated LSRA 0.39 bpb worse, relative to full
-attention, than brief training does (``benchmarks/supernet_families.py``).
+taps). That is what sharing should mean; it did not remove the supernet's bias against LSRA
+(``benchmarks/supernet_families.py``, README).
 
-Kept torch-free: the rules are names only.
+Kept torch-free: the rules are names only; a family's spec maps its own projection names
+(``supernet_aliases``).
 """
 
 from __future__ import annotations
@@ -31,11 +32,8 @@ from typing import Any
 
 from archsearch.config import ArchConfig
 from archsearch.errors import InputError
+from archsearch.families import attention_spec
 from archsearch.space import SearchSpace
-
-# LSH attention names its projections without the ``proj.`` prefix the others use.
-PROJECTION_ALIASES = {f"{p}.weight": f"proj.{p}.weight" for p in ("q", "k", "v", "out")}
-
 
 Placement = tuple[range | list[int], ...]  # per dimension: the indices a parameter occupies
 
@@ -69,7 +67,8 @@ def shared_name(name: str, arch: ArchConfig) -> str:
         index, part, rest = parts[1], parts[2], ".".join(parts[3:])
         layer = arch.layers[int(index)]
         if part == "attn":
-            rest = PROJECTION_ALIASES.get(rest, rest)
+            # a family naming its projections otherwise says so (LSH: no ``proj.`` prefix)
+            rest = attention_spec(layer.attention).supernet_aliases.get(rest, rest)
             if rest.startswith("proj."):
                 return f"blocks.{index}.attn.{rest}"
             return f"blocks.{index}.attn.{layer.attention}.{rest}"

@@ -1,5 +1,1 @@
-"""Attention families; importing this package registers every module in it."""
-
-from archsearch.models.discover import import_all
-
-import_all(__name__, __path__)
+"""Attention families' PyTorch modules; their specs (``archsearch.families``) name them."""

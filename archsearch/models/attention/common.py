@@ -5,8 +5,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from archsearch.families.projections import projection_macs, projection_params
 from archsearch.models.positions import rotary
-from archsearch.models.registry import BlockContext
+
+__all__ = [
+    "Projections",
+    "causal_mask",
+    "merge_heads",
+    "projection_macs",
+    "projection_params",
+    "split_heads",
+]
 
 
 def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
@@ -47,17 +56,6 @@ class Projections(nn.Module):
         if positional:
             q, k = rotary(q, offset), rotary(k, 0)
         return q, k, v
-
-
-def projection_params(ctx: BlockContext) -> int:
-    """Parameters of the four projections."""
-    return 4 * ctx.d_model * ctx.layer.qkv_dim(ctx.d_model)
-
-
-def projection_macs(ctx: BlockContext, tokens: int, extra_keys: int) -> int:
-    """q and output over the queries, k and v over memory + queries."""
-    width = ctx.d_model * ctx.layer.qkv_dim(ctx.d_model)
-    return 2 * tokens * width + 2 * (tokens + extra_keys) * width
 
 
 def causal_mask(queries: int, keys: int, device: torch.device) -> torch.Tensor:

@@ -6,10 +6,11 @@ the kernel. A lightweight kernel is a learned weight per group; a dynamic kernel
 every position from that position's input. Padding is causal (left only, so position t sees
 t-K+1..t) in causal stacks and centred (t-(K-1)//2..t+K//2) in encoders.
 
-Both run only on ops that ``FlopCounterMode`` counts exactly, so the cost formulas below are what
-runs: ``F.conv1d`` with one group per channel (lightweight; counted as ``tokens * channels *
-kernel``), and a batched matmul of the unfolded windows with the predicted kernels (dynamic;
-counted as the same product). This module registers no family; ``lsra.py`` builds on it.
+Both run only on ops that ``FlopCounterMode`` counts exactly, so the cost formulas (in
+``archsearch.families.lsra``) are what runs: ``F.conv1d`` with one group per channel
+(lightweight; counted as ``tokens * channels * kernel``), and a batched matmul of the unfolded
+windows with the predicted kernels (dynamic; counted as the same product). This module is no
+family of its own; ``lsra.py`` builds on it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-CONV_TYPES = ("lightweight", "dynamic")
+from archsearch.families.lsra import CONV_TYPES, conv_branch_macs, conv_branch_params
+
+__all__ = [
+    "CONV_TYPES",
+    "ConvBranch",
+    "DynamicConv",
+    "LightweightConv",
+    "conv_branch_macs",
+    "conv_branch_params",
+    "time_padding",
+]
 
 
 def time_padding(kernel: int, causal: bool) -> tuple[int, int]:
@@ -85,19 +96,3 @@ class ConvBranch(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.out(self.conv(F.glu(self.glu(x), dim=-1)))
-
-
-def conv_branch_params(channels: int, kernel: int, groups: int, conv_type: str) -> int:
-    """GLU projection (2c^2), output projection (c^2) and the kernels."""
-    kernels = groups * kernel if conv_type == "lightweight" else channels * groups * kernel
-    return 3 * channels * channels + kernels
-
-
-def conv_branch_macs(channels: int, kernel: int, groups: int, conv_type: str, tokens: int) -> int:
-    """Per token: GLU projection 2c^2, output c^2, the convolution c*K, plus, for dynamic
-    convolution, the kernel prediction c*H*K. Softmax, GLU and padding are element-wise and
-    uncounted, as FlopCounterMode does."""
-    per_token = 3 * channels * channels + channels * kernel
-    if conv_type == "dynamic":
-        per_token += channels * groups * kernel
-    return tokens * per_token

@@ -6,7 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from archsearch.families.cross import cross_attention_macs, cross_attention_params
 from archsearch.models.attention.common import merge_heads, split_heads
+
+__all__ = ["CrossAttention", "cross_attention_macs", "cross_attention_params"]
 
 
 class CrossAttention(nn.Module):
@@ -25,13 +28,3 @@ class CrossAttention(nn.Module):
         k = split_heads(self.k(context), self.heads)
         v = split_heads(self.v(context), self.heads)
         return self.out(merge_heads(F.scaled_dot_product_attention(q, k, v)))
-
-
-def cross_attention_macs(d_model: int, attn_dim: int, tokens: int, source_tokens: int) -> int:
-    """q/out over target tokens, k/v over source tokens, dense score matrix."""
-    projections = 2 * tokens * d_model * attn_dim + 2 * source_tokens * d_model * attn_dim
-    return projections + 2 * tokens * source_tokens * attn_dim
-
-
-def cross_attention_params(d_model: int, attn_dim: int) -> int:
-    return 4 * d_model * attn_dim

@@ -6,14 +6,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archsearch.models.attention.common import (
-    Projections,
-    causal_mask,
-    merge_heads,
-    projection_macs,
-    projection_params,
-)
-from archsearch.models.registry import ATTENTION, BlockContext, Family, register
+from archsearch.families import BlockContext
+from archsearch.families.full import full_attention_macs
+from archsearch.models.attention.common import Projections, causal_mask, merge_heads
+
+__all__ = ["FullAttention", "full_attention_macs"]
 
 
 class FullAttention(nn.Module):
@@ -32,22 +29,3 @@ class FullAttention(nn.Module):
         else:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
         return self.proj.out(merge_heads(y))
-
-
-def full_attention_macs(ctx: BlockContext, tokens: int, extra_keys: int) -> int:
-    """Projections plus Q.K^T and A.V over the whole (dense-kernel) score matrix."""
-    keys = tokens + extra_keys
-    scores = 2 * tokens * keys * ctx.layer.qkv_dim(ctx.d_model)
-    return projection_macs(ctx, tokens, extra_keys) + scores
-
-
-register(
-    ATTENTION,
-    Family(
-        name="full",
-        build=FullAttention,
-        macs=full_attention_macs,
-        params=projection_params,
-        supports_memory=True,
-    ),
-)

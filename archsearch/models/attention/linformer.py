@@ -26,13 +26,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from archsearch.errors import InputError
-from archsearch.models.attention.common import (
-    Projections,
-    merge_heads,
-    projection_macs,
-    projection_params,
-)
-from archsearch.models.registry import ATTENTION, BlockContext, Family, register
+from archsearch.families import BlockContext
+from archsearch.families.linformer import linformer_macs, linformer_params
+from archsearch.models.attention.common import Projections, merge_heads
+
+__all__ = ["LinformerAttention", "linformer_macs", "linformer_params"]
 
 
 class LinformerAttention(nn.Module):
@@ -106,40 +104,3 @@ def _causal_block_mask(blocks: int, size: int, device: torch.device) -> torch.Te
     own = torch.ones(size, size, dtype=torch.bool, device=device).tril()
     mask = torch.cat((summary, own.expand(blocks, -1, -1)), dim=2)
     return mask[None]  # 4-D: a 3-D mask sends CPU SDPA to its slow unfused math path
-
-
-def linformer_macs(ctx: BlockContext, tokens: int, extra_keys: int) -> int:
-    """Projections, the sequence-axis compressions and the two score products, as computed.
-
-    Encoders: ``E K`` and ``F V`` cost k*T each per attention channel, scores T*k. Causal, T <= k:
-    dense causal scores T*T (the upper triangle is computed too). Causal, T > k: compressions of
-    the (n-1)*k completed-block tokens, k*(n-1)*k each, and scores over n blocks of k query rows
-    (padding rows included) times 2k keys (k slots + k own-block keys), n = ceil(T / k).
-    """
-    width = ctx.layer.qkv_dim(ctx.d_model)
-    k = ctx.layer.linformer_k
-    if not ctx.causal:
-        compress, cells = 2 * k * tokens, tokens * k
-    elif tokens <= k:
-        compress, cells = 0, tokens * tokens
-    else:
-        n = math.ceil(tokens / k)
-        compress, cells = 2 * k * (n - 1) * k, n * k * 2 * k
-    return projection_macs(ctx, tokens, extra_keys) + (compress + 2 * cells) * width
-
-
-def linformer_params(ctx: BlockContext) -> int:
-    """The four projections plus E and F."""
-    return projection_params(ctx) + 2 * ctx.layer.linformer_k * ctx.arch.max_seq_len
-
-
-register(
-    ATTENTION,
-    Family(
-        name="linformer",
-        build=LinformerAttention,
-        macs=linformer_macs,
-        params=linformer_params,
-        supports_memory=False,
-    ),
-)

@@ -16,91 +16,25 @@ the same function and ``plan_local`` decides for the module and the MAC count al
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archsearch.errors import InputError
-from archsearch.models.attention.common import (
-    Projections,
-    merge_heads,
-    projection_macs,
-    projection_params,
-)
-from archsearch.models.registry import ATTENTION, BlockContext, Family, register
+from archsearch.families import BlockContext
+from archsearch.families.local import LocalPlan, local_macs, plan_local, validate_local
+from archsearch.models.attention.common import Projections, merge_heads
 
-
-@dataclass(frozen=True)
-class LocalPlan:
-    """How one call is laid out; its ``score_cells`` are the query-key pairs computed per head."""
-
-    tokens: int  # T queries
-    memory: int  # M keys before them
-    window: int
-    dilation: int
-    causal: bool
-    global_tokens: int  # effective: at most T
-    front: int  # padding before position 0 so the segment starts on a group boundary
-    back: int  # padding after the last position so the length is a multiple of dilation
-    chunks: int  # query chunks per group
-    chunked: bool  # False: one masked dense attention
-
-    @property
-    def keys(self) -> int:
-        return self.memory + self.tokens
-
-    @property
-    def sub_memory(self) -> int:
-        """Memory positions per group (after front padding)."""
-        return (self.memory + self.front) // self.dilation
-
-    @property
-    def sub_tokens(self) -> int:
-        """Query positions per group (after back padding)."""
-        return (self.tokens + self.back) // self.dilation
-
-    @property
-    def span(self) -> int:
-        """Local keys per chunk: the chunk, ``window`` before it and (encoders) after it."""
-        return self.window * (2 if self.causal else 3)
-
-    @property
-    def chunked_cells(self) -> int:
-        g = self.global_tokens
-        local = self.dilation * self.chunks * self.window * (self.span + g)
-        return local + g * self.keys
-
-    @property
-    def score_cells(self) -> int:
-        return self.chunked_cells if self.chunked else self.tokens * self.keys
-
-
-def plan_local(
-    tokens: int, memory: int, window: int, dilation: int, causal: bool, global_tokens: int
-) -> LocalPlan:
-    """Choose chunked or dense for ``tokens`` queries after ``memory`` keys (fewer cells wins)."""
-    front = -memory % dilation
-    back = -(front + memory + tokens) % dilation
-    sub_tokens = (tokens + back) // dilation
-    plan = LocalPlan(
-        tokens=tokens,
-        memory=memory,
-        window=window,
-        dilation=dilation,
-        causal=causal,
-        global_tokens=min(global_tokens, tokens),
-        front=front,
-        back=back,
-        chunks=math.ceil(sub_tokens / window),
-        chunked=True,
-    )
-    if plan.chunked_cells >= tokens * plan.keys:
-        plan = replace(plan, chunked=False)
-    return plan
+__all__ = [
+    "LocalAttention",
+    "LocalPlan",
+    "local_attention",
+    "local_macs",
+    "plan_local",
+    "validate_local",
+]
 
 
 def _visible(q_pos: torch.Tensor, k_pos: torch.Tensor, plan: LocalPlan) -> torch.Tensor:
@@ -228,41 +162,3 @@ class LocalAttention(nn.Module):
             global_tokens=self.global_tokens,
         )
         return self.proj.out(merge_heads(y))
-
-
-def local_macs(ctx: BlockContext, tokens: int, extra_keys: int) -> int:
-    """Projections plus Q.K^T and A.V over the score entries ``plan_local`` computes.
-
-    Counted is what runs, masked entries included: chunked, ``dilation * chunks * window``
-    query rows (padding rows too) times ``span + g`` keys, plus ``g * (M+T)`` for the global
-    rows; dense, ``T * (M+T)``. Each entry costs one MAC per attention channel in each product.
-    """
-    layer = ctx.layer
-    plan = plan_local(
-        tokens, extra_keys, layer.window, layer.dilation, ctx.causal, layer.global_tokens
-    )
-    scores = 2 * plan.score_cells * layer.qkv_dim(ctx.d_model)
-    return projection_macs(ctx, tokens, extra_keys) + scores
-
-
-def validate_local(ctx: BlockContext) -> None:
-    """Global tokens see the whole sequence, the future included: encoders only."""
-    if ctx.causal and ctx.layer.global_tokens > 0:
-        raise InputError(
-            "global tokens attend to every position, future ones included; "
-            "use global_tokens only in encoder layers (causal layers need 0)",
-            key="global_tokens",
-        )
-
-
-register(
-    ATTENTION,
-    Family(
-        name="local",
-        build=LocalAttention,
-        macs=local_macs,
-        params=projection_params,
-        validate=validate_local,
-        supports_memory=True,
-    ),
-)

@@ -32,26 +32,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from archsearch.families import BlockContext
+from archsearch.families.lsh import bucket_count, lsh_macs, lsh_params
 from archsearch.models.attention.common import merge_heads, split_heads
 from archsearch.models.positions import rotary
-from archsearch.models.registry import ATTENTION, BlockContext, Family, register
+
+__all__ = [
+    "LSHAttention",
+    "bucket_count",
+    "hash_buckets",
+    "lsh_attention",
+    "lsh_macs",
+    "lsh_params",
+]
 
 SELF_SCORE = -1e5  # a token's score for itself: used only when it can see nothing else
-
-
-def bucket_count(tokens: int, bucket_size: int, max_tokens: int) -> int:
-    """ceil(tokens / bucket_size) rounded up to even; 1 when one chunk holds the sequence.
-
-    Capped at the count for ``max_tokens`` (the rotations are sized for it).
-    """
-
-    def wanted(t: int) -> int:
-        if t <= bucket_size:
-            return 1
-        n = math.ceil(t / bucket_size)
-        return n + n % 2
-
-    return min(wanted(tokens), wanted(max_tokens))
 
 
 def hash_buckets(q: torch.Tensor, rotations: torch.Tensor, buckets: int) -> torch.Tensor:
@@ -156,41 +151,3 @@ class LSHAttention(nn.Module):
             assigned = hash_buckets(q, rotations, buckets)
         y = lsh_attention(q, v, assigned, min(self.bucket_size, tokens), self.causal)
         return self.out(merge_heads(y))
-
-
-def lsh_params(ctx: BlockContext) -> int:
-    """Query (= key), value and output projections."""
-    return 3 * ctx.d_model * ctx.layer.qkv_dim(ctx.d_model)
-
-
-def lsh_macs(ctx: BlockContext, tokens: int, extra_keys: int) -> int:
-    """Projections 3 T D W, plus per head (d = head width, c = min(bucket_size, T),
-    n = ceil(T / c) chunks, b buckets, r rounds = lsh_hashes, or 1 when b == 1):
-
-    hashing T d r b/2 (none when b == 1); scores and weighted values 2 r n c w d with
-    w = 2c keys per chunk (c when n == 1). Sorting, gathers, norms, softmax and the
-    combination of rounds are not matmuls and not counted. ``extra_keys`` is always 0.
-    """
-    layer = ctx.layer
-    width = layer.qkv_dim(ctx.d_model)
-    head_dim = width // layer.heads
-    buckets = bucket_count(tokens, layer.lsh_bucket_size, ctx.arch.max_seq_len)
-    rounds = layer.lsh_hashes if buckets > 1 else 1
-    chunk = min(layer.lsh_bucket_size, tokens)
-    n = math.ceil(tokens / chunk)
-    keys = 2 * chunk if n > 1 else chunk
-    hashing = tokens * head_dim * rounds * (buckets // 2) if buckets > 1 else 0
-    attend = 2 * rounds * n * chunk * keys * head_dim
-    return 3 * tokens * ctx.d_model * width + layer.heads * (hashing + attend)
-
-
-register(
-    ATTENTION,
-    Family(
-        name="lsh",
-        build=LSHAttention,
-        macs=lsh_macs,
-        params=lsh_params,
-        supports_memory=False,
-    ),
-)

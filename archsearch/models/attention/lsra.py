@@ -20,20 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archsearch.errors import InputError
+from archsearch.families import BlockContext
+from archsearch.families.lsra import branch_widths, lsra_macs, lsra_params, validate_lsra
 from archsearch.models.attention.common import Projections, merge_heads
-from archsearch.models.attention.convolution import (
-    ConvBranch,
-    conv_branch_macs,
-    conv_branch_params,
-)
-from archsearch.models.registry import ATTENTION, BlockContext, Family, register
+from archsearch.models.attention.convolution import ConvBranch
 
-
-def branch_widths(ctx: BlockContext) -> tuple[int, int]:
-    """(attention channels, convolution channels); they add up to d_model."""
-    attention = round(ctx.d_model * ctx.layer.lsra_split)
-    return attention, ctx.d_model - attention
+__all__ = ["LongShortRangeAttention", "branch_widths", "lsra_macs", "lsra_params", "validate_lsra"]
 
 
 class LongShortRangeAttention(nn.Module):
@@ -60,81 +52,3 @@ class LongShortRangeAttention(nn.Module):
         if self.conv is None:
             return attended
         return torch.cat((attended, self.conv(x[..., self.attn_width :])), dim=-1)
-
-
-def lsra_params(ctx: BlockContext) -> int:
-    """Four a x a projections plus the convolution branch (if any)."""
-    a, c = branch_widths(ctx)
-    conv = conv_branch_params(c, ctx.layer.conv_kernel, ctx.layer.heads, ctx.layer.conv_type)
-    return 4 * a * a + (conv if c else 0)
-
-
-def lsra_macs(ctx: BlockContext, tokens: int, extra_keys: int) -> int:
-    """Attention branch: four a x a projections per token and Q.K^T, A.V over the whole
-    (dense-kernel, even when causal) tokens x tokens score matrix: 4*T*a^2 + 2*T^2*a.
-    Convolution branch: ``conv_branch_macs`` (projections, convolution, dynamic kernels).
-    ``extra_keys`` is always 0: the family does not support memory."""
-    a, c = branch_widths(ctx)
-    attention = 4 * tokens * a * a + 2 * tokens * tokens * a
-    layer = ctx.layer
-    conv = conv_branch_macs(c, layer.conv_kernel, layer.heads, layer.conv_type, tokens)
-    return attention + (conv if c else 0)
-
-
-def validate_lsra(ctx: BlockContext) -> None:
-    """The attention width must split into even-width heads; no attn_dim, no window, and a
-    convolution branch (if any) with a kernel of at least 2."""
-    layer, d = ctx.layer, ctx.d_model
-    if layer.attn_dim is not None:
-        raise InputError(
-            "lsra sets its attention width from lsra_split; leave attn_dim unset", key="attn_dim"
-        )
-    if layer.window > 0:
-        raise InputError(
-            "lsra's attention branch is global (the convolution branch is the local part); "
-            "window must be 0",
-            key="window",
-        )
-    a, c = branch_widths(ctx)
-    step = 2 * layer.heads
-    if a < step or a % step:
-        raise InputError(
-            f"{layer.lsra_split} puts round({d} * {layer.lsra_split}) = {a} channels on the "
-            f"attention branch; that must be a positive multiple of 2 * heads = {step} (even "
-            f"head width for rotary positions). Valid lsra_split values for d_model={d}, "
-            f"heads={layer.heads}: {_valid_splits(d, step)}",
-            key="lsra_split",
-        )
-    if c and layer.conv_kernel < 2:
-        raise InputError(
-            "a softmax-normalised kernel of size 1 is the constant 1 (its weights would never "
-            "train); use conv_kernel >= 2",
-            key="conv_kernel",
-        )
-    # The convolution's heads kernel groups need c % heads == 0: with a a multiple of heads,
-    # that is d_model % heads == 0, which ArchConfig already checks when attn_dim is unset.
-
-
-def _valid_splits(d_model: int, step: int) -> str:
-    """The splits m * step / d_model, listed in full when short, else as a progression."""
-    values = [m * step / d_model for m in range(1, d_model // step + 1)]
-    if not values:
-        return f"none (d_model is smaller than {step})"
-    shown = [f"{v:.6g}" for v in values]
-    if len(shown) <= 8:
-        return ", ".join(shown)
-    return f"{shown[0]}, {shown[1]}, ..., {shown[-1]} (multiples of {step}/{d_model})"
-
-
-register(
-    ATTENTION,
-    Family(
-        name="lsra",
-        build=LongShortRangeAttention,
-        macs=lsra_macs,
-        params=lsra_params,
-        validate=validate_lsra,
-        supports_memory=False,
-        head_width=lambda ctx: branch_widths(ctx)[0] // ctx.layer.heads,
-    ),
-)

@@ -26,15 +26,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archsearch.models.attention.common import (
-    Projections,
-    merge_heads,
-    projection_macs,
-    projection_params,
-)
-from archsearch.models.registry import ATTENTION, BlockContext, Family, register
+from archsearch.families import BlockContext
+from archsearch.families.performer import CHUNK_CANDIDATES, causal_chunk, performer_macs
+from archsearch.models.attention.common import Projections, merge_heads
 
-CHUNK_CANDIDATES = (16, 32, 64, 128)  # causal chunk lengths tried (the sequence length is too)
+__all__ = [
+    "CHUNK_CANDIDATES",
+    "PerformerAttention",
+    "causal_chunk",
+    "favor_attention",
+    "orthogonal_features",
+    "performer_macs",
+]
+
 KEY_FLOOR = 1e-6  # added to every key feature (scaled to max 1): keeps normalisers off zero
 
 
@@ -54,12 +58,6 @@ def orthogonal_features(
     rows = q.transpose(-1, -2).reshape(heads, blocks * head_dim, head_dim)[:, :features]
     norms = torch.randn(heads, features, head_dim, generator=generator).norm(dim=-1)
     return rows * norms.unsqueeze(-1)
-
-
-def causal_chunk(tokens: int, features: int, head_dim: int) -> int:
-    """The chunk length (from CHUNK_CANDIDATES, or the whole sequence) with the fewest MACs."""
-    candidates = sorted({c for c in CHUNK_CANDIDATES if c < tokens} | {tokens})
-    return min(candidates, key=lambda c: (_causal_macs(tokens, c, features, head_dim + 1), -c))
 
 
 def favor_attention(
@@ -170,45 +168,3 @@ class PerformerAttention(nn.Module):
         q, k, v = self.proj.qkv(x, None)
         y = favor_attention(q, k, v, self.features.to(q.dtype), self.causal)
         return self.proj.out(merge_heads(y))
-
-
-def _causal_macs(tokens: int, chunk: int, features: int, width: int) -> int:
-    """Per head, ``width`` = head_dim + 1 (values plus the normaliser column)."""
-    n = math.ceil(tokens / chunk)
-    macs = n * chunk * chunk * (features + width)  # phi(Q) phi(K)^T and its product with [V, 1]
-    if n > 1:
-        macs += n * chunk * features * width  # per-chunk states phi(K_c)^T [V_c, 1]
-        macs += n * n * features * width  # mixing states across chunks (masked [n, n] matmul)
-        macs += n * chunk * features * width  # phi(Q_c) times the carried state
-    return macs
-
-
-def performer_macs(ctx: BlockContext, tokens: int, extra_keys: int) -> int:
-    """Projections plus, per head (d = head width, m = features, e = d + 1):
-
-    feature maps of q and k: 2 T m d; non-causal: 2 T m e; causal, chunk c and n = ceil(T/c)
-    chunks: n c^2 (m + e), plus when n > 1: 2 n c m e + n^2 m e. Exponentials, norms, the
-    running max and masks are element-wise and not counted. ``extra_keys`` is always 0
-    (no memory support).
-    """
-    m = ctx.layer.performer_features
-    heads = ctx.layer.heads
-    head_dim = ctx.layer.qkv_dim(ctx.d_model) // heads
-    core = 2 * tokens * m * head_dim
-    if ctx.causal:
-        core += _causal_macs(tokens, causal_chunk(tokens, m, head_dim), m, head_dim + 1)
-    else:
-        core += 2 * tokens * m * (head_dim + 1)
-    return projection_macs(ctx, tokens, 0) + heads * core
-
-
-register(
-    ATTENTION,
-    Family(
-        name="performer",
-        build=PerformerAttention,
-        macs=performer_macs,
-        params=projection_params,
-        supports_memory=False,
-    ),
-)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from archsearch.models.registry import FFN, BlockContext, Family, register
+from archsearch.families import BlockContext
+from archsearch.families.dense import dense_macs, dense_params
+
+__all__ = ["ACTIVATIONS", "DenseFFN", "dense_macs", "dense_params"]
 
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU}
 
@@ -22,14 +25,3 @@ class DenseFFN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.down(self.act(self.up(x))), x.new_zeros(())
-
-
-def dense_params(ctx: BlockContext) -> int:
-    return 2 * ctx.d_model * ctx.layer.hidden_dim(ctx.d_model)
-
-
-def dense_macs(ctx: BlockContext, tokens: int, extra_keys: int) -> int:
-    return tokens * dense_params(ctx)
-
-
-register(FFN, Family(name="dense", build=DenseFFN, macs=dense_macs, params=dense_params))

@@ -16,22 +16,27 @@ multiplied by ``BALANCE_WEIGHT`` (0.01, the Switch paper's alpha), because train
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archsearch.models.ffn.dense import DenseFFN, dense_macs, dense_params
-from archsearch.models.registry import FFN, BlockContext, Family, register
+from archsearch.families import BlockContext
+from archsearch.families.switch_moe import expert_capacity, switch_macs, switch_params
+from archsearch.models.ffn.dense import DenseFFN
+
+__all__ = [
+    "BALANCE_WEIGHT",
+    "Routing",
+    "SwitchFFN",
+    "expert_capacity",
+    "load_balancing_loss",
+    "switch_macs",
+    "switch_params",
+]
 
 BALANCE_WEIGHT = 0.01  # Switch Transformer's alpha: aux_loss = 0.01 * load-balancing loss
-
-
-def expert_capacity(tokens: int, experts: int, capacity_factor: float) -> int:
-    """Tokens one expert may take per forward; rounding guards ceil against float noise."""
-    return max(1, math.ceil(round(capacity_factor * tokens / experts, 9)))
 
 
 def load_balancing_loss(probs: torch.Tensor, expert: torch.Tensor) -> torch.Tensor:
@@ -96,24 +101,3 @@ class SwitchFFN(nn.Module):
             y = y.index_copy(0, order, scaled)
         aux = BALANCE_WEIGHT * load_balancing_loss(routing.probs, routing.expert)
         return y.view_as(x), aux
-
-
-def switch_params(ctx: BlockContext) -> int:
-    """Router plus ``experts`` independent dense FFNs."""
-    return ctx.d_model * ctx.layer.experts + ctx.layer.experts * dense_params(ctx)
-
-
-def switch_macs(ctx: BlockContext, tokens: int, extra_keys: int) -> int:
-    """Router for every token plus one dense FFN per processed token.
-
-    Assumes a balanced load: ``min(tokens, capacity * experts)`` tokens run an expert (all of
-    them when capacity_factor >= 1). A real forward processes at most that many (overflowing
-    tokens skip the FFN), so FlopCounterMode measures this figure or less.
-    """
-    experts = ctx.layer.experts
-    capacity = expert_capacity(tokens, experts, ctx.layer.capacity_factor)
-    processed = min(tokens, capacity * experts)
-    return tokens * ctx.d_model * experts + dense_macs(ctx, processed, 0)
-
-
-register(FFN, Family(name="switch_moe", build=SwitchFFN, macs=switch_macs, params=switch_params))

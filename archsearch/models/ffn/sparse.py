@@ -25,18 +25,26 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from archsearch.errors import InputError
-from archsearch.models.ffn.dense import ACTIVATIONS, dense_macs, dense_params
-from archsearch.models.registry import FFN, BlockContext, Family, register
+from archsearch.families import BlockContext
+from archsearch.families.sparse import (
+    CHUNK_ELEMENTS,
+    controller_rank,
+    sparse_macs,
+    sparse_params,
+    validate_sparse,
+)
+from archsearch.models.ffn.dense import ACTIVATIONS
 
-# Gathered weight rows per chunk of tokens (floats): small enough to stay in cache, which makes
-# the gather + batched matmul several times faster than one batch-sized gather.
-CHUNK_ELEMENTS = 1 << 20
-
-
-def controller_rank(d_model: int) -> int:
-    """Width of the controller's low-rank bottleneck."""
-    return max(1, d_model // 16)
+__all__ = [
+    "CHUNK_ELEMENTS",
+    "SparseFFN",
+    "controller_rank",
+    "sparse_down",
+    "sparse_macs",
+    "sparse_params",
+    "sparse_up",
+    "validate_sparse",
+]
 
 
 class _SparseUp(torch.autograd.Function):
@@ -165,43 +173,3 @@ def sparse_up(x: torch.Tensor, weight: torch.Tensor, units: torch.Tensor) -> tor
 def sparse_down(a: torch.Tensor, weight: torch.Tensor, units: torch.Tensor) -> torch.Tensor:
     """``out[n] = sum_b a[n, b] * weight[:, units[n, b]]`` for the [d, hidden] down weight."""
     return _SparseDown.apply(a, weight, units)
-
-
-def validate_sparse(ctx: BlockContext) -> None:
-    hidden = ctx.layer.hidden_dim(ctx.d_model)
-    if hidden % ctx.layer.sparsity:
-        raise InputError(
-            f"sparse FFN needs the hidden width ({hidden}) divisible by sparsity "
-            f"({ctx.layer.sparsity})",
-            key="sparsity",
-        )
-
-
-def _controller_params(ctx: BlockContext) -> int:
-    if ctx.layer.sparsity == 1:
-        return 0  # one unit per block: nothing to choose, no controller
-    rank = controller_rank(ctx.d_model)
-    return ctx.d_model * rank + rank * ctx.layer.hidden_dim(ctx.d_model)
-
-
-def sparse_params(ctx: BlockContext) -> int:
-    """The dense FFN's weights plus the controller (none at sparsity 1)."""
-    return dense_params(ctx) + _controller_params(ctx)
-
-
-def sparse_macs(ctx: BlockContext, tokens: int, extra_keys: int) -> int:
-    """Controller for every token plus both projections over hidden / sparsity units."""
-    projections = dense_macs(ctx, tokens, extra_keys) // ctx.layer.sparsity
-    return tokens * _controller_params(ctx) + projections
-
-
-register(
-    FFN,
-    Family(
-        name="sparse",
-        build=SparseFFN,
-        macs=sparse_macs,
-        params=sparse_params,
-        validate=validate_sparse,
-    ),
-)

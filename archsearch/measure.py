@@ -4,6 +4,9 @@
 three memory figures, latency measured here (forward, on the wall and CPU clocks; per-token
 generation) and predicted (when this machine has a predictor), the profile's budgets, and with
 ``seq_lens`` the same figures as a function of sequence length.
+
+Outside ``archsearch.costs`` because it reads profiles, which read costs: costs never import
+profiles.
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ def _forward_timings(
     return {clock: stats.to_dict() for clock, stats in out.items()}
 
 
-def summarize(
+def measure_arch(
     config: ArchConfig,
     profile: Profile,
     *,

@@ -1,0 +1,16 @@
+"""Costs of the query/key/value/output projections most attention families share."""
+
+from __future__ import annotations
+
+from archsearch.families.base import BlockContext
+
+
+def projection_params(ctx: BlockContext) -> int:
+    """Parameters of the four projections."""
+    return 4 * ctx.d_model * ctx.layer.qkv_dim(ctx.d_model)
+
+
+def projection_macs(ctx: BlockContext, tokens: int, extra_keys: int) -> int:
+    """q and output over the queries, k and v over memory + queries."""
+    width = ctx.d_model * ctx.layer.qkv_dim(ctx.d_model)
+    return 2 * tokens * width + 2 * (tokens + extra_keys) * width

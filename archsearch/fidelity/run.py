@@ -1,0 +1,283 @@
+"""Proxy fidelity: does brief training rank candidates the way longer training does?
+
+The whole search rests on that claim, so it is measured where a search needs it: on K feasible
+configurations whose MACs lie between half and all of the profile's budget (candidates of
+similar cost, which are hard to rank), drawn across the space's attention / feed-forward /
+memory families. Each is trained at the recipe's token budget and at ``factor`` times it (the
+reference), every zero-cost proxy is computed, and the report gives Kendall's tau-b and
+Spearman's rho of each against the reference ranking.
+
+Every correlation is signed so that +1 means "ranks exactly like long training": brief
+training's validation loss is compared with the long run's loss (both lower-is-better), and a
+proxy (higher-is-better) with the negated long loss.
+
+Long runs are themselves noisy: a different seed reorders configurations whose losses lie
+close together. With ``reference_seeds`` N > 1 each reference is trained N times (recipe seeds
+``seed .. seed + N - 1``), ranked by the mean loss, and the report adds how well the first two
+seeds' references agree with each other (``reference_repeat``): no brief recipe can be expected
+to agree with one reference run better than two reference runs agree with each other.
+
+A recipe that blends a proxy into its score (``blend``) is measured by that score: the brief
+runs' ``val_bpb - weight * proxy`` against the references' ``val_bpb``; ``brief_val_bpb`` gives
+the brief runs' bpb alone beside it. Its runs are those of the recipe without the blend.
+
+A measurement takes tens of minutes, so it can keep a journal (``--save``): one JSON line per
+finished job, keyed by what decides its outcome (the job kind, the architecture, the recipe's
+settings but not its name, and the proxies). Run the same command with the same journal again
+and finished jobs are read back instead of trained again: an interrupted measurement resumes, a
+finished one re-prints, and another recipe that trains the same way reuses them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from archsearch.checks import check_count
+from archsearch.config import ArchConfig
+from archsearch.errors import InputError, RunAborted
+from archsearch.evaluate.recipe import Recipe
+from archsearch.fidelity.jobs import FidelityResult, Job, plan, take
+from archsearch.fidelity.journal import Journal, finite_or_none, job_key, rekey_old_lines
+from archsearch.fidelity.pool import execute
+from archsearch.fidelity.ranks import correlation
+from archsearch.fidelity.region import LOW_FRACTION, MIN_CONFIGS, macs_budget, sample_region
+from archsearch.profiles import Profile
+from archsearch.space import SearchSpace
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class FidelityReport:
+    """What ``archsearch fidelity`` prints (``to_dict`` is its ``--json``)."""
+
+    space: str
+    profile: str
+    evaluator: str
+    factor: int
+    seed: int
+    workers: int
+    macs_budget: float
+    macs_low: float
+    short_tokens: int
+    long_tokens: int
+    results: list[FidelityResult]
+    correlations: dict[str, dict[str, Any]]
+    wall_s: float
+    cpu_s: float
+    recipe: dict[str, Any]
+    reused_jobs: int = 0  # read back from the journal instead of run (their CPU is in cpu_s)
+    reference_seeds: int = 1  # long runs per configuration, averaged
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["configs"] = len(self.results)
+        return finite_or_none(out)
+
+
+def brief_score(result: FidelityResult, recipe: Recipe) -> float:
+    """What the recipe scores a brief run by: its bpb, less ``weight`` x the blend's proxy."""
+    if recipe.blend is None:
+        return result.short_bpb
+    return recipe.blend.score(result.short_bpb, result.proxies.get(recipe.blend.proxy, math.nan))
+
+
+def correlations(
+    results: Sequence[FidelityResult],
+    proxies: Sequence[str],
+    *,
+    blended: bool = False,
+    supernet: bool = False,
+) -> dict[str, Any]:
+    """Signed so that +1 means the same ranking as the long runs (see the module docstring);
+    with two or more reference seeds, ``reference_repeat`` is the first two seeds' agreement.
+    ``blended``: the recipe's score is not the bpb alone, which ``brief_val_bpb`` then gives.
+    ``supernet``: the recipe scores by inherited weights (``supernet``), beside the brief
+    training of the same configurations."""
+    long_loss = [r.long_bpb for r in results]
+    out = {}
+    if supernet:
+        out["supernet"] = correlation([r.supernet_bpb for r in results], long_loss)
+    out["brief_training"] = correlation([r.short_score for r in results], long_loss)
+    if blended:
+        out["brief_val_bpb"] = correlation([r.short_bpb for r in results], long_loss)
+    if results and all(len(r.long_runs) >= 2 for r in results):
+        out["reference_repeat"] = correlation(
+            [r.long_runs[0] for r in results], [r.long_runs[1] for r in results]
+        )
+    negated = [-v for v in long_loss]
+    for name in proxies:
+        out[f"proxy:{name}"] = correlation(
+            [r.proxies.get(name, math.nan) for r in results], negated
+        )
+    return out
+
+
+def run_fidelity(
+    space: SearchSpace,
+    profile: Profile,
+    recipe: Recipe,
+    *,
+    configs: int = 12,
+    factor: int = 8,
+    workers: int = 1,
+    seed: int = 0,
+    proxies: Sequence[str] | None = None,
+    progress: Progress | None = None,
+    journal: Path | None = None,
+    reference_seeds: int = 1,
+) -> FidelityReport:
+    """Sample, train at both budgets, compute proxies, correlate (module docstring).
+
+    ``journal``: a JSON-lines file of finished jobs, read back and appended to (resume).
+    ``reference_seeds``: long runs per configuration (recipe seeds counting up from the
+    recipe's), ranked by their mean; the first is the same job as with one seed.
+    """
+    proxies = _checked_inputs(space, recipe, proxies, configs, factor, workers, reference_seeds)
+    scored_by, recipe = recipe, recipe.training  # jobs are the same with or without a blend
+    long_recipe = recipe.replace(token_budget=factor * recipe.token_budget)
+    candidates = sample_region(space, profile, recipe, configs, seed=seed)
+    results = [FidelityResult(c.arch, c.family, c.macs, c.params) for c in candidates]
+    for result in results:
+        result.long_runs = [math.nan] * reference_seeds
+    jobs = plan(results, recipe, long_recipe, reference_seeds, bool(proxies), factor)
+
+    wall_start = time.perf_counter()
+    cpu_total = 0.0
+    say = progress or (lambda message: None)
+    saved = Journal(journal) if journal is not None else None
+    finished = saved.read() if saved is not None else {}
+    key_of = {job: job_key(job.kind, results[job.index].arch, job.recipe, proxies) for job in jobs}
+    if saved is not None:
+        rekey_old_lines(saved, finished, key_of, results, proxies)
+    reused = [(job, finished[key_of[job]]) for job in jobs if key_of[job] in finished]
+    todo = [job for job in jobs if key_of[job] not in finished]
+    outcomes = _outcomes(reused, todo, key_of, results, proxies, workers, saved)
+    for done, (job, outcome) in enumerate(outcomes, 1):
+        cpu_total += outcome.pop("cpu_s", 0.0)
+        shown = take(results[job.index], job, outcome)
+        again = " (from the journal)" if done <= len(reused) else ""
+        say(
+            f"[{done}/{len(jobs)}] {job.label:<7} #{job.index + 1} "
+            f"({results[job.index].macs:,} MACs): {shown}{again}"
+        )
+    for result in results:
+        result.long_bpb = sum(result.long_runs) / reference_seeds  # nan if any run failed
+        result.short_score = brief_score(result, scored_by)
+    if scored_by.supernet is not None:
+        _score_by_supernet(space, scored_by, results, workers, say)
+    return FidelityReport(
+        space=space.name,
+        profile=profile.name,
+        evaluator=scored_by.name,
+        factor=factor,
+        seed=seed,
+        workers=workers,
+        macs_budget=macs_budget(profile),
+        macs_low=LOW_FRACTION * macs_budget(profile),
+        short_tokens=recipe.token_budget,
+        long_tokens=long_recipe.token_budget,
+        results=results,
+        correlations=correlations(
+            results,
+            proxies,
+            blended=scored_by.blend is not None,
+            supernet=scored_by.supernet is not None,
+        ),
+        wall_s=time.perf_counter() - wall_start,
+        cpu_s=cpu_total,
+        recipe=scored_by.to_dict(),
+        reused_jobs=len(reused),
+        reference_seeds=reference_seeds,
+    )
+
+
+def _score_by_supernet(
+    space: SearchSpace,
+    recipe: Recipe,
+    results: list[FidelityResult],
+    workers: int,
+    say: Progress,
+) -> None:
+    """Each configuration's inherited-weights score from the space's supernet (trained now
+    with ``workers`` threads unless cached): what a supernet search ranks candidates by."""
+    from archsearch.supernet.scoring import score_from_file
+    from archsearch.supernet.store import ensure_supernet
+
+    path = ensure_supernet(space, recipe, threads=workers, log=say)
+    for index, result in enumerate(results, 1):
+        try:
+            result.supernet_bpb = score_from_file(path, ArchConfig.from_dict(result.arch), recipe)
+        except (RuntimeError, ValueError) as exc:  # outside the supernet: recorded, not fatal
+            result.failed.append(f"supernet: {type(exc).__name__}: {exc}")
+        say(f"supernet #{index} ({result.macs:,} MACs): {result.supernet_bpb:.4f} bpb")
+
+
+def _checked_inputs(
+    space: SearchSpace,
+    recipe: Recipe,
+    proxies: Sequence[str] | None,
+    configs: int,
+    factor: int,
+    workers: int,
+    reference_seeds: int,
+) -> list[str]:
+    """Refuse what cannot be measured (one line each); the proxies to compute, the blend's
+    own among them (the recipe's score needs it)."""
+    from archsearch.evaluate.proxies import PROXIES
+
+    proxies = list(PROXIES) if proxies is None else list(proxies)
+    for name in proxies:
+        if name not in PROXIES:
+            raise InputError(
+                f"unknown proxy {name!r} (known: {', '.join(PROXIES)})", key="--proxies"
+            )
+    check_count("--configs", configs, minimum=MIN_CONFIGS)
+    check_count("--factor", factor, minimum=2)
+    check_count("--workers", workers)
+    check_count("--reference-seeds", reference_seeds)
+    recipe.check_space(space)
+    if recipe.scores_by_proxy:
+        raise InputError(
+            f"evaluator '{recipe.name}' scores by the {recipe.proxy} proxy, without training; "
+            "fidelity needs a training recipe (it reports every proxy beside it)",
+            key="--evaluator",
+        )
+    if recipe.supernet is not None:
+        from archsearch.supernet.sharing import check_shareable
+
+        check_shareable(space)
+    if recipe.blend is not None and recipe.blend.proxy not in proxies:
+        proxies.append(recipe.blend.proxy)
+    return proxies
+
+
+def _outcomes(
+    reused: list[tuple[Job, dict[str, Any]]],
+    todo: list[Job],
+    key_of: dict[Job, str],
+    results: list[FidelityResult],
+    proxies: list[str],
+    workers: int,
+    saved: Journal | None,
+) -> Iterator[tuple[Job, dict[str, Any]]]:
+    """The journal's outcomes first, then each new job's as it finishes (journaled at once,
+    so an interrupted measurement loses only the jobs that were running)."""
+    yield from ((job, dict(outcome)) for job, outcome in reused)
+    try:
+        for job, outcome in execute(todo, results, proxies, workers):
+            if saved is not None:
+                saved.append(key_of[job], outcome)
+            yield job, outcome
+    except RunAborted as exc:
+        kept = (
+            f"the jobs that finished are in {saved.path}: the same command resumes"
+            if saved is not None
+            else "nothing was kept: --save JOURNAL keeps finished jobs for a resume"
+        )
+        raise RunAborted(f"{exc}; {kept}") from None

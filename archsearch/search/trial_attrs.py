@@ -1,0 +1,36 @@
+"""The names of what archsearch records on each Optuna trial, in one place.
+
+Reports, exports, the dashboard and resumed searches read these user attributes back, so a
+name written here is a stored format: rename one only with a migration. ``STATUS`` takes one of
+the statuses below.
+"""
+
+from __future__ import annotations
+
+# ---- user attributes of a trial --------------------------------------------------------------
+
+ARCH = "arch"  # the candidate in ArchConfig's flat form
+STATUS = "status"
+REASON = "reason"  # why it was rejected, failed, stopped or interrupted
+FAILURE = "failure"  # the kind of failure (error, diverged, data_mismatch, ...)
+MACS = "macs"  # under the profile's counting convention
+PARAMS = "params"  # counted parameters (convention)
+TOTAL_PARAMS = "total_params"  # every unique parameter
+MACS_BY_PART = "macs_by_part"
+CURVE = "curve"  # the quality at each evaluation point
+DIVERGED = "diverged"
+DUPLICATE_OF = "duplicate_of"  # number of the trial already trained with the same arch
+INTERRUPTED_WHILE = "interrupted_while"  # the status it had when the search stopped
+WALL_S = "wall_s"
+CPU_S = "cpu_s"
+
+# ---- values of STATUS ------------------------------------------------------------------------
+
+TRAINING = "training"  # handed to a worker
+COMPLETE = "complete"
+STOPPED = "stopped"  # stopped early by a scheduler
+FAILED = "failed"
+INFEASIBLE = "infeasible"  # over budget, never trained
+INVALID = "invalid"  # cannot be built, or breaks the space
+DUPLICATE = "duplicate"  # already trained: told the twin's values
+INTERRUPTED = "interrupted"

@@ -1,0 +1,156 @@
+"""Every registered family, whatever its name, has every part: one suite over the registry.
+
+A family added to ``archsearch.families`` is picked up here without editing this file; a part
+it lacks (a wrong MAC or parameter formula, no activation bytes, a leak from the future, no
+gradient, an ONNX export that neither works nor says why not) fails its case.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import FAMILY_BASE, FAMILY_BATCH, FAMILY_CASES, FAMILY_TOKENS
+from test_memory_costs import TOLERANCE, measured
+
+from archsearch import ArchConfig, InputError, build_model
+from archsearch.config import LAYER_KEYS, LayerConfig
+from archsearch.costs.memory import approximated, inference_memory, training_memory
+from archsearch.costs.reference import measured_macs
+from archsearch.families import BlockContext, FamilySpec, all_specs, memory_specs
+
+SPECS = {f"{spec.kind}={spec.name}": spec for spec in all_specs()}
+CASES = sorted(SPECS)
+MEMORY_KEYS = 16  # recurrent-memory keys offered to families that read memory
+
+
+def _config(case: str) -> ArchConfig:
+    return ArchConfig.from_dict({**FAMILY_BASE, **FAMILY_CASES[case]})
+
+
+def _contexts(spec: FamilySpec) -> list[tuple[BlockContext, int]]:
+    """(where the block sits, extra memory keys): decoder, encoder, decoder with memory."""
+    arch = _config(f"{spec.kind}={spec.name}")
+    layer = arch.layers[0]
+    out = [
+        (BlockContext(layer=layer, arch=arch, causal=True), 0),
+        (BlockContext(layer=layer, arch=arch, causal=False, encoder=True), 0),
+    ]
+    if spec.reads_memory:
+        out.append((BlockContext(layer=layer, arch=arch, causal=True), MEMORY_KEYS))
+    return out
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_the_spec_is_complete(case: str) -> None:
+    spec = SPECS[case]
+    assert spec.kind in ("attention", "ffn")
+    assert spec.activations is not None, "no activation bytes: memory would be approximated"
+    assert spec.example("tests") is not None, "no example settings for the shared tests"
+    assert case in FAMILY_CASES, "the memory tests (tracker, CUDA) would not cover it"
+    assert issubclass(spec.module_class(), torch.nn.Module)
+    defaults = LayerConfig()
+    for setting in spec.settings:
+        assert setting.name in LAYER_KEYS
+        assert getattr(defaults, setting.name) == setting.default
+        setting.check(setting.name, setting.default)  # the default passes its own check
+    assert approximated(_config(case)) == ()
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_analytic_macs_and_parameters_equal_the_built_module(case: str) -> None:
+    spec = SPECS[case]
+    for ctx, extra in _contexts(spec):
+        torch.manual_seed(0)
+        module = spec.build(ctx).eval()
+        x = torch.randn(1, FAMILY_TOKENS, ctx.d_model)
+        if spec.kind == "attention" and extra:
+            macs = measured_macs(module, x, torch.randn(1, extra, ctx.d_model))["total"]
+        else:
+            macs = measured_macs(module, x)["total"]
+        where = (ctx.causal, extra)
+        assert macs == spec.macs(ctx, FAMILY_TOKENS, extra), where
+        assert spec.params(ctx) == sum(p.numel() for p in module.parameters()), where
+        buffers = sum(b.numel() * b.element_size() for b in module.buffers())
+        assert spec.buffers(ctx) == buffers, where
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_activation_bytes_match_the_tracker(case: str) -> None:
+    config = _config(case)
+    inference, training, _ = measured(config)
+    estimate = inference_memory(config, FAMILY_TOKENS, FAMILY_BATCH).peak
+    assert abs(estimate / inference - 1) <= TOLERANCE, (estimate, inference)
+    estimate = training_memory(config, FAMILY_TOKENS, FAMILY_BATCH).peak
+    assert abs(estimate / training - 1) <= TOLERANCE, (estimate, training)
+
+
+@pytest.mark.parametrize("case", CASES)
+@torch.no_grad()
+def test_future_tokens_never_change_earlier_logits(case: str) -> None:
+    config = _config(case)
+    torch.manual_seed(0)
+    model = build_model(config).eval()
+    generator = torch.Generator().manual_seed(1)
+    tokens = torch.randint(0, config.vocab_size, (FAMILY_BATCH, FAMILY_TOKENS), generator=generator)
+    for cut in (0, FAMILY_TOKENS // 3, FAMILY_TOKENS - 2):
+        changed = tokens.clone()
+        changed[:, cut + 1 :] = (changed[:, cut + 1 :] + 7) % config.vocab_size
+        a, b = model(tokens).logits, model(changed).logits
+        torch.testing.assert_close(a[:, : cut + 1], b[:, : cut + 1], msg=f"cut {cut}")
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_one_training_step_lowers_the_loss(case: str) -> None:
+    config = _config(case)
+    torch.manual_seed(0)
+    model = build_model(config).train()
+    generator = torch.Generator().manual_seed(2)
+    shape = (FAMILY_BATCH, FAMILY_TOKENS + 1)
+    tokens = torch.randint(0, config.vocab_size, shape, generator=generator)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+
+    def loss() -> torch.Tensor:
+        torch.manual_seed(3)  # the same routing noise both times
+        out = model(tokens[:, :-1])
+        task = F.cross_entropy(out.logits.flatten(0, 1), tokens[:, 1:].flatten())
+        return task + out.aux_loss
+
+    before = loss()
+    before.backward()
+    for name, parameter in model.named_parameters():
+        assert parameter.grad is not None, f"{name} gets no gradient"
+        assert torch.isfinite(parameter.grad).all(), name
+    optimizer.step()
+    optimizer.zero_grad()
+    with torch.no_grad():
+        after = loss()
+    assert torch.isfinite(before) and after < before, (float(before), float(after))
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_exports_to_onnx_or_refuses_with_its_reason(case: str, tmp_path: Any) -> None:
+    from archsearch.export.onnx_model import check_exportable, write_onnx
+
+    spec = SPECS[case]
+    small = {"max_seq_len": 32, "n_layers": 1}
+    config = ArchConfig.from_dict({**FAMILY_BASE, **FAMILY_CASES[case], **small})
+    if spec.onnx_refusal is not None:
+        with pytest.raises(InputError) as caught:
+            check_exportable(config)
+        assert spec.onnx_refusal in str(caught.value)
+        return
+    path = write_onnx(config, {"test": case}, tmp_path / "model.onnx", seed=0)
+    assert path.exists()  # written only when onnxruntime agrees with PyTorch
+
+
+def test_memory_kinds_have_examples_and_costs() -> None:
+    for name, spec in memory_specs().items():
+        config = ArchConfig.from_dict({**FAMILY_BASE, **(spec.example("tests") or {})})
+        assert config.memory == name
+        assert spec.extra_keys(config) >= 0 and spec.params(config) >= 0
+        module = spec.build(config)
+        assert isinstance(module, torch.nn.Module)
+        assert spec.params(config) == sum(p.numel() for p in module.parameters())
