@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field, fields, make_dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import yaml
 
@@ -117,7 +117,7 @@ else:
     LayerConfig.__module__ = __name__  # pickles (Ray) find it here
 
 
-LAYER_KEYS = tuple(f.name for f in fields(LayerConfig))
+LAYER_KEYS = tuple(f.name for f in fields(cast(Any, LayerConfig)))
 
 
 @dataclass(frozen=True)

@@ -195,12 +195,14 @@ class SearchSpace:
         return ArchConfig.from_dict({**values, "task": self.task})
 
     def _draw(self, sampler: Sampler) -> dict[str, Any]:
-        values = {k: (list(v) if isinstance(v, list) else v) for k, v in self.fixed.items()}
+        values: dict[str, Any] = {
+            k: (list(v) if isinstance(v, list) else v) for k, v in self.fixed.items()
+        }
         active = self._fixed_activity()
         for param in self.params.values():
             condition = self._conditions.get(param.name)
             if param.per_layer:
-                count = values[param.count_key]
+                count = values[_count_key_of(param.name)]
                 mask = [self._holds(condition, values, active, layer) for layer in range(count)]
                 default = _layer_default(param.name)
                 drawn = [
@@ -229,7 +231,7 @@ class SearchSpace:
             condition = self._conditions.get(param.name)
             present = param.name in values
             if param.per_layer:
-                count = values.get(param.count_key, 0)
+                count = values.get(_count_key_of(param.name), 0)
                 active[param.name] = [
                     present and self._holds(condition, values, active, layer)
                     for layer in range(count)
@@ -524,7 +526,7 @@ class _Parser:
         return out
 
     def _layer_names(self, params: dict[str, Param]) -> dict[str, str]:
-        names = {p.name: p.count_key for p in params.values() if p.per_layer}
+        names = {p.name: _count_key_of(p.name) for p in params.values() if p.per_layer}
         for key, value in self.fixed.items():
             if isinstance(value, list):
                 names[key] = _count_key_of(key)
@@ -748,7 +750,7 @@ def _suggestion_order(params: dict[str, Param]) -> list[str]:
     for param in params.values():
         deps = set(param.when.names) if param.when is not None else set()
         if param.per_layer:
-            deps.add(param.count_key)
+            deps.add(_count_key_of(param.name))
         needs[param.name] = [d for d in params if d in deps]
     order: list[str] = []
     placed: set[str] = set()

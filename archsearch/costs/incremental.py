@@ -21,6 +21,8 @@ says which, and the latency report names the method used.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
@@ -71,7 +73,9 @@ class IncrementalDecoder:
     Logits equal the full forward's at every position (tests check it), up to float rounding.
     """
 
-    def __init__(self, model: torch.nn.Module):
+    def __init__(self, model: Any):
+        # a CausalLM, read by its parts (embed, blocks, head): typed loosely, as nn.Module's
+        # attribute access is Tensor | Module to a type checker
         config: ArchConfig = model.arch
         if not supports(config):
             raise ValueError("this architecture has no cached decoding path")
@@ -122,7 +126,7 @@ class IncrementalDecoder:
 
     def _attend(
         self,
-        proj: torch.nn.Module,
+        proj: Any,
         h: torch.Tensor,
         cache: _LayerCache,
         keep: int | None,
@@ -140,7 +144,7 @@ class IncrementalDecoder:
         return proj.out(merge_heads(y))
 
     def _lsra(
-        self, module: torch.nn.Module, layer: LayerConfig, h: torch.Tensor, cache: _LayerCache
+        self, module: Any, layer: LayerConfig, h: torch.Tensor, cache: _LayerCache
     ) -> torch.Tensor:
         width = module.attn_width
         attended = self._attend(module.proj, h[..., :width], cache, None, 1)
