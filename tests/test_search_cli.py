@@ -115,7 +115,9 @@ def test_ctrl_c_and_kill_9_then_the_same_command_continues_the_study(tiny_inputs
     db = tmp_path / "cli.db"
     storage = f"sqlite:///{db}"
     # The grid never proposes a configuration twice: a duplicate can only come from resuming.
-    extra = ("--trials", "5", "--workers", "2", "--sampler", "grid")
+    # 8 trials: with 5, a quiet machine could finish the last ones between two polls of the
+    # second run, which then ended "done" before its kill -9 landed.
+    extra = ("--trials", "8", "--workers", "2", "--sampler", "grid")
     command = archsearch_run(inputs, storage, *extra)
     walls = []
 
@@ -152,7 +154,7 @@ def test_ctrl_c_and_kill_9_then_the_same_command_continues_the_study(tiny_inputs
 
     study = load_study(storage, "cli")
     trials = study.get_trials()
-    assert trained_count(study) == 5
+    assert trained_count(study) == 8
     assert count(db, "RUNNING") == 0
     trained = [t for t in trials if t.user_attrs.get("status") in TRAINED]
     duplicates = Counter(tuple(sorted(t.params.items())) for t in trained)
