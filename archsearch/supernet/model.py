@@ -74,7 +74,7 @@ class Supernet(nn.Module):
             for name, parameter in model.named_parameters():
                 key = shared_name(name, config)
                 where = placement(name, config, tuple(parameter.shape))
-                reach = tuple(max(index) + 1 if len(index) else 0 for index in where)
+                reach = _reach(where)
                 old = shapes.get(key)
                 if old is not None and len(old) != parameter.ndim:
                     raise SupernetError(f"{key} has {len(old)} and {parameter.ndim} dimensions")
@@ -111,21 +111,20 @@ class Supernet(nn.Module):
         return model
 
     def slices(self, config: ArchConfig, model: nn.Module) -> dict[str, torch.Tensor]:
-        """Each parameter of ``config``'s model as the leading slice of its shared tensor."""
+        """Each parameter of ``config``'s model as the part of its shared tensor it occupies
+        (``placement``: a leading slice for all but LSRA's convolution branch)."""
         out: dict[str, torch.Tensor] = {}
         for name, parameter in model.named_parameters():
             key = shared_name(name, config)
             shape = self.shapes.get(key)
-            reach = [max(i) + 1 if len(i) else 0 for i in placement(name, config, parameter.shape)]
-            if shape is None or any(n > m for n, m in zip(reach, shape, strict=True)):
+            where = placement(name, config, tuple(parameter.shape))
+            if shape is None or any(n > m for n, m in zip(_reach(where), shape, strict=True)):
                 held = "nothing" if shape is None else f"shape {tuple(shape)}"
                 raise SupernetError(
                     f"{name} needs shape {tuple(parameter.shape)} but the supernet holds {held} "
                     f"for {key}: the configuration is outside the space it was built for"
                 )
-            out[name] = _take(
-                self.weights[storage_name(key)], placement(name, config, parameter.shape)
-            )
+            out[name] = _take(self.weights[storage_name(key)], where)
         return out
 
     def forward(self, config: ArchConfig, tokens: torch.Tensor, state: Any = None) -> Any:
@@ -157,6 +156,11 @@ class _Bound(nn.Module):
 
     def forward(self, tokens: torch.Tensor, state: Any = None) -> Any:
         return self.supernet(self.config, tokens, state)
+
+
+def _reach(where: Placement) -> tuple[int, ...]:
+    """The shape a tensor needs to hold a parameter placed at ``where``."""
+    return tuple(max(index) + 1 if len(index) else 0 for index in where)
 
 
 def _as_slice(index: range | list[int]) -> slice | None:
