@@ -56,17 +56,7 @@ def ray_node(ray: Path, *flags: str, cwd: Path) -> subprocess.Popen:
     joining a head that turned token authentication on must send the token (which ``ray start
     --head`` wrote to ~/.ray/auth_token); a head without authentication accepts it too."""
     command = [str(ray), "start", "--block", "--num-cpus=1", "--disable-usage-stats", *flags]
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env.update(RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="token")
-    return subprocess.Popen(
-        command,
-        cwd=cwd,
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    return start(command, cwd, RAY_AUTH_MODE="token")
 
 
 def trial_actor_on(node: subprocess.Popen) -> bool:

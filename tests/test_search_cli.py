@@ -46,10 +46,10 @@ def archsearch_run(inputs: dict, storage: str, *extra: str) -> list[str]:
     ]
 
 
-def start(command: list[str], cwd: Path) -> subprocess.Popen:
+def start(command: list[str], cwd: Path, **extra_env: str) -> subprocess.Popen:
     """In a session of its own, as a terminal would run it: signals go to its whole group."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env["RAY_USAGE_STATS_ENABLED"] = "0"
+    env.update(RAY_USAGE_STATS_ENABLED="0", **extra_env)
     return subprocess.Popen(
         command,
         cwd=cwd,
