@@ -138,6 +138,8 @@ class ArchConfig:
     compress_rate: int = 4  # compressive: old memories per compressed slot
     compress_len: int = 0  # compressive: compressed slots per layer
     compress_fn: str = "mean"
+    ltm_basis: int = 0  # infinity: radial basis functions the long-term memory is fitted with
+    ltm_samples: int = 0  # infinity: points the Gaussian read evaluates the memory at
     encoder_layers: tuple[LayerConfig, ...] = ()
 
     def __post_init__(self) -> None:
@@ -155,16 +157,22 @@ class ArchConfig:
         check_integer("mem_len", self.mem_len, minimum=0)
         check_integer("compress_rate", self.compress_rate, minimum=1)
         check_integer("compress_len", self.compress_len, minimum=0)
+        check_integer("ltm_basis", self.ltm_basis, minimum=0)
+        check_integer("ltm_samples", self.ltm_samples, minimum=0)
         if not isinstance(self.layers, tuple) or not self.layers:
             raise InputError("a model needs at least one layer", key="n_layers")
         if self.task == "seq2seq" and not self.encoder_layers:
             raise InputError("a seq2seq model needs n_encoder_layers >= 1", key="n_encoder_layers")
         if self.task == "causal_lm" and self.encoder_layers:
             raise InputError("a causal_lm model has no encoder", key="n_encoder_layers")
-        if self.memory != "none" and self.mem_len < 1:
+        if self.memory in ("xl", "compressive") and self.mem_len < 1:
             raise InputError(f"memory '{self.memory}' needs mem_len >= 1", key="mem_len")
         if self.memory == "compressive" and self.compress_len < 1:
             raise InputError("compressive memory needs compress_len >= 1", key="compress_len")
+        if self.memory == "infinity":
+            for key in ("ltm_basis", "ltm_samples"):
+                if getattr(self, key) < 1:
+                    raise InputError(f"infinity memory needs {key} >= 1", key=key)
         if self.memory != "none" and self.task != "causal_lm":
             raise InputError("recurrent memory is supported for causal_lm only", key="memory")
         for stack in (self.layers, self.encoder_layers):

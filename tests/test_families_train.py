@@ -27,6 +27,14 @@ FAMILIES = {
     "ffn=sparse": {"ffn": "sparse", "sparsity": 4},
     "memory=xl": {"memory": "xl", "mem_len": 16},
     "memory=compressive": {"memory": "compressive", "mem_len": 16, "compress_len": 4},
+    "memory=infinity": {"memory": "infinity", "mem_len": 8, "ltm_basis": 8, "ltm_samples": 8},
+    "memory=infinity,linformer": {
+        "memory": "infinity",
+        "ltm_basis": 8,
+        "ltm_samples": 8,
+        "attention": "linformer",
+        "linformer_k": 8,
+    },
     "embedding=factorized,shared": {"embed_dim": 16, "share_layers": True, "tie_embeddings": False},
 }
 RECIPE = Recipe.from_dict({**TINY_RECIPE, "token_budget": 4096, "eval_points": 2})

@@ -88,7 +88,7 @@ def analytic_costs(config: ArchConfig, convention: CountingConvention) -> Costs:
                 macs["cross_attention"] += cross_attention_macs(d, layer.qkv_dim(d), tokens, source)
             if index == 0 or not config.share_layers:
                 _add_layer_params(params, ctx, layer, config, encoder)
-    macs["memory"] += memory.macs(config, target) * config.n_layers
+    macs["memory"] += memory.macs(config, target)
     params["memory"] += memory.params(config)
 
     counted_macs = sum(v for k, v in macs.items() if k not in convention.exclude)

@@ -170,6 +170,9 @@ def _block_peak(
     if extra:  # the memory, normalised like the segment (and concatenated, compressive)
         memory_context = batch * extra * d * F32 * memory_spec(config.memory).context_copies
     moments = [x + norm + memory_context + attention, x + norm + x + x + x]  # ... + x_out
+    read = _read_bytes(config, layer, batch, tokens) if not encoder else None
+    if read is not None:  # after attention: its output (x) is held while the memory is read
+        moments.append(x + norm + x + read.peak)
     if config.task == "seq2seq" and not encoder:
         cross = _cross_activations(config, layer, batch, tokens).peak
         moments.append(x + norm + x + norm + cross)
@@ -201,7 +204,17 @@ def _memory_update(config: ArchConfig, batch: int, tokens: int) -> tuple[int, in
 
 def _state_bytes(config: ArchConfig, batch: int) -> int:
     """Recurrent memory state handed in: every layer's memory full (none without memory)."""
-    return config.n_layers * batch * _extra_keys(config) * config.d_model * F32
+    spec = memory_spec(config.memory)
+    rows = spec.extra_keys(config) if spec.state_rows is None else spec.state_rows(config)
+    return config.n_layers * batch * rows * config.d_model * F32
+
+
+def _read_bytes(
+    config: ArchConfig, layer: LayerConfig, batch: int, tokens: int
+) -> ActivationBytes | None:
+    """A memory read beside attention (infinity-former), None for memories that are keys."""
+    read = memory_spec(config.memory).read_bytes
+    return None if read is None else read(config, layer, batch, tokens)
 
 
 # ---- training ----------------------------------------------------------------------------------
@@ -264,6 +277,9 @@ def _saved_bytes(config: ArchConfig, batch: int, tokens: int) -> tuple[int, int]
             dims = _dims(config, layer, batch, tokens, keys_extra)
             total += 2 * norm + 2 * dropout
             total += attention_activations(ctx, dims).saved
+            read = None if encoder else _read_bytes(config, layer, batch, tokens)
+            if read is not None:
+                total += read.saved
             if keys_extra:
                 total += 2 * batch * keys_extra * F32  # statistics of the normalised memory
                 # further copies of the memory (compressive: cat(compressed, memory))

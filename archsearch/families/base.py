@@ -139,7 +139,7 @@ class MemorySpec:
     # Keys each layer's attention sees beyond the segment, once the memory is full.
     extra_keys: Callable[[ArchConfig], int]
     params: Callable[[ArchConfig], int]  # parameters the memory owns, all layers
-    macs: Callable[[ArchConfig, int], int]  # MACs per layer for a segment of ``tokens``
+    macs: Callable[[ArchConfig, int], int]  # MACs of all layers for a segment of ``tokens``
     kind: str = "memory"
     # import string of the nn.Module class, built as ``cls.for_arch(arch)``
     implementation: str = ""
@@ -150,6 +150,11 @@ class MemorySpec:
     # Bytes the memory's own training keeps for backward, all layers (``batch`` x ``tokens``).
     training_bytes: Callable[[ArchConfig, int, int], int] = _no_bytes
     largest_weight: Callable[[ArchConfig], int] = _no_weight  # elements of its largest tensor
+    # Rows of [batch, rows, d_model] each layer's state holds (None: ``extra_keys``).
+    state_rows: Callable[[ArchConfig], int] | None = None
+    # A read of the memory beside attention (infinity-former): its bytes for one layer,
+    # ``(arch, layer, batch, tokens) -> ActivationBytes`` (None: the memory is only keys).
+    read_bytes: Callable[[ArchConfig, LayerConfig, int, int], ActivationBytes] | None = None
 
     def build(self, arch: ArchConfig) -> Any:
         """The memory module for ``arch`` (imports torch)."""

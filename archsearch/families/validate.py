@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from archsearch.errors import InputError
 from archsearch.families.base import BlockContext
-from archsearch.families.registry import attention_spec, ffn_spec
+from archsearch.families.registry import attention_spec, ffn_spec, memory_spec
 
 if TYPE_CHECKING:
     from archsearch.config import ArchConfig
@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
 def validate_config(config: ArchConfig) -> None:
     """Raise InputError naming the key when a layer's families cannot be combined as asked."""
+    memory_keys = memory_spec(config.memory).extra_keys(config)  # infinity with mem_len 0: none
     stacks = [(config.layers, True, False, ""), (config.encoder_layers, False, True, "encoder_")]
     for layers, causal, encoder, prefix in stacks:
         for index, layer in enumerate(layers):
@@ -23,7 +24,7 @@ def validate_config(config: ArchConfig) -> None:
                 ffn = ffn_spec(layer.ffn)
             except NotImplementedError as exc:
                 raise InputError(str(exc), key=prefix + "attention") from None
-            if config.memory != "none" and not attention.reads_memory:
+            if memory_keys and not attention.reads_memory:
                 raise InputError(
                     f"attention '{layer.attention}' cannot attend to recurrent memory "
                     f"(layer {index})",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -35,12 +37,14 @@ class Block(nn.Module):
         x: torch.Tensor,
         memory: torch.Tensor | None = None,
         context: torch.Tensor | None = None,
+        read: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.attn_norm(x)
-        if memory is None:
-            x = x + self.dropout(self.attn(h))
-        else:  # memory holds earlier inputs of this layer: normalise them like the segment
-            x = x + self.dropout(self.attn(h, self.attn_norm(memory)))
+        # memory holds earlier inputs of this layer: normalise them like the segment
+        attended = self.attn(h) if memory is None else self.attn(h, self.attn_norm(memory))
+        if read is not None:  # a memory read beside attention (infinity-former)
+            attended = attended + read(h)
+        x = x + self.dropout(attended)
         if self.cross is not None and self.cross_norm is not None:
             x = x + self.dropout(self.cross(self.cross_norm(x), context))
         y, aux = self.ffn(self.ffn_norm(x))

@@ -85,9 +85,10 @@ class CausalLM(nn.Module):
         layer_states = []
         for index, block in enumerate(self.blocks):
             context = self.memory.context(state, index)
+            read = self.memory.reader(state, index)
             layer_state, memory_aux = self.memory.update(state, index, x)
             layer_states.append(layer_state)
-            x, block_aux = block(x, memory=context)
+            x, block_aux = block(x, memory=context, read=read)
             aux = aux + block_aux + memory_aux
         return ModelOutput(self.head(x), aux, self.memory.finish(layer_states))
 
