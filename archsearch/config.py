@@ -42,6 +42,7 @@ class _LayerMethods:
         _check_choice("attention", layer.attention, ATTENTION_KINDS)
         _check_choice("ffn", layer.ffn, FFN_KINDS)
         _check_choice("activation", layer.activation, ACTIVATIONS)
+        _check_bool("retrieve", layer.retrieve)
         check_integer("heads", layer.heads, minimum=1)
         for name in ("attn_dim", "ffn_dim"):
             if getattr(layer, name) is not None:
@@ -72,6 +73,8 @@ def _layer_fields() -> list[tuple[str, Any, Any]]:
         ("attention", "str", field(default="full")),
         ("heads", "int", field(default=4)),
         ("attn_dim", "int | None", field(default=None)),  # q/k/v width (HAT's qkv_dim)
+        # RETRO: chunked cross-attention to retrieved neighbours (needs retrieval_chunk > 0)
+        ("retrieve", "bool", field(default=False)),
     ]
     for spec in specs("attention").values():
         out += [(s.name, s.annotation, field(default=s.default)) for s in spec.settings]
@@ -94,6 +97,7 @@ if TYPE_CHECKING:
         attention: str
         heads: int
         attn_dim: int | None
+        retrieve: bool
         ffn: str
         ffn_dim: int | None
         ffn_ratio: float
@@ -140,6 +144,8 @@ class ArchConfig:
     compress_fn: str = "mean"
     ltm_basis: int = 0  # infinity: radial basis functions the long-term memory is fitted with
     ltm_samples: int = 0  # infinity: points the Gaussian read evaluates the memory at
+    retrieval_chunk: int = 0  # RETRO: tokens per retrieval chunk; 0 = no retrieval
+    retrieval_k: int = 2  # RETRO: neighbours retrieved per chunk
     encoder_layers: tuple[LayerConfig, ...] = ()
 
     def __post_init__(self) -> None:
@@ -159,6 +165,8 @@ class ArchConfig:
         check_integer("compress_len", self.compress_len, minimum=0)
         check_integer("ltm_basis", self.ltm_basis, minimum=0)
         check_integer("ltm_samples", self.ltm_samples, minimum=0)
+        check_integer("retrieval_chunk", self.retrieval_chunk, minimum=0)
+        check_integer("retrieval_k", self.retrieval_k, minimum=1)
         if not isinstance(self.layers, tuple) or not self.layers:
             raise InputError("a model needs at least one layer", key="n_layers")
         if self.task == "seq2seq" and not self.encoder_layers:
@@ -175,6 +183,7 @@ class ArchConfig:
                     raise InputError(f"infinity memory needs {key} >= 1", key=key)
         if self.memory != "none" and self.task != "causal_lm":
             raise InputError("recurrent memory is supported for causal_lm only", key="memory")
+        self._check_retrieval()
         for stack in (self.layers, self.encoder_layers):
             for layer in stack:
                 if layer.qkv_dim(self.d_model) % layer.heads:
@@ -189,6 +198,23 @@ class ArchConfig:
                     raise InputError(
                         "share_layers needs every layer of a stack to be the same",
                         key="share_layers",
+                    )
+
+    def _check_retrieval(self) -> None:
+        if self.retrieval_chunk and self.task != "causal_lm":
+            raise InputError("retrieval is supported for causal_lm only", key="retrieval_chunk")
+        if self.retrieval_chunk > self.max_seq_len:
+            raise InputError(
+                f"a chunk of {self.retrieval_chunk} tokens is longer than max_seq_len="
+                f"{self.max_seq_len}",
+                key="retrieval_chunk",
+            )
+        for stack in (self.layers, self.encoder_layers):
+            for index, layer in enumerate(stack):
+                if layer.retrieve and not self.retrieval_chunk:
+                    raise InputError(
+                        f"retrieve: true needs retrieval_chunk >= 1 (layer {index})",
+                        key="retrieve",
                     )
 
     @property

@@ -1,6 +1,6 @@
 """Train every family of the design space for a few hundred steps in the evaluator.
 
-Run: .venv/bin/python benchmarks/families_train.py [--steps 300]
+Run: .venv/bin/python benchmarks/families_train.py [--steps 300] [--only NAME ...]
 
 Small models (2 layers, d_model 64) on the default corpus, one thread; prints validation
 bits per byte at the first of three evaluation points and at the end, and wall time relative to
@@ -32,12 +32,23 @@ FAMILIES.update(
 )
 FAMILIES["lsra dynamic"] = {"attention": "lsra", "lsra_split": 0.5, "conv_type": "dynamic"}
 FAMILIES["albert"] = {"embed_dim": 32, "share_layers": True}
+FAMILIES["inf+linformer"] = {
+    "memory": "infinity",
+    "ltm_basis": 16,
+    "ltm_samples": 16,
+    "attention": "linformer",
+    "linformer_k": 32,
+}
+# RETRO: the second layer reads 2 neighbours per 16-token chunk from the training split's store
+FAMILIES["retrieval"] = {"retrieval_chunk": 16, "retrieval_k": 2, "retrieve": [False, True]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--only", nargs="*", help="these rows only (full attention always runs)")
     args = parser.parse_args()
+    names = [n for n in FAMILIES if not args.only or n == "full" or n in args.only]
     base = load_recipe("lm_brief")
     step_tokens = 8 * 64
     recipe = base.replace(
@@ -48,9 +59,11 @@ def main() -> None:
         eval_points=3,
     )
     print(f"{args.steps} steps of {step_tokens} tokens, lr {recipe.optimizer.lr}, one thread")
+    print("(wall times depend on what else the machine runs: compare rows of one run)")
     print(f"{'family':<14} {'early bpb':>9} {'end bpb':>8} {'wall s':>7} {'x full':>7}")
     baseline = None
-    for name, extra in FAMILIES.items():
+    for name in names:
+        extra = FAMILIES[name]
         result = evaluate(ArchConfig.from_dict({**BASE, **extra}), recipe)
         baseline = baseline or result.wall_s
         start = result.curve[0]["val_bpb"]

@@ -35,6 +35,7 @@ FAMILIES = {
         "attention": "linformer",
         "linformer_k": 8,
     },
+    "retrieval": {"retrieval_chunk": 8, "retrieval_k": 2, "retrieve": [False, True]},
     "embedding=factorized,shared": {"embed_dim": 16, "share_layers": True, "tie_embeddings": False},
 }
 RECIPE = Recipe.from_dict({**TINY_RECIPE, "token_budget": 4096, "eval_points": 2})
@@ -65,10 +66,13 @@ def test_efficient_lm_samples_every_family():
             seen[f"attention={layer.attention}"] += 1
             seen[f"ffn={layer.ffn}"] += 1
         seen[f"memory={config.memory}"] += 1
+        if any(layer.retrieve for layer in config.layers) and config.retrieval_chunk:
+            seen["retrieval"] += 1
     expected = (
         {f"attention={k}" for k in ATTENTION_KINDS}
         | {f"ffn={k}" for k in FFN_KINDS}
         | {f"memory={k}" for k in MEMORY_KINDS}
+        | {"retrieval"}
     )
     assert expected <= set(seen), f"never sampled: {expected - set(seen)}"
     # Per-layer choices meet global ones (memory needs full or local attention in every layer),

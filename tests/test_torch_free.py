@@ -75,8 +75,15 @@ print(json.dumps(out))
 )
 
 
+# Options that are not a family case (the tracker tests cannot run them without neighbours).
+OPTION_CASES: dict[str, dict[str, Any]] = {
+    "retrieval": {"retrieval_chunk": 8, "retrieval_k": 2, "retrieve": True},
+}
+
+
 def _archs() -> dict[str, dict[str, Any]]:
-    return {name: {**FAMILY_BASE, **case} for name, case in FAMILY_CASES.items()}
+    cases = {**FAMILY_CASES, **OPTION_CASES}
+    return {name: {**FAMILY_BASE, **case} for name, case in cases.items()}
 
 
 def _space(arch: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

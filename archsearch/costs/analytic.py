@@ -14,6 +14,7 @@ from archsearch.config import ArchConfig, LayerConfig
 from archsearch.costs.convention import PARTS, CountingConvention
 from archsearch.families import BlockContext, attention_spec, ffn_spec, memory_spec
 from archsearch.families.cross import cross_attention_macs, cross_attention_params
+from archsearch.families.retrieval import cca_macs, cca_params, encoder_macs, encoder_params
 from archsearch.families.validate import validate_config
 
 BYTES_PER_PARAM = 4  # float32 weights
@@ -86,10 +87,14 @@ def analytic_costs(config: ArchConfig, convention: CountingConvention) -> Costs:
             macs["ffn"] += ffn_spec(layer.ffn).macs(ctx, tokens, 0)
             if config.task == "seq2seq" and not encoder:
                 macs["cross_attention"] += cross_attention_macs(d, layer.qkv_dim(d), tokens, source)
+            if not encoder:
+                macs["retrieval"] += cca_macs(config, layer, tokens)
             if index == 0 or not config.share_layers:
                 _add_layer_params(params, ctx, layer, config, encoder)
     macs["memory"] += memory.macs(config, target)
     params["memory"] += memory.params(config)
+    macs["retrieval"] += encoder_macs(config, target)
+    params["retrieval"] += encoder_params(config)
 
     counted_macs = sum(v for k, v in macs.items() if k not in convention.exclude)
     counted_params = sum(v for k, v in params.items() if k not in convention.exclude)
@@ -113,3 +118,5 @@ def _add_layer_params(
     if arch.task == "seq2seq" and not encoder:
         params["norms"] += 2 * d
         params["cross_attention"] += cross_attention_params(d, layer.qkv_dim(d))
+    if not encoder:
+        params["retrieval"] += cca_params(arch, layer)

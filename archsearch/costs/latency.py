@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from archsearch.config import ArchConfig
+from archsearch.families.retrieval import retrieves
 
 IQR_TO_SIGMA = 1.349  # interquartile range of a normal distribution, in standard deviations
 MEDIAN_EFFICIENCY = 1.2533  # standard error of the median / standard error of the mean (normal)
@@ -189,7 +190,12 @@ def _inputs(config: ArchConfig, tokens: int, batch: int) -> tuple[tuple, dict[st
     ids = torch.randint(0, config.vocab_size, (batch, tokens))
     if config.task == "seq2seq":
         return (ids, torch.randint(0, config.vocab_size, (batch, tokens))), {}
-    return (ids,), {"state": steady_state(config, batch)}
+    kwargs: dict[str, Any] = {"state": steady_state(config, batch)}
+    if retrieves(config):
+        from archsearch.models.retrieval import random_neighbours
+
+        kwargs["neighbours"] = random_neighbours(config, batch, tokens)
+    return (ids,), kwargs
 
 
 def _built(config: ArchConfig, seed: int) -> torch.nn.Module:

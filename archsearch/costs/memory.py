@@ -38,6 +38,7 @@ from archsearch.costs.activations import (
 from archsearch.costs.analytic import analytic_costs
 from archsearch.costs.convention import CountingConvention
 from archsearch.families import BlockContext, attention_spec, ffn_spec, memory_spec
+from archsearch.families.retrieval import retrieves
 
 ADAMW_MOMENTS = 2
 STEP_TEMPORARIES = 3  # single-tensor AdamW: sqrt, bias-corrected denominator, update
@@ -337,8 +338,9 @@ def generation_memory(config: ArchConfig, context: int, batch: int = 1) -> Memor
 
 
 def approximated(config: ArchConfig) -> tuple[str, ...]:
-    """Families in ``config`` without activation bytes of their own (counted as full / dense)."""
-    missing = set()
+    """Families in ``config`` without activation bytes of their own (counted as full / dense),
+    and ``retrieval`` when the model retrieves (its encoder and CCA bytes are not counted)."""
+    missing = {"retrieval"} if retrieves(config) else set()
     for layers, _, _ in _stacks(config):
         for layer in layers:
             if not has_activations("attention", layer.attention):

@@ -44,7 +44,14 @@ from archsearch.families import BlockContext, attention_spec, ffn_spec, memory_s
 FORMAT = 1
 Z90 = 1.645  # two-sided 90% interval of a normal distribution
 RIDGE = 1e-3
-OTHER_PARTS = ("embedding_projection", "cross_attention", "memory", "output_projection", "output")
+OTHER_PARTS = (
+    "embedding_projection",
+    "cross_attention",
+    "memory",
+    "retrieval",
+    "output_projection",
+    "output",
+)
 
 
 # ---- features ----------------------------------------------------------------------------------

@@ -89,7 +89,7 @@ class CurriculumBatches:
     def train(self, step: int) -> Batch:
         start, length = self._starts[step], self._lengths[step]
         window = self._streams[:, start : start + length + 1].long()
-        return Batch(window[:, :-1], window[:, 1:], fresh=self._fresh[step])
+        return Batch(window[:, :-1], window[:, 1:], fresh=self._fresh[step], start=start)
 
     def valid(self, index: int) -> Batch:
         return self._base.valid(index)

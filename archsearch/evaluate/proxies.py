@@ -38,6 +38,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -50,7 +51,13 @@ from archsearch.costs import estimate_costs
 from archsearch.errors import InputError
 from archsearch.evaluate.data import IGNORE, Batch, make_batches
 from archsearch.evaluate.recipe import Recipe
-from archsearch.evaluate.train import check_compatible, task_forward
+from archsearch.evaluate.retrieval import Datastore
+from archsearch.evaluate.train import (
+    check_compatible,
+    datastore_for_model,
+    retrieving_forward,
+    task_forward,
+)
 from archsearch.families import all_specs
 
 Proxy = Callable[[ArchConfig, Recipe], float]
@@ -86,17 +93,32 @@ def param_count(config: ArchConfig, recipe: Recipe) -> float:
 
 def synflow(config: ArchConfig, recipe: Recipe) -> float:
     """Log synaptic flow of the initial model (module docstring); more predicts better."""
-    return synflow_score(initial_model(config, recipe), proxy_batch(recipe), recipe.task)
+    model = initial_model(config, recipe)
+    return synflow_score(model, proxy_batch(recipe), recipe.task, proxy_store(model, recipe))
 
 
 def grad_norm(config: ArchConfig, recipe: Recipe) -> float:
     """Gradient norm of the initial model's loss on the proxy batch; more predicts better."""
-    return grad_norm_score(initial_model(config, recipe), proxy_batch(recipe), recipe.task)
+    model = initial_model(config, recipe)
+    return grad_norm_score(model, proxy_batch(recipe), recipe.task, proxy_store(model, recipe))
 
 
 def jacob_cov(config: ArchConfig, recipe: Recipe) -> float:
     """Jacobian-correlation score of the initial model; more predicts better."""
-    return jacob_cov_score(initial_model(config, recipe), proxy_batch(recipe), recipe.task)
+    model = initial_model(config, recipe)
+    return jacob_cov_score(model, proxy_batch(recipe), recipe.task, proxy_store(model, recipe))
+
+
+def proxy_store(model: nn.Module, recipe: Recipe) -> Datastore | None:
+    """The training split's datastore for a retrieving model (None otherwise). The untrained
+    model learns nothing from its neighbours, so the proxy batch's own text is not skipped."""
+    return datastore_for_model(model, make_batches(recipe))
+
+
+def _run(model: nn.Module, batch: Batch, task: str, store: Datastore | None) -> Any:
+    """One forward as training runs it (neighbours looked up for a retrieving model)."""
+    forward = retrieving_forward(model, store) if store is not None else None
+    return (forward or task_forward(task))(model, batch, None)
 
 
 PROXIES: dict[str, Proxy] = {
@@ -138,7 +160,9 @@ def score_with(
 # ---- the scores on a built model (tests reach in here) ---------------------------------------
 
 
-def synflow_score(model: nn.Module, batch: Batch, task: str = "causal_lm") -> float:
+def synflow_score(
+    model: nn.Module, batch: Batch, task: str = "causal_lm", store: Datastore | None = None
+) -> float:
     """``log sum |theta * dR/dtheta|`` of ``model`` linearised by absolute values; see module.
 
     Works on a float64 copy: ``model`` is left as it was. Returns ``-inf`` when the flow is
@@ -171,7 +195,7 @@ def synflow_score(model: nn.Module, batch: Batch, task: str = "causal_lm") -> fl
         # magnitudes that recomputation overflows. The math kernel keeps the probabilities.
         with torch.random.fork_rng(devices=[]), sdpa_kernel(SDPBackend.MATH):
             torch.manual_seed(0)  # any randomness inside the forward (routing noise) is fixed
-            output = task_forward(task)(linear, probe, None)
+            output = _run(linear, probe, task, store)
             output.logits.sum().backward()
     finally:
         for handle in handles:
@@ -186,7 +210,9 @@ def synflow_score(model: nn.Module, batch: Batch, task: str = "causal_lm") -> fl
     return math.log(flow) if flow > 0 else -math.inf
 
 
-def grad_norm_score(model: nn.Module, batch: Batch, task: str = "causal_lm") -> float:
+def grad_norm_score(
+    model: nn.Module, batch: Batch, task: str = "causal_lm", store: Datastore | None = None
+) -> float:
     """L2 norm over all parameters of the gradient of (loss + aux loss) on ``batch``.
 
     Gradients are computed with ``torch.autograd.grad``, so ``model``'s ``.grad`` fields are
@@ -198,7 +224,7 @@ def grad_norm_score(model: nn.Module, batch: Batch, task: str = "causal_lm") -> 
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            output = task_forward(task)(model, batch, None)
+            output = _run(model, batch, task, store)
         logits = output.logits
         loss = F.cross_entropy(
             logits.reshape(-1, logits.shape[-1]).float(),
@@ -212,7 +238,9 @@ def grad_norm_score(model: nn.Module, batch: Batch, task: str = "causal_lm") -> 
     return math.sqrt(squares)
 
 
-def jacob_cov_score(model: nn.Module, batch: Batch, task: str = "causal_lm") -> float:
+def jacob_cov_score(
+    model: nn.Module, batch: Batch, task: str = "causal_lm", store: Datastore | None = None
+) -> float:
     """``-sum(log(l + k) + 1/(l + k))`` over eigenvalues of the examples' Jacobian correlation.
 
     NaN when an example's Jacobian is constant (its correlation is undefined).
@@ -220,6 +248,8 @@ def jacob_cov_score(model: nn.Module, batch: Batch, task: str = "causal_lm") -> 
     captured: list[torch.Tensor] = []
 
     def keep(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+        if inputs[0] is not batch.inputs and inputs[0] is not batch.source:
+            return output  # retrieved neighbours: not an input of the example
         output = output.detach().requires_grad_(True)
         captured.append(output)
         return output
@@ -230,7 +260,7 @@ def jacob_cov_score(model: nn.Module, batch: Batch, task: str = "causal_lm") -> 
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            output = task_forward(task)(model, batch, None)
+            output = _run(model, batch, task, store)
         grads = torch.autograd.grad(output.logits.sum(), captured, allow_unused=True)
     finally:
         handle.remove()

@@ -45,6 +45,8 @@ from archsearch.evaluate.data import (
     token_byte_lengths,
 )
 from archsearch.evaluate.recipe import Recipe
+from archsearch.evaluate.retrieval import Datastore, datastore_for, training_windows
+from archsearch.families.retrieval import retrieves
 
 LN2 = math.log(2.0)
 Report = Callable[[dict[str, Any]], None]
@@ -140,6 +142,11 @@ def check_compatible(config: ArchConfig, recipe: Recipe) -> None:
             f"got {config.vocab_size}",
             key="vocab_size",
         )
+    if retrieves(config) and recipe.data_scheme == "synthetic":
+        raise InputError(
+            "retrieval needs text data to build its datastore from, not a synthetic task",
+            key="retrieval_chunk",
+        )
     if config.max_seq_len < recipe.seq_len:
         raise InputError(
             f"the evaluator trains on sequences of {recipe.seq_len} tokens, "
@@ -156,9 +163,11 @@ def validation_bpb(model: nn.Module, valid: torch.Tensor, recipe: Recipe) -> flo
     return validate(model, streams, recipe)["val_bpb"]
 
 
-def validate(model: nn.Module, batches: Batches, recipe: Recipe) -> dict[str, float]:
+def validate(
+    model: nn.Module, batches: Batches, recipe: Recipe, store: Datastore | None = None
+) -> dict[str, float]:
     """Validation loss in bits per byte (per answer token for answer-only tasks, with their
-    accuracy).
+    accuracy). A retrieving model reads its neighbours from ``store`` (the training split's).
 
     Text batches are all the same size, so the mean of the batch means is the loss per token,
     and tokens per byte of the scored targets turns it into the loss per byte (exactly 1 for
@@ -166,7 +175,7 @@ def validate(model: nn.Module, batches: Batches, recipe: Recipe) -> dict[str, fl
     """
     was_training = model.training
     model.eval()
-    forward = task_forward(recipe.task)
+    forward = retrieving_forward(model, store) or task_forward(recipe.task)
     total, answers, correct, state = 0.0, 0, 0, None
     try:
         with torch.no_grad():
@@ -266,11 +275,13 @@ def fit(
     stops. A recipe's ``curriculum`` shortens the early training segments (curriculum.py); the
     reported ``tokens`` are those actually trained on.
     """
-    batches = with_curriculum(make_batches(recipe) if batches is None else batches, recipe)
+    base = make_batches(recipe) if batches is None else batches
+    batches = with_curriculum(base, recipe)
+    store = datastore_for_model(model, base)
     trained = cumulative_tokens(recipe)  # tokens after each step (fewer with a curriculum)
     optimizer = _optimizer(model, recipe)
     parameters = [p for p in model.parameters() if p.requires_grad]
-    forward = task_forward(recipe.task)
+    forward = retrieving_forward(model, store, base) or task_forward(recipe.task)
     eval_at = {k * recipe.steps // recipe.eval_points for k in range(1, recipe.eval_points + 1)}
     run = TrainState() if resume is None else dataclasses.replace(resume, curve=list(resume.curve))
     if resume is not None:
@@ -318,7 +329,7 @@ def fit(
             point = {
                 "step": step + 1,
                 "tokens": trained[step],
-                **_renamed(validate(model, batches, recipe)),
+                **_renamed(validate(model, batches, recipe, store)),
                 "train_bpb": run.loss_sum / run.since_eval * window_ratio() / LN2,
             }
             run.curve.append(point)
@@ -361,6 +372,40 @@ def task_forward(task: str) -> Forward:
 
 def _causal_lm_forward(model: nn.Module, batch: Batch, state: Any) -> Any:
     return model(batch.inputs, state=state)
+
+
+def datastore_for_model(model: nn.Module, batches: Batches) -> Datastore | None:
+    """The training split's datastore when ``model`` retrieves (None otherwise)."""
+    arch = getattr(model, "arch", None)
+    if arch is None or not retrieves(arch):
+        return None
+    return datastore_for(batches, arch.retrieval_chunk, arch.vocab_size)
+
+
+def retrieving_forward(
+    model: nn.Module, store: Datastore | None, training: Batches | None = None
+) -> Forward | None:
+    """A forward that looks up each batch's neighbours in ``store`` (None when the model does
+    not retrieve). With ``training`` (the source the batches are cut from), neighbours that
+    overlap the row being trained on are skipped."""
+    arch = getattr(model, "arch", None)
+    if arch is None or not retrieves(arch):
+        return None
+    if store is None:
+        raise ValueError("a retrieving model needs the training split's datastore")
+    k = arch.retrieval_k
+
+    def forward(model: nn.Module, batch: Batch, state: Any) -> Any:
+        windows = None
+        if training is not None:
+            if batch.start is None:
+                raise ValueError("training batches for retrieval must say where they start")
+            rows, length = batch.inputs.shape
+            windows = training_windows(training, batch.start, rows, length)
+        neighbours = store.neighbours(batch.inputs, k, windows)
+        return model(batch.inputs, state=state, neighbours=neighbours)
+
+    return forward
 
 
 def _seq2seq_forward(model: nn.Module, batch: Batch, state: Any) -> Any:

@@ -29,6 +29,7 @@ from archsearch.config import ArchConfig
 from archsearch.errors import InputError
 from archsearch.export.weights import initial_model
 from archsearch.families import all_specs
+from archsearch.families.retrieval import retrieves
 
 EXTRA_HINT = "pip install 'archsearch[export]'"
 # (kind, family) -> why it does not export: each family's spec says (``onnx_refusal``).
@@ -56,6 +57,12 @@ def check_exportable(config: ArchConfig) -> None:
         raise InputError(
             f"ONNX export covers models without recurrent memory, not memory '{config.memory}' "
             "(its state crosses calls)",
+            key="--format",
+        )
+    if retrieves(config):
+        raise InputError(
+            "ONNX export covers models without retrieval (their neighbours come from a "
+            "datastore the graph does not hold)",
             key="--format",
         )
     if config.max_seq_len < 2:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from archsearch.errors import InputError
 from archsearch.families.base import BlockContext
 from archsearch.families.registry import attention_spec, ffn_spec, memory_spec
+from archsearch.families.retrieval import encoder_layer, retrieves
 
 if TYPE_CHECKING:
     from archsearch.config import ArchConfig
@@ -40,3 +41,11 @@ def validate_config(config: ArchConfig) -> None:
                     f"head width must be even for rotary positions (layer {index})",
                     key=prefix + "heads",
                 )
+    if retrieves(config):
+        ctx = BlockContext(layer=encoder_layer(config), arch=config, causal=False, encoder=True)
+        if attention_spec("full").head_width(ctx) % 2:
+            raise InputError(
+                "the neighbour encoder (layer 0's widths) needs an even head width for rotary "
+                "positions",
+                key="heads",
+            )

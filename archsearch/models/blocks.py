@@ -10,10 +10,12 @@ from torch import nn
 from archsearch.config import ArchConfig, LayerConfig
 from archsearch.models.attention.cross import CrossAttention
 from archsearch.models.registry import BlockContext, attention_family, ffn_family
+from archsearch.models.retrieval import ChunkedCrossAttention
 
 
 class Block(nn.Module):
-    """x + attn(norm(x)) [+ cross(norm(x), encoder)] + ffn(norm(x)), pre-norm like GPT-2."""
+    """x + attn(norm(x)) [+ cross(norm(x), encoder)] [+ cca(norm(x), neighbours)]
+    + ffn(norm(x)), pre-norm like GPT-2."""
 
     def __init__(
         self, layer: LayerConfig, arch: ArchConfig, *, causal: bool, encoder: bool = False
@@ -28,6 +30,11 @@ class Block(nn.Module):
         if arch.task == "seq2seq" and not encoder:
             self.cross_norm = nn.LayerNorm(d)
             self.cross = CrossAttention(d, layer.qkv_dim(d), layer.heads)
+        self.cca_norm: nn.LayerNorm | None = None
+        self.cca: ChunkedCrossAttention | None = None
+        if layer.retrieve and arch.retrieval_chunk and not encoder:
+            self.cca_norm = nn.LayerNorm(d)
+            self.cca = ChunkedCrossAttention(arch, layer)
         self.ffn_norm = nn.LayerNorm(d)
         self.ffn = ffn_family(layer.ffn).build(ctx)
         self.dropout = nn.Dropout(arch.dropout)
@@ -38,6 +45,7 @@ class Block(nn.Module):
         memory: torch.Tensor | None = None,
         context: torch.Tensor | None = None,
         read: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        neighbours: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.attn_norm(x)
         # memory holds earlier inputs of this layer: normalise them like the segment
@@ -47,5 +55,7 @@ class Block(nn.Module):
         x = x + self.dropout(attended)
         if self.cross is not None and self.cross_norm is not None:
             x = x + self.dropout(self.cross(self.cross_norm(x), context))
+        if self.cca is not None and self.cca_norm is not None and neighbours is not None:
+            x = x + self.dropout(self.cca(self.cca_norm(x), neighbours))
         y, aux = self.ffn(self.ffn_norm(x))
         return x + self.dropout(y), aux

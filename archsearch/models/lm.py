@@ -12,9 +12,11 @@ import torch
 from torch import nn
 
 from archsearch.config import ArchConfig, LayerConfig
+from archsearch.families.retrieval import retrieves
 from archsearch.models.blocks import Block
 from archsearch.models.memory import build_memory
 from archsearch.models.output import ModelOutput
+from archsearch.models.retrieval import NeighbourEncoder, check_neighbours
 
 
 class Embedding(nn.Module):
@@ -68,7 +70,9 @@ def build_stack(
 
 
 class CausalLM(nn.Module):
-    """Decoder-only language model; with memory, state carries across consecutive segments."""
+    """Decoder-only language model; with memory, state carries across consecutive segments;
+    with retrieval, ``neighbours`` (token ids ``[B, R, k, 2m]``) are read by chunked
+    cross-attention."""
 
     def __init__(self, arch: ArchConfig):
         super().__init__()
@@ -76,10 +80,18 @@ class CausalLM(nn.Module):
         self.embed = Embedding(arch)
         self.blocks = build_stack(arch.layers, arch, causal=True, encoder=False)
         self.memory = build_memory(arch)
+        self.retrieval = NeighbourEncoder(arch) if retrieves(arch) else None
         self.head = OutputHead(arch, self.embed)
         self.dropout = nn.Dropout(arch.dropout)
 
-    def forward(self, tokens: torch.Tensor, state: Any = None) -> ModelOutput:
+    def forward(
+        self, tokens: torch.Tensor, state: Any = None, neighbours: torch.Tensor | None = None
+    ) -> ModelOutput:
+        encoded = None
+        if self.retrieval is not None:
+            check_neighbours(self.arch, tokens.shape[1], neighbours)
+            assert neighbours is not None
+            encoded = self.retrieval(neighbours, lambda n: self.dropout(self.embed(n)))
         x = self.dropout(self.embed(tokens))
         aux = x.new_zeros(())
         layer_states = []
@@ -88,7 +100,7 @@ class CausalLM(nn.Module):
             read = self.memory.reader(state, index)
             layer_state, memory_aux = self.memory.update(state, index, x)
             layer_states.append(layer_state)
-            x, block_aux = block(x, memory=context, read=read)
+            x, block_aux = block(x, memory=context, read=read, neighbours=encoded)
             aux = aux + block_aux + memory_aux
         return ModelOutput(self.head(x), aux, self.memory.finish(layer_states))
 
