@@ -228,3 +228,15 @@ def test_graph_exports_refuse_it_with_their_reason(tmp_path: Path) -> None:
         check_exportable(config())
     with pytest.raises(InputError, match="without retrieval"):
         write_hf(config(), {}, tmp_path / "hf", seed=0)
+
+
+def test_latency_is_timed_on_the_model_with_neighbours() -> None:
+    """Forward and generation run with neighbours of the right shape (the search apart);
+    generation re-runs the prefix, as a key/value cache cannot hold new chunks' neighbours."""
+    from archsearch.costs.latency import TimingOptions, measure_forward, measure_generation
+
+    fast = TimingOptions(warmup=0, min_repeats=1, max_repeats=2, min_time_s=0.0, max_time_s=0.1)
+    cfg = config()
+    assert measure_forward(cfg, 12, options=fast).median > 0
+    generation = measure_generation(cfg, 7, new_tokens=3, options=fast)
+    assert generation.meta["method"] == "recompute" and generation.median > 0

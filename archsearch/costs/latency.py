@@ -269,7 +269,12 @@ def measure_generation(
         if cached:
             state["next"] = state["decoder"].step(state["next"]).argmax(-1, keepdim=True)
             return
-        logits = model(state["tokens"]).logits[:, -1]
+        extra = {}
+        if retrieves(config):  # random neighbours: the search is not the model's (see _inputs)
+            from archsearch.models.retrieval import random_neighbours
+
+            extra["neighbours"] = random_neighbours(config, batch, state["tokens"].shape[1])
+        logits = model(state["tokens"], **extra).logits[:, -1]
         state["tokens"] = torch.cat((state["tokens"], logits.argmax(-1, keepdim=True)), 1)
 
     options = options or TimingOptions()

@@ -55,7 +55,9 @@ class Block(nn.Module):
         x = x + self.dropout(attended)
         if self.cross is not None and self.cross_norm is not None:
             x = x + self.dropout(self.cross(self.cross_norm(x), context))
-        if self.cca is not None and self.cca_norm is not None and neighbours is not None:
+        if self.cca is not None and self.cca_norm is not None:
+            if neighbours is None:
+                raise ValueError("a retrieving block needs the encoded neighbours")
             x = x + self.dropout(self.cca(self.cca_norm(x), neighbours))
         y, aux = self.ffn(self.ffn_norm(x))
         return x + self.dropout(y), aux
