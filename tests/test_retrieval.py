@@ -240,3 +240,34 @@ def test_latency_is_timed_on_the_model_with_neighbours() -> None:
     assert measure_forward(cfg, 12, options=fast).median > 0
     generation = measure_generation(cfg, 7, new_tokens=3, options=fast)
     assert generation.meta["method"] == "recompute" and generation.median > 0
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"retrieve": [False, True], "retrieval_chunk": 8},
+        {"retrieval_chunk": 16, "retrieval_k": 4, "embed_dim": 16, "dropout": 0.1},
+        {"retrieve": [False, True], "attn_dim": [16, 128], "retrieval_k": 4},  # CCA dominates
+    ],
+)
+def test_peak_memory_estimates_match_the_tracker(overrides: dict[str, Any]) -> None:
+    """Inference and training peaks of the live-tensor tracker, neighbours included."""
+    from test_memory_costs import TOLERANCE
+
+    from archsearch.costs.memory import approximated, inference_memory, training_memory
+    from archsearch.costs.tracker import measure_inference, measure_training
+
+    cfg = config(**{"d_model": 32, "max_seq_len": 128, **overrides})
+    batch, tokens = 2, 64
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    ids = torch.randint(0, VOCAB, (batch, tokens))
+    extra = {"neighbours": random_neighbours(cfg, batch, tokens)}
+    measure_inference(model, (ids,), extra=extra)
+    inference = measure_inference(model, (ids,), extra=extra).peak
+    training = measure_training(model, (ids,), ids, extra=extra).peak
+    assert approximated(cfg) == ()
+    estimate = inference_memory(cfg, tokens, batch).peak
+    assert abs(estimate / inference - 1) <= TOLERANCE / 4, (estimate, inference)
+    estimate = training_memory(cfg, tokens, batch).peak
+    assert abs(estimate / training - 1) <= TOLERANCE / 2, (estimate, training)

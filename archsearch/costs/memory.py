@@ -38,7 +38,7 @@ from archsearch.costs.activations import (
 from archsearch.costs.analytic import analytic_costs
 from archsearch.costs.convention import CountingConvention
 from archsearch.families import BlockContext, attention_spec, ffn_spec, memory_spec
-from archsearch.families.retrieval import retrieves
+from archsearch.families.retrieval import encoder_layer, retrieved_chunks, retrieves
 
 ADAMW_MOMENTS = 2
 STEP_TEMPORARIES = 3  # single-tensor AdamW: sqrt, bias-corrected denominator, update
@@ -123,12 +123,18 @@ def inference_memory(config: ArchConfig, tokens: int, batch: int = 1) -> MemoryE
     _check_sizes(tokens, batch)
     weights = parameter_bytes(config) + buffer_bytes(config)
     inputs = batch * tokens * I64 * (2 if config.task == "seq2seq" else 1)
+    inputs += _neighbour_ids(config, batch, tokens)
     state_in = _state_bytes(config, batch)
     fixed = weights + inputs + state_in
     d = config.d_model
     x = batch * tokens * d * F32
-    moments: dict[str, int] = {"embedding": _embedding_peak(config, batch, tokens)}
-    context = 0
+    moments: dict[str, int] = {}
+    encoded = 0  # the encoded neighbours, held from the encoder to the end of the decoder
+    if retrieves(config):
+        moments["retrieval"] = _encoder_peak(config, batch, tokens)
+        encoded = _encoded_bytes(config, batch, tokens)
+    moments["embedding"] = encoded + _embedding_peak(config, batch, tokens)
+    context = encoded
     if config.task == "seq2seq":
         for index, layer in enumerate(config.encoder_layers):
             moments[f"encoder.{index}"] = _block_peak(config, layer, batch, tokens, encoder=True)
@@ -140,6 +146,7 @@ def inference_memory(config: ArchConfig, tokens: int, batch: int = 1) -> MemoryE
         moments[f"layer.{index}"] = context + written + write + max(x + working, block)
         written += write
     moments["head"] = context + written + _head_peak(config, batch, tokens)
+    context -= encoded  # what the decoder adds to its moments besides the encoded neighbours
     phase = max(moments, key=lambda k: moments[k])
     return MemoryEstimate(
         workload="inference",
@@ -177,6 +184,8 @@ def _block_peak(
     if config.task == "seq2seq" and not encoder:
         cross = _cross_activations(config, layer, batch, tokens).peak
         moments.append(x + norm + x + norm + cross)
+    if not encoder and layer.retrieve and retrieves(config):
+        moments.append(x + norm + x + norm + _cca_bytes(config, layer, batch, tokens).peak)
     moments.append(x + norm + x + norm + ffn_activations(ctx, batch, tokens).peak)
     return max(moments)
 
@@ -228,6 +237,7 @@ def training_memory(config: ArchConfig, tokens: int, batch: int = 1) -> MemoryEs
     buffers = buffer_bytes(config)
     streams = 2 if config.task == "seq2seq" else 1
     inputs = batch * tokens * I64 * (streams + 1)  # tokens (and source) and targets
+    inputs += _neighbour_ids(config, batch, tokens)
     state_in = _state_bytes(config, batch)
     written = sum(_memory_update(config, batch, tokens)[0] for _ in config.layers)
     saved, forward = _saved_bytes(config, batch, tokens)
@@ -238,6 +248,9 @@ def training_memory(config: ArchConfig, tokens: int, batch: int = 1) -> MemoryEs
         "backward": fixed + params * (1 + ADAMW_MOMENTS) + saved + 2 * logits,
         "step": fixed + params * (2 + ADAMW_MOMENTS) + STEP_TEMPORARIES * largest_parameter(config),
     }
+    if retrieves(config):  # CCA's SDPA backward: gradients of q, k, v over k x 2m keys per chunk
+        grads = max(_cca_gradients(config, layer, batch, tokens) for layer in config.layers)
+        moments["backward.cca"] = moments["backward"] - 2 * logits + grads
     phase = max(moments, key=lambda k: moments[k])
     return MemoryEstimate(
         workload="training",
@@ -271,6 +284,10 @@ def _saved_bytes(config: ArchConfig, batch: int, tokens: int) -> tuple[int, int]
     total += streams * dropout  # after the embedding
     extra = _extra_keys(config)
     busiest = 0
+    if retrieves(config):  # the neighbour encoder runs first; its output is kept by every CCA
+        kept, transient = _encoder_saved(config, batch, tokens)
+        busiest = total + kept + transient
+        total += kept + _encoded_bytes(config, batch, tokens)
     for layers, causal, encoder in reversed(_stacks(config)):  # encoder first
         for layer in layers:
             ctx = BlockContext(layer=layer, arch=config, causal=causal, encoder=encoder)
@@ -288,6 +305,8 @@ def _saved_bytes(config: ArchConfig, batch: int, tokens: int) -> tuple[int, int]
                 total += copies * batch * keys_extra * d * F32
             if config.task == "seq2seq" and not encoder:
                 total += norm + _cross_activations(config, layer, batch, tokens).saved + dropout
+            if not encoder and layer.retrieve and retrieves(config):
+                total += norm + _cca_bytes(config, layer, batch, tokens).saved + dropout
             ffn = ffn_activations(ctx, batch, tokens)
             total += ffn.saved
             busiest = max(busiest, total + ffn.transient)
@@ -338,9 +357,8 @@ def generation_memory(config: ArchConfig, context: int, batch: int = 1) -> Memor
 
 
 def approximated(config: ArchConfig) -> tuple[str, ...]:
-    """Families in ``config`` without activation bytes of their own (counted as full / dense),
-    and ``retrieval`` when the model retrieves (its encoder and CCA bytes are not counted)."""
-    missing = {"retrieval"} if retrieves(config) else set()
+    """Families in ``config`` without activation bytes of their own (counted as full / dense)."""
+    missing = set()
     for layers, _, _ in _stacks(config):
         for layer in layers:
             if not has_activations("attention", layer.attention):
@@ -348,6 +366,87 @@ def approximated(config: ArchConfig) -> tuple[str, ...]:
             if not has_activations("ffn", layer.ffn):
                 missing.add(f"ffn={layer.ffn}")
     return tuple(sorted(missing))
+
+
+# ---- retrieval -----------------------------------------------------------------------------------
+
+
+def _neighbour_ids(config: ArchConfig, batch: int, tokens: int) -> int:
+    """The neighbours' token ids handed to a retrieving model: [B, R, k, 2m] int64."""
+    if not retrieves(config):
+        return 0
+    rows = batch * retrieved_chunks(config, tokens) * config.retrieval_k
+    return rows * 2 * config.retrieval_chunk * I64
+
+
+def _encoder_shape(config: ArchConfig, batch: int, tokens: int) -> tuple[int, int]:
+    """(sequences, tokens each) the neighbour encoder runs over: B x R x k of 2m."""
+    return batch * retrieved_chunks(config, tokens) * config.retrieval_k, 2 * config.retrieval_chunk
+
+
+def _encoded_bytes(config: ArchConfig, batch: int, tokens: int) -> int:
+    rows, n = _encoder_shape(config, batch, tokens)
+    return rows * n * config.d_model * F32
+
+
+def _encoder_peak(config: ArchConfig, batch: int, tokens: int) -> int:
+    """The encoder's inference moments: the neighbours' embedding, its block, then the block's
+    output and its norm (the norm's output is what the decoder keeps)."""
+    rows, n = _encoder_shape(config, batch, tokens)
+    if not rows:
+        return 0
+    block = _block_peak(config, encoder_layer(config), rows, n, encoder=True)
+    return max(_embedding_peak(config, rows, n), block, 2 * _encoded_bytes(config, batch, tokens))
+
+
+def _encoder_saved(config: ArchConfig, batch: int, tokens: int) -> tuple[int, int]:
+    """(kept for backward, the FFN's transient): the factorized lookup, the embedding dropout's
+    mask, the block as a decoder layer keeps it and the final norm's input and statistics."""
+    rows, n = _encoder_shape(config, batch, tokens)
+    if not rows:
+        return 0, 0
+    d, bt = config.d_model, rows * n
+    norm = bt * d * F32 + 2 * bt * F32
+    dropout = bt * d * F32 if config.dropout > 0 else 0
+    layer = encoder_layer(config)
+    ctx = BlockContext(layer=layer, arch=config, causal=False, encoder=True)
+    kept = bt * config.embedding_width * F32 if config.embedding_width != d else 0
+    kept += dropout + 2 * norm + 2 * dropout
+    kept += attention_activations(ctx, _dims(config, layer, rows, n, 0)).saved
+    ffn = ffn_activations(ctx, rows, n)
+    return kept + ffn.saved + norm, ffn.transient
+
+
+def _cca_bytes(config: ArchConfig, layer: LayerConfig, batch: int, tokens: int) -> ActivationBytes:
+    """One layer's chunked cross-attention (``ChunkedCrossAttention``), its norm aside.
+
+    Kept: the padded queries' input, q, k, v, SDPA's output and log-sum-exp (merging heads is
+    a view); the encoded neighbours k and v read are counted once for all layers. Peak: the
+    padded input, q, k, v, SDPA's output and the output projection, or, at the end, the padded
+    input, the projection, the zeros for chunk 0 and the concatenated result."""
+    d, a, heads = config.d_model, layer.qkv_dim(config.d_model), layer.heads
+    r, m = retrieved_chunks(config, tokens), config.retrieval_chunk
+    if not r:
+        return ActivationBytes(0, 0)
+    keys = config.retrieval_k * 2 * m
+    padded = batch * r * m * d * F32
+    q = batch * r * m * a * F32
+    kv = 2 * batch * r * keys * a * F32
+    out = q + batch * heads * r * m * F32
+    saved = padded + q + kv + out
+    whole = batch * tokens * d * F32
+    peak = max(padded + q + kv + out + padded, padded + padded + batch * m * d * F32 + whole)
+    return ActivationBytes(saved, peak)
+
+
+def _cca_gradients(config: ArchConfig, layer: LayerConfig, batch: int, tokens: int) -> int:
+    """The gradients of q, k and v CCA's SDPA backward allocates while (nearly) everything
+    saved is alive: counted as if nothing else were freed yet, a few percent high."""
+    if not (layer.retrieve and retrieves(config)):
+        return 0
+    a, r = layer.qkv_dim(config.d_model), retrieved_chunks(config, tokens)
+    m = config.retrieval_chunk
+    return batch * r * (m + 2 * config.retrieval_k * 2 * m) * a * F32
 
 
 # ---- helpers -----------------------------------------------------------------------------------

@@ -48,11 +48,7 @@ class Block(nn.Module):
         neighbours: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.attn_norm(x)
-        # memory holds earlier inputs of this layer: normalise them like the segment
-        attended = self.attn(h) if memory is None else self.attn(h, self.attn_norm(memory))
-        if read is not None:  # a memory read beside attention (infinity-former)
-            attended = attended + read(h)
-        x = x + self.dropout(attended)
+        x = x + self.dropout(self._attend(h, memory, read))  # the attention output is freed here
         if self.cross is not None and self.cross_norm is not None:
             x = x + self.dropout(self.cross(self.cross_norm(x), context))
         if self.cca is not None and self.cca_norm is not None:
@@ -61,3 +57,14 @@ class Block(nn.Module):
             x = x + self.dropout(self.cca(self.cca_norm(x), neighbours))
         y, aux = self.ffn(self.ffn_norm(x))
         return x + self.dropout(y), aux
+
+    def _attend(
+        self,
+        h: torch.Tensor,
+        memory: torch.Tensor | None,
+        read: Callable[[torch.Tensor], torch.Tensor] | None,
+    ) -> torch.Tensor:
+        """Attention over the normalised segment (and its memory, normalised like it), plus a
+        memory read beside attention (infinity-former)."""
+        attended = self.attn(h) if memory is None else self.attn(h, self.attn_norm(memory))
+        return attended if read is None else attended + read(h)
