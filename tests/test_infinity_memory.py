@@ -224,3 +224,26 @@ def test_the_supernet_refuses_it_in_one_line() -> None:
     with pytest.raises(InputError) as caught:
         check_shareable(space)
     assert caught.value.key == "memory" and "fix memory: none" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"mem_len": 0, "attention": "linformer", "linformer_k": 8, "ltm_samples": 16},
+        {"mem_len": 8, "ltm_basis": 32, "ltm_samples": 64, "heads": 4},  # the read dominates
+    ],
+)
+def test_peak_memory_estimates_match_the_tracker(overrides: dict[str, Any]) -> None:
+    """The shared tracker test covers the spec's example; these cover no short-term memory
+    and a read whose [B, H, T, S] grids outweigh the rest."""
+    from conftest import FAMILY_BASE, FAMILY_BATCH, FAMILY_TOKENS
+    from test_memory_costs import measured
+
+    from archsearch.costs.memory import inference_memory, training_memory
+
+    cfg = ArchConfig.from_dict({**FAMILY_BASE, "memory": "infinity", "ltm_basis": 8, **overrides})
+    inference, training, _ = measured(cfg)
+    estimate = inference_memory(cfg, FAMILY_TOKENS, FAMILY_BATCH).peak
+    assert abs(estimate / inference - 1) <= 0.01, (estimate, inference)
+    estimate = training_memory(cfg, FAMILY_TOKENS, FAMILY_BATCH).peak
+    assert abs(estimate / training - 1) <= 0.01, (estimate, training)

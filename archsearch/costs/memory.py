@@ -251,6 +251,10 @@ def training_memory(config: ArchConfig, tokens: int, batch: int = 1) -> MemoryEs
     if retrieves(config):  # CCA's SDPA backward: gradients of q, k, v over k x 2m keys per chunk
         grads = max(_cca_gradients(config, layer, batch, tokens) for layer in config.layers)
         moments["backward.cca"] = moments["backward"] - 2 * logits + grads
+    reads = [_read_bytes(config, layer, batch, tokens) for layer in config.layers]
+    if any(reads):  # a memory read's backward (infinity-former: the density's gradient grids)
+        grads = max(read.transient for read in reads if read is not None)
+        moments["backward.read"] = moments["backward"] - 2 * logits + grads
     phase = max(moments, key=lambda k: moments[k])
     return MemoryEstimate(
         workload="training",

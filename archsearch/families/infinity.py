@@ -71,11 +71,16 @@ def infinity_macs(arch: ArchConfig, tokens: int) -> int:
 
 
 def infinity_update(arch: ArchConfig, batch: int, tokens: int) -> tuple[int, int]:
-    """XL's concatenation (the short-term memory is a view of it) and the new coefficients;
-    while refitting, cat(coefficients, evicted)."""
+    """XL's concatenation (the short-term memory is a view of it; none without one) and the
+    new coefficients; while refitting, cat(coefficients, evicted) and, without a short-term
+    memory, the segment's copy cat(empty memory, x)."""
     d, n = arch.d_model, arch.ltm_basis
     joined = batch * (arch.mem_len + tokens) * d * F32
-    return joined + batch * n * d * F32, batch * (n + tokens) * d * F32
+    coefficients = batch * n * d * F32
+    working = batch * (n + tokens) * d * F32
+    if not arch.mem_len:
+        return coefficients, working + joined
+    return joined + coefficients, working
 
 
 def infinity_read_bytes(
@@ -88,7 +93,9 @@ def infinity_read_bytes(
     of q, k and v, the scores, the (mean, width) pair and the broadcast map to it, the mean, the
     width, three [B, H, T, S] grids of the density (difference, ratio, softmax) and the merged
     read. Inference peak: the signal, q, k, v and the scores stay referenced to the end, with
-    two more grids while the density is formed, or the density, merged read and output."""
+    two more grids while the density is formed, or the density, merged read and output.
+    ``transient`` here is the backward's: two gradient grids of the density (costs.memory adds
+    them to the start of backward, as if nothing were freed yet)."""
     d, a, heads = arch.d_model, layer.qkv_dim(arch.d_model), layer.heads
     s, n = arch.ltm_samples, arch.ltm_basis
     signal = batch * s * d * F32
@@ -102,7 +109,8 @@ def infinity_read_bytes(
     held = constants + signal + 2 * kv + q + grid + 4 * small
     out = batch * tokens * d * F32
     peak = held + max(2 * grid, grid + q + out, q + kv - grid)
-    return ActivationBytes(saved=saved, peak=peak)
+    # backward through the density: two gradient grids while (nearly) all that is saved is alive
+    return ActivationBytes(saved=saved, peak=peak, transient=2 * grid)
 
 
 def infinity_largest(arch: ArchConfig) -> int:

@@ -142,7 +142,13 @@ class InfinityMemory(nn.Module):
         cut = max(0, joined.shape[1] - self.mem_len)
         if cut:
             coefficients = self._refit(coefficients, joined[:, :cut])
-        return (coefficients, joined[:, cut:]), hidden.new_zeros(())
+        # without a short-term memory keep a fresh empty tensor, not a view holding the segment
+        kept = (
+            joined[:, cut:]
+            if self.mem_len
+            else hidden.new_zeros(hidden.shape[0], 0, hidden.shape[2])
+        )
+        return (coefficients, kept), hidden.new_zeros(())
 
     def finish(self, layer_states: list[Any]) -> Any:
         return tuple(layer_states)
