@@ -134,15 +134,23 @@ def _budgets(
     profile: Profile, costs: Any, config: ArchConfig, predictor: LatencyPredictor | None
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    device = profile.workload.device
+    if device is not None:  # the budget's latency is the device's, not this machine's
+        from archsearch.costs.device import load_device_predictor
+
+        available = load_device_predictor(device) is not None
+        missing = f"no latency predictor for device {device}: run archsearch calibrate --from-csv"
+    else:
+        available, missing = predictor is not None, "no latency predictor: run archsearch calibrate"
     for name, limit in profile.budgets.items():
         metric = COST_METRICS[name]
-        if metric.needs == "predictor" and predictor is None:
+        if metric.needs == "predictor" and not available:
             out[name] = {
                 "limit": limit,
                 "value": None,
                 "unit": metric.unit,
                 "reason": None,
-                "note": "no latency predictor: run archsearch calibrate",
+                "note": missing,
             }
             continue
         value = profile.metric(name, costs, config)
