@@ -18,7 +18,12 @@ from typing import Any
 from archsearch.config import ArchConfig
 from archsearch.costs import estimate_costs
 from archsearch.costs.convention import CountingConvention
-from archsearch.costs.latency import TimingOptions, measure_forward, measure_generation
+from archsearch.costs.latency import (
+    MEASURE_TIMING,
+    TimingOptions,
+    measure_forward,
+    measure_generation,
+)
 from archsearch.costs.memory import generation_memory, inference_memory, training_memory
 from archsearch.costs.predictor import LatencyPredictor, cache_path, load_predictor
 from archsearch.profiles import COST_METRICS, Profile
@@ -32,9 +37,7 @@ class MeasureOptions:
 
     latency: bool = True
     generate: int = 16  # new tokens timed per generation round
-    timing: TimingOptions = field(
-        default_factory=lambda: TimingOptions(min_time_s=0.3, max_time_s=3.0)
-    )
+    timing: TimingOptions = MEASURE_TIMING
     sweep_timing: TimingOptions = field(
         default_factory=lambda: TimingOptions(
             warmup=1, min_repeats=3, min_time_s=0.1, max_time_s=1.5, rel_error=0.05

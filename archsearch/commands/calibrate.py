@@ -245,6 +245,10 @@ def handle_device(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
 def print_device_report(predictor: Any, path: str) -> None:
     """The calibration report of a device predictor, in a terminal's width."""
     from archsearch.costs.device import flagged_runs
@@ -278,10 +282,13 @@ def print_device_report(predictor: Any, path: str) -> None:
     for part, entry in validation["parts"].items():
         ours, linear = entry["predictor"], entry["linear"]
         print(
-            f"    {part:<8} {ours['mape']:>8.2%} {linear['mape']:>8.2%} {ours['mae_ms']:>10.4g} "
-            f"{linear['mae_ms']:>10.4g} {entry['predictor_all_rows']['mae_ms']:>11.4g} vs "
-            f"{entry['linear_all_rows']['mae_ms']:<10.4g}"
+            f"    {part:<8} {_fmt(ours['mape'], '.2%'):>8} {_fmt(linear['mape'], '.2%'):>8} "
+            f"{_fmt(ours['mae_ms'], '.4g'):>10} {_fmt(linear['mae_ms'], '.4g'):>10} "
+            f"{_fmt(entry['predictor_all_rows']['mae_ms'], '.4g'):>11} vs "
+            f"{_fmt(entry['linear_all_rows']['mae_ms'], '.4g'):<10}"
         )
+    if source["rows"] < 100:
+        print(f"    only {source['rows']} rows: too few to trust these figures (collect hundreds)")
     print(
         "    linear: least squares with an intercept on the CSV's own columns; 90% interval "
         f"of a prediction: x/÷ {math.exp(1.645 * predictor.sigma_log):.3f}"

@@ -26,8 +26,9 @@ Two feature sets:
 Artefacts. Rows are fitted robustly: fit, take each row's log(measured / predicted), and drop
 those further from the median than ``FLAG_SIGMAS`` robust standard deviations (1.4826 x the
 median absolute deviation) and at least ``FLAG_FLOOR`` (10%), then fit again, until the set
-stops changing. A row any part of which is so far off is *flagged*: it is left out of the fit
-and listed (line, part, measured / predicted), never silently.
+stops changing (fewer than ``MIN_FLAG_ROWS`` rows are fitted as they are). A row any part of
+which is so far off is *flagged*: it is left out of the fit and listed (line, part, measured /
+predicted), never silently.
 
 Report. ``validation`` holds the held-out figures: rows split 80/20 with a fixed seed; the
 predictor and two linear baselines (ordinary least squares with an intercept, on the table's own
@@ -60,6 +61,7 @@ FORMAT = 1
 FLAG_SIGMAS = 5.0
 FLAG_FLOOR = math.log(1.1)
 TEST_FRACTION = 0.2
+MIN_FLAG_ROWS = 20  # fewer rows are fitted as they are: too few to tell an artefact from noise
 HAT_QKV_DIM = 512  # HAT's SuperTransformer fixes the q/k/v width; its rows do not vary it
 DEVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 HAT_PARTS = ("encoder", "decoder")
@@ -240,6 +242,8 @@ def robust_fit(
     """Fit, drop rows off by more than the artefact threshold, refit, until stable. Returns the
     fit and the mask of rows kept."""
     keep = np.ones(len(y), dtype=bool)
+    if len(y) < MIN_FLAG_ROWS:  # a spread from a handful of rows would flag honest ones
+        return RobustFit(_fit_part(x, y, names), 0.0, math.inf), keep
     fit = None
     for _ in range(rounds):
         model = _fit_part(x[keep], y[keep], names)
@@ -263,7 +267,9 @@ def _ols(columns: np.ndarray, y: np.ndarray) -> Callable[[np.ndarray], np.ndarra
     return lambda c: np.hstack([np.ones((len(c), 1)), c]) @ coef
 
 
-def _errors(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:
+def _errors(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float | None]:
+    if not len(measured):
+        return {"mape": None, "mae_ms": None, "p90_ape": None}
     ape = np.abs(predicted - measured) / measured
     return {
         "mape": float(ape.mean()),
@@ -303,8 +309,13 @@ def _predict_rows(fits: Mapping[str, RobustFit], obs: Sequence[Observation]) -> 
         part: np.array([fit.model.predict(o.design[part]) for o in obs])
         for part, fit in fits.items()
     }
-    out["total"] = sum(out[p] for p in fits) if "total" not in fits else out["total"]
+    if "total" not in fits:
+        out["total"] = _sum(out[p] for p in fits)
     return out
+
+
+def _sum(arrays: Any) -> np.ndarray:
+    return np.sum(list(arrays), axis=0)
 
 
 def held_out_report(
@@ -339,10 +350,10 @@ def held_out_report(
         )
     for preds in baselines.values():
         if "total" not in preds:
-            preds["total"] = sum(preds[p] for p in parts)
+            preds["total"] = _sum(preds[p] for p in parts)
     measured = {p: np.array([o.measured[p] for o in test]) for p in parts}
     if "total" not in measured:
-        measured["total"] = sum(measured[p] for p in parts)
+        measured["total"] = _sum(measured[p] for p in parts)
     clean = ~test_flagged
     report: dict[str, Any] = {
         "method": f"{len(train)} rows fitted, {len(test)} held out (seed {seed}); flagged rows "
@@ -365,7 +376,7 @@ def held_out_report(
         }
         report["parts"][part] = entry
     ratio = np.log(measured["total"][clean] / np.maximum(predicted["total"][clean], 1e-12))
-    report["sigma_log"] = float(ratio.std())
+    report["sigma_log"] = float(ratio.std()) if len(ratio) > 1 else 0.0
     return report
 
 

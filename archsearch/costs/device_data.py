@@ -38,7 +38,7 @@ from archsearch.space import ARCH_KEYS
 
 FORMATS = ("auto", "hat", "generic")
 MAX_BYTES = 64 * 2**20  # a latency table of a million rows is far past any use; refuse at once
-MIN_ROWS = 20  # the fit holds out 20%: fewer rows leave too little to fit or to test
+MIN_ROWS = 5  # the fit holds out 20%: at least 4 rows to fit and 1 to test (20+ to trust it)
 
 HAT_FEATURES = (
     "encoder_embed_dim",
@@ -213,7 +213,8 @@ def _hat_rows(header: list[str], lines: list[tuple[int, list[str]]]) -> Iterator
         values = {}
         for name in HAT_FEATURES:
             where = f"line {number}, column {name}"
-            values[name] = _positive(cells[index[name]], where)
+            check = _number if name == "decoder_arbitrary_ende_attn_avg" else _positive
+            values[name] = check(cells[index[name]], where)  # the former: range checked below
         for name in ("encoder_layer_num", "decoder_layer_num"):
             if not values[name].is_integer():
                 raise InputError(
@@ -245,7 +246,7 @@ def generic_columns(header: Sequence[str]) -> dict[str, tuple[str, int | None]]:
             continue
         match = _PER_LAYER.match(name)
         key, index = (match["key"], int(match["index"])) if match else (name, None)
-        if key not in ARCH_KEYS:
+        if key not in ARCH_KEYS and key != "task":
             raise InputError(
                 f"unknown column {name!r}: not an ArchConfig key (nor {', '.join(GENERIC_META)} "
                 f"or a note: {', '.join(GENERIC_NOTES)})",
