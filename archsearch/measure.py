@@ -99,6 +99,8 @@ def measure_arch(
             "predicted": _predicted(predictor, config, tokens, batch),
         },
     }
+    if workload.device is not None:
+        report["latency"]["device"] = _device_predicted(workload.device, config, tokens, batch)
     if options.latency:
         report["latency"]["forward"] = _forward_timings(
             config, tokens, batch, threads, options.timing
@@ -120,6 +122,24 @@ def measure_arch(
             _at_length(config, profile, t, batch, threads, predictor, options) for t in seq_lens
         ]
     return report
+
+
+def _device_predicted(
+    device: str, config: ArchConfig, tokens: int, batch: int
+) -> dict[str, Any] | None:
+    """Latency on the profile's device, per part (HAT: encoder and decoder), when fitted."""
+    from archsearch.costs.device import load_device_predictor
+
+    predictor = load_device_predictor(device)
+    if predictor is None:
+        return None
+    prediction = predictor.predict(config, tokens, batch)
+    return {
+        "device": device,
+        "parts_ms": predictor.predict_parts(config, tokens, batch),
+        **prediction.to_dict(),
+        "timed": predictor.workload.get("timed"),
+    }
 
 
 def _predictor_info(predictor: LatencyPredictor, threads: int) -> dict[str, Any]:
