@@ -212,6 +212,54 @@ def test_verdicts_over_hat_space_use_the_device_predictor(cache: Path, tmp_path:
     assert slower == [True]
     with pytest.raises(InputError, match="measured at 30 tokens"):
         D.require_device_predictor("pi_test").predict(verdict.config, 128)
+    from archsearch.measure import MeasureOptions, measure_arch
+
+    report = measure_arch(verdict.config, profile, options=MeasureOptions(latency=False))
+    on_device = report["latency"]["device"]
+    slow = D.require_device_predictor("pi_test")
+    parts = slow.predict_parts(verdict.config, 30)
+    assert on_device["parts_ms"] == parts and on_device["ms"] == parts["total"]
+    assert parts["total"] == pytest.approx(parts["encoder"] + parts["decoder"])
+    assert report["budgets"]["latency_ms"]["value"] == parts["total"]
+
+
+NO_TORCH = """
+import json, random, sys
+class NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "torch":
+            raise ImportError("torch is blocked")
+sys.meta_path.insert(0, NoTorch())
+from archsearch import load_profile, load_space
+from archsearch.costs.device import fit_device
+from archsearch.costs.device_data import read_table
+from archsearch.search.verdict import judge
+fit_device(read_table(sys.argv[1]), "pi_test").save(__import__("pathlib").Path(sys.argv[3]))
+space, profile = load_space("hat"), load_profile(sys.argv[2])
+values = space.sample(random.Random(0))
+verdict = judge(space, profile, values)
+print(json.dumps([profile.metric("latency_ms", verdict.costs, verdict.config),
+                  "torch" in sys.modules]))
+"""
+
+
+def test_fit_and_verdicts_need_no_torch(cache: Path, tmp_path: Path) -> None:
+    """Fitting a device predictor and judging candidates by it run where torch cannot load."""
+    path = write_csv(tmp_path / "hat.csv", hat_like_rows(120), HAT_COLUMNS)
+    profile = device_profile(tmp_path, "pi_test", 2500)
+    result = subprocess.run(
+        [sys.executable, "-c", NO_TORCH, str(path), str(profile), str(D.device_path("pi_test"))],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "ARCHSEARCH_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 0, result.stderr
+    latency, torch_loaded = json.loads(result.stdout)
+    space = load_space("hat")
+    config = space.to_config(space.sample(random.Random(0)))
+    assert not torch_loaded
+    assert latency == pytest.approx(D.require_device_predictor("pi_test").predict(config, 30).ms)
 
 
 def archsearch(*args: str, env: dict[str, str] | None = None, timeout: float = 240) -> Any:
