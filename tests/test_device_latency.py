@@ -425,3 +425,21 @@ def test_run_searches_hat_under_a_device_budget(cache: Path, tmp_path: Path) -> 
         assert trial.values[1] <= 2500
     for trial in rejected:
         assert "latency_ms" in trial.user_attrs["reason"]
+
+
+def test_generic_csv_round_trips_hat_architectures(tmp_path: Path) -> None:
+    """Every key HAT's space sets (widths apart, cross-attention per layer, bias, post-norm)
+    survives the generic format; rows of different depths share one header."""
+    from archsearch.costs.device_data import generic_record, write_generic
+
+    space, rng = load_space("hat"), random.Random(3)
+    configs = []
+    while len(configs) < 8:
+        values = space.sample(rng)
+        if not space.violations(values):
+            configs.append(space.to_config(values))
+    records = [generic_record(c, 30, 1, 100.0 + i) for i, c in enumerate(configs)]
+    table = read_table(write_generic(tmp_path / "hat_generic.csv", records))
+    assert [row.arch for row in table.rows] == configs
+    assert [row.latency_ms for row in table.rows] == [100.0 + i for i in range(8)]
+    assert len({c.n_layers for c in configs}) > 1
