@@ -224,7 +224,7 @@ def _print_report(report: dict[str, Any]) -> None:
 
 
 def handle_device(args: argparse.Namespace) -> int:
-    from archsearch.costs.device import device_path, fit_device
+    from archsearch.costs.device import check_device_name, device_path, fit_device
     from archsearch.costs.device_data import read_table
     from archsearch.errors import InputError
 
@@ -235,6 +235,10 @@ def handle_device(args: argparse.Namespace) -> int:
     for flag, given in (("--report", args.report), ("--no-fit", args.no_fit)):
         if given:
             raise InputError("times this machine; it does not combine with --from-csv", key=flag)
+    try:
+        check_device_name(args.device)
+    except InputError as exc:
+        raise InputError(exc.message, key="--device") from None
     table = read_table(args.from_csv, args.format)
     predictor = fit_device(table, args.device, tokens=args.tokens, seed=args.seed)
     path = predictor.save(device_path(args.device))
