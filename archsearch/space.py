@@ -28,10 +28,13 @@ from archsearch.config import (
     ATTENTION_KINDS,
     COMPRESS_FNS,
     CONV_KINDS,
+    DECODER_ONLY_KEYS,
+    ENCODER_LAYER_KEYS,
     FFN_KINDS,
     LAYER_KEYS,
     MAX_LAYERS,
     MEMORY_KINDS,
+    NORMS,
     TASKS,
     ArchConfig,
     LayerConfig,
@@ -58,7 +61,7 @@ ENCODER_PREFIX = "encoder_"
 _GLOBAL_KEYS = tuple(
     f.name for f in fields(ArchConfig) if f.name not in ("layers", "encoder_layers", "task")
 )
-_ENCODER_KEYS = tuple(ENCODER_PREFIX + key for key in LAYER_KEYS)
+_ENCODER_KEYS = tuple(ENCODER_PREFIX + key for key in ENCODER_LAYER_KEYS)
 ARCH_KEYS = frozenset(_GLOBAL_KEYS + COUNT_KEYS + LAYER_KEYS + _ENCODER_KEYS)
 _ENUMERATED = {
     "attention": ATTENTION_KINDS,
@@ -67,6 +70,7 @@ _ENUMERATED = {
     "conv_type": CONV_KINDS,
     "activation": ACTIVATIONS,
     "compress_fn": COMPRESS_FNS,
+    "norm": NORMS,
 }
 _LAYER_DEFAULTS = LayerConfig()
 _SCALAR_TYPES = (str, int, float, bool, type(None))
@@ -244,7 +248,7 @@ class SearchSpace:
         """An encoder key switched off everywhere still must not inherit a decoder list."""
         if self.task != "seq2seq":
             return
-        for key in LAYER_KEYS:
+        for key in ENCODER_LAYER_KEYS:
             encoder_key = ENCODER_PREFIX + key
             if isinstance(values.get(key), list) and encoder_key not in values:
                 values[encoder_key] = getattr(_LAYER_DEFAULTS, key)
@@ -540,10 +544,11 @@ class _Parser:
         if self.task == "seq2seq":
             counts.append("n_encoder_layers")
         else:
-            for key in [*encoder_keys, "n_encoder_layers"]:
+            for key in [*encoder_keys, "n_encoder_layers", *DECODER_ONLY_KEYS]:
                 if key in present:
                     where = "params" if key in params else "fixed"
-                    raise InputError("encoder keys need task: seq2seq", key=f"{where}.{key}")
+                    what = "cross-attention" if key in DECODER_ONLY_KEYS else "encoder"
+                    raise InputError(f"{what} keys need task: seq2seq", key=f"{where}.{key}")
         for count in counts:
             if count in params:
                 _check_count_param(params[count])
@@ -570,7 +575,9 @@ class _Parser:
                     )
         if self.task == "seq2seq":
             for name in self.layer_names:
-                if not name.startswith(ENCODER_PREFIX) and ENCODER_PREFIX + name not in present:
+                if name.startswith(ENCODER_PREFIX) or name in DECODER_ONLY_KEYS:
+                    continue
+                if ENCODER_PREFIX + name not in present:
                     where = "params" if name in params else "fixed"
                     raise InputError(
                         f"per-layer decoder key in a seq2seq space: give encoder_{name} too "

@@ -111,6 +111,43 @@ def test_extracted_parameters_equal_the_analytic_count(space, supernet):
         assert sum(p.numel() for p in model.parameters()) == estimate_costs(config).params
 
 
+def test_biases_and_post_norm_blocks_are_sub_networks_too():
+    """fairseq-style blocks (HAT's): biases are leading slices like the weights they go with."""
+    fairseq = SearchSpace.from_dict(
+        {
+            "name": "fairseq_oneshot",
+            "task": "causal_lm",
+            "fixed": {"vocab_size": 64, "max_seq_len": 16},
+            "params": {
+                "n_layers": {"int": [1, 2]},
+                "d_model": {"choice": [16, 32]},
+                "heads": {"choice": [2, 4], "per_layer": True},
+                "attention": {"choice": ["full", "local"], "per_layer": True},
+                "window": {"choice": [4], "when": "attention == 'local'", "per_layer": True},
+                "ffn_ratio": {"choice": [1, 2], "per_layer": True},
+                "bias": {"choice": [True, False]},
+                "norm": {"choice": ["pre", "post"]},
+            },
+            "constraints": ["d_model // heads % 2 == 0"],
+        }
+    )
+    check_shareable(fairseq)
+    torch.manual_seed(0)
+    shared = Supernet.for_configs(probe_configs(fairseq, 12)).eval()
+    tokens = torch.randint(0, 64, (2, 16), generator=torch.Generator().manual_seed(0))
+    seen = set()
+    for config in configs(fairseq, 8):
+        seen.add((config.bias, config.norm))
+        model = shared.extract(config).eval()
+        with torch.no_grad():
+            torch.testing.assert_close(
+                model(tokens).logits, shared(config, tokens).logits, rtol=0, atol=0
+            )
+        assert sum(p.numel() for p in model.parameters()) == estimate_costs(config).params
+    assert {bias for bias, _ in seen} == {True, False}
+    assert {norm for _, norm in seen} == {"pre", "post"}
+
+
 def test_attention_families_of_a_layer_share_its_projections_and_nothing_else(space, supernet):
     base = next(c for c in configs(space, 60, seed=3) if c.layers[0].attention == "full")
     settings = {"window": 4, "linformer_k": 8, "performer_features": 8, "lsh_bucket_size": 4}

@@ -36,7 +36,7 @@ CACHED_ATTENTION = tuple(spec.name for spec in specs("attention").values() if sp
 
 def supports(config: ArchConfig) -> bool:
     """Whether every layer can decode from a cache here (else: re-run the prefix)."""
-    if config.task != "causal_lm" or config.memory != "none":
+    if config.task != "causal_lm" or config.memory != "none" or config.norm != "pre":
         return False
     return all(
         layer.attention in CACHED_ATTENTION and layer.global_tokens == 0 for layer in config.layers

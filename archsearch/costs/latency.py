@@ -145,6 +145,12 @@ class TimingOptions:
 
 CLOCKS = {"wall": time.perf_counter_ns, "cpu": time.thread_time_ns}
 
+# ``archsearch measure``'s rules for one architecture's forward: 2 warm-up calls, then at least
+# 5 repeats and 0.3 s, until the median's standard error is under 2% (at most 200 repeats or
+# 3 s). The one place they are stated: ``measure`` and ``scripts/collect_latency.py`` (which
+# times architectures on another device) both read it.
+MEASURE_TIMING = TimingOptions(min_time_s=0.3, max_time_s=3.0)
+
 
 def _clock(options: TimingOptions, threads: int) -> Callable[[], int]:
     if options.clock == "cpu" and threads != 1:

@@ -148,7 +148,7 @@ def synflow_score(model: nn.Module, batch: Batch, task: str = "causal_lm") -> fl
     with torch.no_grad():
         for parameter in linear.parameters():
             parameter.abs_()
-    handles = [_ones_instead_of_embedding(linear)]
+    handles = _ones_instead_of_embedding(linear)
     handles += [
         module.register_forward_hook(_affine_only)
         for module in linear.modules()
@@ -224,7 +224,10 @@ def jacob_cov_score(model: nn.Module, batch: Batch, task: str = "causal_lm") -> 
         captured.append(output)
         return output
 
-    handle = model.embed.register_forward_hook(keep)
+    embeddings = [model.embed]
+    if getattr(model, "source_embed", None) is not None:  # an encoder of its own width
+        embeddings.append(model.source_embed)
+    handles = [embedding.register_forward_hook(keep) for embedding in embeddings]
     was_training = model.training
     model.eval()
     try:
@@ -233,7 +236,8 @@ def jacob_cov_score(model: nn.Module, batch: Batch, task: str = "causal_lm") -> 
             output = task_forward(task)(model, batch, None)
         grads = torch.autograd.grad(output.logits.sum(), captured, allow_unused=True)
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()
         model.train(was_training)
     rows = batch.inputs.shape[0]
     jacobian = torch.cat(
@@ -251,13 +255,17 @@ def jacob_cov_score(model: nn.Module, batch: Batch, task: str = "causal_lm") -> 
     return float(-(shifted.log() + 1.0 / shifted).sum())
 
 
-def _ones_instead_of_embedding(model: nn.Module) -> torch.utils.hooks.RemovableHandle:
-    """Replace the embedding table's output by ones: synflow's all-ones input for tokens."""
+def _ones_instead_of_embedding(model: nn.Module) -> list[torch.utils.hooks.RemovableHandle]:
+    """Replace the embedding tables' outputs by ones: synflow's all-ones input for tokens (a
+    seq2seq encoder of its own width has its own table)."""
 
     def ones(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
         return torch.ones_like(output)
 
-    return model.embed.table.register_forward_hook(ones)
+    tables = [model.embed.table]
+    if getattr(model, "source_embed", None) is not None:
+        tables.append(model.source_embed.table)
+    return [table.register_forward_hook(ones) for table in tables]
 
 
 def _no_flow(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:

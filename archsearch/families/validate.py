@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from archsearch.errors import InputError
 from archsearch.families.base import BlockContext
-from archsearch.families.registry import attention_spec, ffn_spec
+from archsearch.families.registry import all_specs, attention_spec, ffn_spec
 
 if TYPE_CHECKING:
     from archsearch.config import ArchConfig
@@ -23,6 +23,14 @@ def validate_config(config: ArchConfig) -> None:
                 ffn = ffn_spec(layer.ffn)
             except NotImplementedError as exc:
                 raise InputError(str(exc), key=prefix + "attention") from None
+            for kind, spec in (("attention", attention), ("ffn", ffn)):
+                if config.bias and not spec.bias:
+                    with_bias = ", ".join(f"{s.kind} {s.name}" for s in all_specs() if s.bias)
+                    raise InputError(
+                        f"{kind} '{spec.name}' has no biased variant (layer {index}); "
+                        f"bias: true works with {with_bias}",
+                        key="bias",
+                    )
             if config.memory != "none" and not attention.reads_memory:
                 raise InputError(
                     f"attention '{layer.attention}' cannot attend to recurrent memory "

@@ -1,4 +1,5 @@
-"""A pre-norm Transformer block assembled from registered families."""
+"""A Transformer block assembled from registered families: pre-norm (GPT-2) or post-norm
+(fairseq's Transformer, which HAT uses)."""
 
 from __future__ import annotations
 
@@ -11,21 +12,23 @@ from archsearch.models.registry import BlockContext, attention_family, ffn_famil
 
 
 class Block(nn.Module):
-    """x + attn(norm(x)) [+ cross(norm(x), encoder)] + ffn(norm(x)), pre-norm like GPT-2."""
+    """pre:  x + attn(norm(x)) [+ cross(norm(x), encoder)] + ffn(norm(x)), like GPT-2;
+    post: norm(x + attn(x)), [norm(x + cross(x, encoder))], norm(x + ffn(x)), like fairseq."""
 
     def __init__(
         self, layer: LayerConfig, arch: ArchConfig, *, causal: bool, encoder: bool = False
     ):
         super().__init__()
         ctx = BlockContext(layer=layer, arch=arch, causal=causal, encoder=encoder)
-        d = arch.d_model
+        d = ctx.d_model
+        self.post = arch.norm == "post"
         self.attn_norm = nn.LayerNorm(d)
         self.attn = attention_family(layer.attention).build(ctx)
         self.cross_norm: nn.LayerNorm | None = None
         self.cross: CrossAttention | None = None
         if arch.task == "seq2seq" and not encoder:
             self.cross_norm = nn.LayerNorm(d)
-            self.cross = CrossAttention(d, layer.qkv_dim(d), layer.heads)
+            self.cross = CrossAttention(ctx)
         self.ffn_norm = nn.LayerNorm(d)
         self.ffn = ffn_family(layer.ffn).build(ctx)
         self.dropout = nn.Dropout(arch.dropout)
@@ -34,14 +37,33 @@ class Block(nn.Module):
         self,
         x: torch.Tensor,
         memory: torch.Tensor | None = None,
-        context: torch.Tensor | None = None,
+        context: tuple[torch.Tensor, ...] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``context``: the encoder outputs cross-attention may read, last layer first."""
+        if self.post:
+            return self._post(x, memory, context)
         h = self.attn_norm(x)
         if memory is None:
             x = x + self.dropout(self.attn(h))
         else:  # memory holds earlier inputs of this layer: normalise them like the segment
             x = x + self.dropout(self.attn(h, self.attn_norm(memory)))
         if self.cross is not None and self.cross_norm is not None:
+            assert context is not None
             x = x + self.dropout(self.cross(self.cross_norm(x), context))
         y, aux = self.ffn(self.ffn_norm(x))
         return x + self.dropout(y), aux
+
+    def _post(
+        self,
+        x: torch.Tensor,
+        memory: torch.Tensor | None,
+        context: tuple[torch.Tensor, ...] | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        # memory holds earlier inputs of this layer, already normalised by the block before
+        y = self.attn(x) if memory is None else self.attn(x, memory)
+        x = self.attn_norm(x + self.dropout(y))
+        if self.cross is not None and self.cross_norm is not None:
+            assert context is not None
+            x = self.cross_norm(x + self.dropout(self.cross(x, context)))
+        y, aux = self.ffn(x)
+        return self.ffn_norm(x + self.dropout(y)), aux

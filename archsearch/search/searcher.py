@@ -111,6 +111,8 @@ class ArchSearcher(OptunaSearch):
                 self.exhausted = True
                 return Searcher.FINISHED
             values = super().suggest(trial_id)["arch"]
+            if self.arch_space.task != "causal_lm":  # ArchConfig.from_dict's default task
+                values = {**values, "task": self.arch_space.task}
             trial = live_trials(self)[trial_id]
             verdict = judge(self.arch_space, self.profile, values)
             twin = self._trained_twin(values) if verdict.trainable else None
