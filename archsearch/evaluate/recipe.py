@@ -158,8 +158,23 @@ class SupernetSettings:
     # each step's sub-networks get per-layer families dealt from a shuffled deck (every family
     # of a layer trained as often as the step's sub-networks allow), not drawn independently
     cover_families: bool = False
+    # the second scoring stage (archsearch/supernet/finetune.py): a candidate's inherited
+    # weights fine-tuned for ``finetune_steps`` steps at ``finetune_lr`` before it is scored,
+    # which repairs most of what shared weights get wrong for a family (LSRA); ``shortlist`` is
+    # how many raw-scored candidates `run` re-scores so before picking its finalists (0: none)
+    finetune_steps: int = 0
+    finetune_lr: float = 1e-3
+    shortlist: int = 0
 
     def __post_init__(self) -> None:
+        _integer(self, "finetune_steps", minimum=0)
+        _number(self, "finetune_lr", low=0.0, low_open=True)
+        _integer(self, "shortlist", minimum=0)
+        if self.shortlist and not self.finetune_steps:
+            raise InputError(
+                "re-scores candidates by fine-tuning them: set finetune_steps > 0 too",
+                key="shortlist",
+            )
         if not isinstance(self.cover_families, bool):
             raise InputError(
                 f"must be true or false, got {self.cover_families!r}", key="cover_families"

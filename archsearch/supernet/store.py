@@ -57,15 +57,24 @@ def supernet_key(space: SearchSpace, recipe: Recipe) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+# settings of what happens after the supernet is trained (how candidates are scored, how many,
+# which finalists): they leave its weights, and so its cache key, unchanged
+SCORING_KEYS = (
+    "candidates",
+    "finalists",
+    "finalist_evaluator",
+    "score_tokens",
+    "finetune_steps",
+    "finetune_lr",
+    "shortlist",
+)
+
+
 def _training_part(recipe: Recipe) -> dict[str, Any]:
     """The recipe less what does not change the supernet's weights (names, and what happens
     after it is trained: how many candidates, which finalists)."""
     out = {k: v for k, v in recipe.to_dict().items() if k not in ("name", "description")}
-    out["supernet"] = {
-        k: v
-        for k, v in out["supernet"].items()
-        if k not in ("candidates", "finalists", "finalist_evaluator", "score_tokens")
-    }
+    out["supernet"] = {k: v for k, v in out["supernet"].items() if k not in SCORING_KEYS}
     if not out["supernet"].get("cover_families"):  # off: the key of supernets made before it
         out["supernet"].pop("cover_families", None)
     return out
