@@ -16,10 +16,11 @@ from optuna.trial import TrialState
 from archsearch.cli import main
 from archsearch.confirm import verdict
 from archsearch.confirm.runs import SEED, SOURCE, companion_name, trial_key
-from archsearch.confirm.selection import select_models, spread
+from archsearch.confirm.selection import select_models
 from archsearch.evaluate.data import make_batches
 from archsearch.evaluate.order import seeded_order
 from archsearch.evaluate.recipe import Recipe
+from archsearch.search.trials import spread
 
 # ---- statistics ------------------------------------------------------------------------------
 

@@ -14,8 +14,8 @@ from typing import Any
 import optuna
 
 from archsearch.errors import InputError
-from archsearch.report import trials as select
-from archsearch.report.front import front_trials
+from archsearch.search import trials as select
+from archsearch.search.trials import front_trials, spread
 
 BASELINE_NAMES = {"transformer": "Transformer", "lite_transformer": "Lite Transformer"}
 
@@ -44,26 +44,6 @@ class Model:
             "score": self.score,
             "arch": self.arch,
         }
-
-
-def spread(count: int, top: int, best: int) -> list[int]:
-    """``top`` positions of ``count`` (sorted by cost) evenly spread, ``best`` always included.
-
-    Targets are evenly spaced over 0..count-1; each takes the nearest position not yet taken,
-    after ``best`` took its own. Returned in increasing order.
-    """
-    if top >= count:
-        return list(range(count))
-    chosen = {best}
-    targets = [0.0] if top == 1 else [k * (count - 1) / (top - 1) for k in range(top)]
-    # the target nearest to best is the one best stands for
-    stand_in = min(range(len(targets)), key=lambda k: abs(targets[k] - best))
-    for k, target in enumerate(targets):
-        if k == stand_in:
-            continue
-        free = [p for p in range(count) if p not in chosen]
-        chosen.add(min(free, key=lambda p: (abs(p - target), p)))
-    return sorted(chosen)
 
 
 def select_models(study: optuna.Study, top: int) -> list[Model]:

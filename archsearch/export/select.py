@@ -6,7 +6,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from archsearch.errors import InputError
-from archsearch.report.trials import best_trial, quality
+from archsearch.search.trials import best_trial, quality
 
 BEST = "best"
 

@@ -17,7 +17,6 @@ from typing import Any
 import optuna
 from rich.table import Table
 
-from archsearch.report import trials as select
 from archsearch.report.footprint import (
     Assumptions,
     Footprint,
@@ -26,6 +25,7 @@ from archsearch.report.footprint import (
 )
 from archsearch.report.formatting import MISSING, format_value, objective_label, short_number
 from archsearch.report.markdown import markdown_table
+from archsearch.search import trials as select
 from archsearch.search.quality import LEGACY, Quality
 
 # Baselines the table always lists, in order, as (trial attr ``baseline``, display name).

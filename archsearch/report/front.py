@@ -10,10 +10,9 @@ from rich.table import Table
 
 from archsearch.report.architecture import compact_arch, wide_arch
 from archsearch.report.formatting import format_value, objective_label
-from archsearch.report.trials import (
+from archsearch.search.trials import (
     baseline_name,
-    is_usable,
-    losses,
+    front_trials,
     objective_directions,
     objective_names,
 )
@@ -28,17 +27,6 @@ class FrontRow:
     wall_s: float | None
     baseline: str | None = None
     supernet_bpb: float | None = None  # a finalist's score in the supernet study
-
-
-def front_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """Non-dominated trials among those evaluated in full within budget, best quality first
-    (lowest val_bpb, or highest proxy score: Optuna's front follows the study's directions).
-
-    ``study.best_trials`` already leaves out infeasible trials; the filter below keeps that true
-    even for trials whose constraints were written by an older archsearch.
-    """
-    front = [trial for trial in study.best_trials if is_usable(trial)]
-    return sorted(front, key=lambda trial: (list(losses(study, trial).values()), trial.number))
 
 
 def pareto_front(study: optuna.Study) -> list[FrontRow]:

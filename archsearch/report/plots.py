@@ -16,11 +16,11 @@ from pathlib import Path
 import optuna
 
 from archsearch.errors import InputError
-from archsearch.report import trials as select
 from archsearch.report.architecture import wide_arch
 from archsearch.report.formatting import format_value
-from archsearch.report.front import front_trials
+from archsearch.search import trials as select
 from archsearch.search.quality import LEGACY, Quality
+from archsearch.search.trials import front_trials
 
 EXTRA_HINT = "pip install 'archsearch[report]'"
 

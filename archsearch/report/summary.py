@@ -12,9 +12,9 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
-from archsearch.report import trials as select
-from archsearch.report.front import front_trials
+from archsearch.search import trials as select
 from archsearch.search.quality import Quality
+from archsearch.search.trials import front_trials
 
 
 @dataclass(frozen=True)
