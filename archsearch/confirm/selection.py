@@ -14,6 +14,7 @@ from typing import Any
 import optuna
 
 from archsearch.errors import InputError
+from archsearch.search import trial_attrs as attrs
 from archsearch.search import trials as select
 from archsearch.search.trials import front_trials, spread
 
@@ -57,7 +58,7 @@ def select_models(study: optuna.Study, top: int) -> list[Model]:
             key="--study",
         )
     candidates = [t for t in front_trials(study) if select.baseline_name(t) is None]
-    candidates.sort(key=lambda t: (t.user_attrs.get("macs", math.inf), t.number))
+    candidates.sort(key=lambda t: (t.user_attrs.get(attrs.MACS, math.inf), t.number))
     models = []
     if candidates:
         best = select.best_trial(study, baselines=False)
@@ -65,7 +66,7 @@ def select_models(study: optuna.Study, top: int) -> list[Model]:
         at = numbers.index(best.number) if best is not None and best.number in numbers else 0
         models = [_model(study, candidates[i]) for i in spread(len(candidates), top, at)]
     for key, trial in sorted(select.baseline_trials(study).items(), key=_baseline_order):
-        if "arch" in trial.user_attrs:
+        if attrs.ARCH in trial.user_attrs:
             models.append(_model(study, trial, baseline=key))
     return models
 
@@ -85,8 +86,8 @@ def _model(
     return Model(
         trial=trial.number,
         name=name or f"trial {trial.number}",
-        arch=dict(trial.user_attrs["arch"]),
-        macs=float(trial.user_attrs.get("macs", math.nan)),
+        arch=dict(trial.user_attrs[attrs.ARCH]),
+        macs=float(trial.user_attrs.get(attrs.MACS, math.nan)),
         baseline=baseline,
         score=score,
     )

@@ -25,6 +25,7 @@ from archsearch.report.footprint import (
 )
 from archsearch.report.formatting import MISSING, format_value, objective_label, short_number
 from archsearch.report.markdown import markdown_table
+from archsearch.search import trial_attrs as attrs
 from archsearch.search import trials as select
 from archsearch.search.quality import LEGACY, Quality
 
@@ -268,8 +269,8 @@ def _trial_row(study: optuna.Study, name: str, trial: optuna.trial.FrozenTrial) 
     return ComparisonRow(
         name,
         trial=trial.number,
-        params=trial.user_attrs.get("params"),
-        macs=trial.user_attrs.get("macs"),
+        params=trial.user_attrs.get(attrs.PARAMS),
+        macs=trial.user_attrs.get(attrs.MACS),
         quality=values.get(quality) if usable else None,
         note="" if usable else select.status(trial),
         quality_name=quality,

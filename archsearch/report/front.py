@@ -10,6 +10,7 @@ from rich.table import Table
 
 from archsearch.report.architecture import compact_arch, wide_arch
 from archsearch.report.formatting import format_value, objective_label
+from archsearch.search import trial_attrs as attrs
 from archsearch.search.trials import (
     baseline_name,
     front_trials,
@@ -36,11 +37,11 @@ def pareto_front(study: optuna.Study) -> list[FrontRow]:
         FrontRow(
             number=trial.number,
             values=dict(zip(names, trial.values, strict=True)),
-            arch=trial.user_attrs.get("arch", {}),
-            params=trial.user_attrs.get("params"),
-            wall_s=trial.user_attrs.get("wall_s"),
+            arch=trial.user_attrs.get(attrs.ARCH, {}),
+            params=trial.user_attrs.get(attrs.PARAMS),
+            wall_s=trial.user_attrs.get(attrs.WALL_S),
             baseline=baseline_name(trial),
-            supernet_bpb=trial.user_attrs.get("supernet_bpb"),
+            supernet_bpb=trial.user_attrs.get(attrs.SUPERNET_BPB),
         )
         for trial in front_trials(study)
     ]

@@ -23,7 +23,7 @@ from archsearch.search.trials import baseline_name, front_trials, is_usable, los
 
 FINALISTS_ATTR = "finalists"  # on the supernet study: the companion's name and the evaluator
 SUPERNET_STUDY_ATTR = "supernet_study"  # on the companion: the supernet study's name
-SCORE_ATTR, SOURCE_ATTR = "supernet_bpb", "supernet_trial"  # on each finalist
+SCORE_ATTR, SOURCE_ATTR = attrs.SUPERNET_BPB, attrs.SUPERNET_TRIAL  # on each finalist
 
 
 def companion_name(study_name: str) -> str:

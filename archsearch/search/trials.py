@@ -19,11 +19,11 @@ from collections import Counter
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from archsearch.search import trial_attrs as attrs
 from archsearch.search.constraints import is_feasible
 from archsearch.search.quality import LEGACY, MAXIMIZE, MINIMIZE, Quality, study_quality
 
 QUALITY = LEGACY.name  # the quality of studies that recorded none (all of them measured it)
-BASELINE_ATTR = "baseline"  # user attr of enqueued reference designs: "transformer", ...
 
 
 def quality(study: optuna.Study) -> Quality:
@@ -55,20 +55,20 @@ def objective_values(study: optuna.Study, trial: FrozenTrial) -> dict[str, float
 
 
 def baseline_name(trial: FrozenTrial) -> str | None:
-    name = trial.user_attrs.get(BASELINE_ATTR)
+    name = trial.user_attrs.get(attrs.BASELINE)
     return str(name) if name else None
 
 
 def status(trial: FrozenTrial) -> str:
     """archsearch's status attr, or Optuna's state for trials archsearch did not describe."""
-    return str(trial.user_attrs.get("status") or trial.state.name.lower())
+    return str(trial.user_attrs.get(attrs.STATUS) or trial.state.name.lower())
 
 
 def is_usable(trial: FrozenTrial) -> bool:
     """Trained to the end, within every budget, with a finite quality."""
     return (
         trial.state == TrialState.COMPLETE
-        and trial.user_attrs.get("status") == "complete"
+        and trial.user_attrs.get(attrs.STATUS) == attrs.COMPLETE
         and is_feasible(trial)
         and trial.values is not None
         and math.isfinite(trial.values[0])
@@ -130,7 +130,7 @@ def _best(study: optuna.Study, trials: list[FrozenTrial], name: str) -> FrozenTr
         # Ties go to the trial that is better on the other objectives (never a dominated one).
         values = losses(study, trial)
         rest = [values.get(other, math.inf) for other in others]
-        return (values.get(name, math.inf), *rest, trial.user_attrs.get("macs", math.inf))
+        return (values.get(name, math.inf), *rest, trial.user_attrs.get(attrs.MACS, math.inf))
 
     candidates = [t for t in trials if name in objective_values(study, t)]
     return min(candidates, key=key) if candidates else None
