@@ -27,7 +27,7 @@ from archsearch.report.formatting import MISSING, format_value, objective_label,
 from archsearch.report.markdown import markdown_table
 from archsearch.search import trial_attrs as attrs
 from archsearch.search import trials as select
-from archsearch.search.quality import LEGACY, Quality
+from archsearch.search.quality import DEFAULT_QUALITY, Quality
 
 # Baselines the table always lists, in order, as (trial attr ``baseline``, display name).
 BASELINES = (("transformer", "Transformer"), ("lite_transformer", "Lite Transformer"))
@@ -115,7 +115,7 @@ class Comparison:
     rows: list[ComparisonRow]
     assumptions: Assumptions = field(default_factory=Assumptions)
     notes: list[str] = field(default_factory=list)
-    quality: Quality = LEGACY
+    quality: Quality = DEFAULT_QUALITY
 
     @property
     def headers(self) -> tuple[str, ...]:

@@ -20,7 +20,7 @@ from archsearch.report.architecture import wide_arch
 from archsearch.report.formatting import format_value
 from archsearch.search import trial_attrs as attrs
 from archsearch.search import trials as select
-from archsearch.search.quality import LEGACY, Quality
+from archsearch.search.quality import DEFAULT_QUALITY, Quality
 from archsearch.search.trials import front_trials
 
 EXTRA_HINT = "pip install 'archsearch[report]'"
@@ -47,7 +47,7 @@ class Panel:
     points: list[Point]
     frontier: list[Point]  # non-dominated in (cost, quality), by increasing cost
     budget: float | None
-    quality: Quality = LEGACY  # the study's quality objective: the y axis and its direction
+    quality: Quality = DEFAULT_QUALITY  # the study's quality objective: y axis, direction
 
 
 def cost_axes(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> list[str]:

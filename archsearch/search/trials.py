@@ -21,9 +21,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from archsearch.search import trial_attrs as attrs
 from archsearch.search.constraints import is_feasible
-from archsearch.search.quality import LEGACY, MAXIMIZE, MINIMIZE, Quality, study_quality
+from archsearch.search.quality import DEFAULT_QUALITY, MAXIMIZE, MINIMIZE, Quality, study_quality
 
-QUALITY = LEGACY.name  # the quality of studies that recorded none (all of them measured it)
+QUALITY = DEFAULT_QUALITY.name  # the quality of studies that recorded none (they measured it)
 
 
 def quality(study: optuna.Study) -> Quality:
