@@ -19,7 +19,7 @@ from archsearch.config import ArchConfig
 from archsearch.costs import estimate_costs
 from archsearch.costs.convention import CountingConvention
 from archsearch.costs.latency import TimingOptions, measure_forward, measure_generation
-from archsearch.costs.memory import generation_memory, inference_memory, training_memory
+from archsearch.costs.peak_bytes import generation_memory, inference_memory, training_memory
 from archsearch.costs.predictor import LatencyPredictor, cache_path, load_predictor
 from archsearch.profiles import COST_METRICS, Profile
 

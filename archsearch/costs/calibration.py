@@ -24,7 +24,7 @@ from archsearch.costs.analytic import analytic_costs
 from archsearch.costs.convention import CountingConvention
 from archsearch.costs.cuda_memory import cuda_available, measure_on_device, release
 from archsearch.costs.latency import TimingOptions, measure_forward
-from archsearch.costs.memory import inference_memory, training_memory
+from archsearch.costs.peak_bytes import inference_memory, training_memory
 from archsearch.costs.predictor import (
     LatencyPredictor,
     Sample,

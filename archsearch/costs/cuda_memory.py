@@ -1,5 +1,5 @@
 """Memory measured on a CUDA device: the caching allocator's peak for the workloads that
-``archsearch.costs.tracker`` measures on the CPU and ``archsearch.costs.memory`` estimates.
+``archsearch.costs.tracker`` measures on the CPU and ``archsearch.costs.peak_bytes`` estimates.
 
 A profile's GPU memory budget (``gpu16_train``) is checked against the analytic figure, and the
 analytic figure against the CPU tracker in the test suite. This module closes the loop where a

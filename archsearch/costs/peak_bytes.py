@@ -1,4 +1,8 @@
-"""Analytic peak memory: inference, generation and training, from the config alone.
+"""Analytic peak bytes: inference, generation and training, from the config alone.
+
+The metrics keep their public names (``inference_memory``, ``generation_memory``,
+``train_memory`` in profiles and studies); among modules, ``memory`` means recurrent memory
+(``families/memory.py``, ``models/memory.py``), hence this module's name.
 
 Three workloads, each for ``batch`` sequences of ``tokens`` (float32 throughout):
 
