@@ -22,6 +22,7 @@ from torch.utils._pytree import tree_map
 
 from archsearch.config import ArchConfig
 from archsearch.costs.tracker import measure_inference, measure_training, model_inputs
+from archsearch.seeding import seeded
 
 
 def cuda_available() -> bool:
@@ -99,8 +100,7 @@ def measure_config_on_device(
     """Build ``config`` (seed 0), measure it on ``device`` at ``batch`` x ``tokens``, release."""
     from archsearch.models import build_model
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
+    with seeded(0):
         model = build_model(config)
         inputs, state = model_inputs(config, tokens, batch)
     try:
