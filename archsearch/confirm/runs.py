@@ -30,6 +30,7 @@ from optuna.trial import FrozenTrial, TrialState
 from archsearch.confirm.selection import Model
 from archsearch.evaluate.recipe import Recipe
 from archsearch.search import trial_attrs as attrs
+from archsearch.search.internals import trial_id
 
 SUFFIX = ".confirm"
 MIN_EVAL_POINTS = 8  # points on each run's validation curve, where the run has the steps
@@ -105,7 +106,7 @@ def close_interrupted(companion: optuna.Study) -> int:
     """Close RUNNING runs (left by a confirm that was killed) as FAIL ``interrupted``."""
     running = companion.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     for frozen in running:
-        trial = optuna.Trial(companion, frozen._trial_id)
+        trial = optuna.Trial(companion, trial_id(frozen))
         trial.set_user_attr(attrs.STATUS, attrs.INTERRUPTED)
         trial.set_user_attr(attrs.REASON, INTERRUPTED)
         companion.tell(frozen.number, state=TrialState.FAIL)
