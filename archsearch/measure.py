@@ -24,7 +24,7 @@ from archsearch.costs.latency import (
     measure_forward,
     measure_generation,
 )
-from archsearch.costs.memory import generation_memory, inference_memory, training_memory
+from archsearch.costs.peak_bytes import generation_memory, inference_memory, training_memory
 from archsearch.costs.predictor import LatencyPredictor, cache_path, load_predictor
 from archsearch.profiles import COST_METRICS, Profile
 

@@ -6,7 +6,7 @@ left out. The convention travels with every result so figures are never compared
 conventions by accident.
 
 Besides MACs and parameters (read from ``Costs``), a profile can bound or trade peak memory
-(inference, generation, training; analytic, ``archsearch.costs.memory``) and latency: forward
+(inference, generation, training; analytic, ``archsearch.costs.peak_bytes``) and latency: forward
 latency on this machine (predicted by the predictor ``archsearch calibrate`` stores), or, with
 ``workload: {device: NAME}``, on a device measured elsewhere (``archsearch.costs.device``).
 Those metrics need the architecture itself and the profile's ``workload`` (batch size, tokens
@@ -125,12 +125,12 @@ class Metric:
 
 @lru_cache(maxsize=512)
 def _memory(kind: str, config: ArchConfig, tokens: int, batch: int) -> int:
-    from archsearch.costs import memory
+    from archsearch.costs import peak_bytes
 
     estimate = {
-        "inference": memory.inference_memory,
-        "generation": memory.generation_memory,
-        "training": memory.training_memory,
+        "inference": peak_bytes.inference_memory,
+        "generation": peak_bytes.generation_memory,
+        "training": peak_bytes.training_memory,
     }[kind]
     return estimate(config, tokens, batch).peak
 

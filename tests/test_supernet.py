@@ -342,9 +342,9 @@ def test_a_search_scores_candidates_by_the_supernet(ray_local, tmp_path, monkeyp
     # Second fidelity: the supernet front's finalists and the baselines, trained from scratch.
     from rich.console import Console
 
-    from archsearch.report.front import front_trials
     from archsearch.search.finalists import SCORE_ATTR, SOURCE_ATTR, run_finalists
     from archsearch.search.inputs import load_inputs
+    from archsearch.search.trials import front_trials
 
     brief = write_yaml(tmp_path / "brief.yaml", TINY_RECIPE)
     with_finalists = {

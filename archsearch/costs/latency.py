@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from archsearch.config import ArchConfig
+from archsearch.seeding import seeded
 
 IQR_TO_SIGMA = 1.349  # interquartile range of a normal distribution, in standard deviations
 MEDIAN_EFFICIENCY = 1.2533  # standard error of the median / standard error of the mean (normal)
@@ -216,8 +217,7 @@ def measure_forward(
     """Latency of one inference forward over ``batch`` sequences of ``tokens`` (seq2seq: as many
     source tokens; recurrent memory: full, as in steady state)."""
     model = _built(config, seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         args, kwargs = _inputs(config, tokens, batch)
 
     @torch.no_grad()
@@ -246,8 +246,7 @@ def measure_generation(
     if config.task != "causal_lm":
         raise ValueError("generation is timed for causal_lm models")
     model = _built(config, seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         prompt = torch.randint(0, config.vocab_size, (batch, context))
     cached = incremental.supports(config)
     tokens_needed = context + new_tokens

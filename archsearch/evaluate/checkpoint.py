@@ -25,6 +25,7 @@ from archsearch.evaluate.data import make_batches
 from archsearch.evaluate.order import seeded_order
 from archsearch.evaluate.recipe import Recipe
 from archsearch.evaluate.train import Report, TrainState, check_compatible, fit
+from archsearch.seeding import seeded
 
 FORMAT = "archsearch-checkpoint-v1"
 CHECKPOINT = "checkpoint.pt"
@@ -150,10 +151,10 @@ def train_resumable(
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(recipe.seed)
-            from archsearch.models import build_model
+        from archsearch.models import build_model
 
+        # as in train.evaluate: build_model(config, seed=recipe.seed)'s weights, then training
+        with seeded(recipe.seed):
             model = build_model(config)
             if payload is not None:
                 model.load_state_dict(payload["model"])

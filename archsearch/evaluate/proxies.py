@@ -52,6 +52,7 @@ from archsearch.evaluate.data import IGNORE, Batch, make_batches
 from archsearch.evaluate.recipe import Recipe
 from archsearch.evaluate.train import check_compatible, task_forward
 from archsearch.families import all_specs
+from archsearch.seeding import seeded
 
 Proxy = Callable[[ArchConfig, Recipe], float]
 JACOB_COV_K = 1e-5
@@ -169,8 +170,8 @@ def synflow_score(model: nn.Module, batch: Batch, task: str = "causal_lm") -> fl
     try:
         # The fused CPU attention kernels recompute softmax in the backward pass; at synflow's
         # magnitudes that recomputation overflows. The math kernel keeps the probabilities.
-        with torch.random.fork_rng(devices=[]), sdpa_kernel(SDPBackend.MATH):
-            torch.manual_seed(0)  # any randomness inside the forward (routing noise) is fixed
+        # seeded: any randomness inside the forward (routing noise) is fixed
+        with seeded(0), sdpa_kernel(SDPBackend.MATH):
             output = task_forward(task)(linear, probe, None)
             output.logits.sum().backward()
     finally:
@@ -196,8 +197,7 @@ def grad_norm_score(model: nn.Module, batch: Batch, task: str = "causal_lm") -> 
     was_training = model.training
     model.train()
     try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
+        with seeded(0):
             output = task_forward(task)(model, batch, None)
         logits = output.logits
         loss = F.cross_entropy(
@@ -231,8 +231,7 @@ def jacob_cov_score(model: nn.Module, batch: Batch, task: str = "causal_lm") -> 
     was_training = model.training
     model.eval()
     try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
+        with seeded(0):
             output = task_forward(task)(model, batch, None)
         grads = torch.autograd.grad(output.logits.sum(), captured, allow_unused=True)
     finally:

@@ -45,6 +45,7 @@ from archsearch.evaluate.data import (
     token_byte_lengths,
 )
 from archsearch.evaluate.recipe import Recipe
+from archsearch.seeding import seeded
 
 LN2 = math.log(2.0)
 Report = Callable[[dict[str, Any]], None]
@@ -102,12 +103,11 @@ def evaluate(
     torch.set_num_threads(threads)
     try:
         batches = make_batches(recipe)
-        # Seed a private copy of the global generator: weights, dropout and random features
-        # draw from it, and the caller's random stream is left as it was.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(recipe.seed)
-            from archsearch.models import build_model
+        from archsearch.models import build_model
 
+        # The run's own stream: the weights draw first (build_model(config, seed=recipe.seed)'s
+        # weights), then dropout and random features; the caller's stream is left as it was.
+        with seeded(recipe.seed):
             model = build_model(config)
             curve = fit(model, recipe, report=report, batches=batches)
     finally:

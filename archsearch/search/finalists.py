@@ -17,13 +17,13 @@ from typing import Any
 
 import optuna
 
-from archsearch.report.front import front_trials
-from archsearch.report.trials import baseline_name, is_usable, losses
 from archsearch.search import trial_attrs as attrs
+from archsearch.search.inputs import check_finalist_recipe, load_inputs
+from archsearch.search.trials import baseline_name, front_trials, is_usable, losses, spread
 
 FINALISTS_ATTR = "finalists"  # on the supernet study: the companion's name and the evaluator
 SUPERNET_STUDY_ATTR = "supernet_study"  # on the companion: the supernet study's name
-SCORE_ATTR, SOURCE_ATTR = "supernet_bpb", "supernet_trial"  # on each finalist
+SCORE_ATTR, SOURCE_ATTR = attrs.SUPERNET_BPB, attrs.SUPERNET_TRIAL  # on each finalist
 
 
 def companion_name(study_name: str) -> str:
@@ -34,8 +34,6 @@ def pick_finalists(study: optuna.Study, count: int) -> list[optuna.trial.FrozenT
     """``count`` candidates of the supernet study, baselines left out (they are trained anyway):
     the better-scored half of the front, spread over its MACs, its best score included; when
     the front has fewer, the best-scored of the rest fill in."""
-    from archsearch.confirm.selection import spread
-
     front = [t for t in front_trials(study) if baseline_name(t) is None]
     # The better-scored half of the front (at least ``count``): its cheap end holds the tiniest
     # models, which are there for being cheap, not for their score.
@@ -77,29 +75,6 @@ def queue_finalists(
     return enqueued
 
 
-def finalist_recipe_name(recipe: Any) -> str:
-    return str(recipe.supernet.finalist_evaluator)
-
-
-def check_finalist_recipe(recipe: Any) -> Any:
-    """The finalists' recipe, which must train (InputError naming the key otherwise)."""
-    from archsearch.errors import InputError
-    from archsearch.evaluate.recipe import load_recipe
-
-    try:
-        finalist = load_recipe(finalist_recipe_name(recipe))
-    except InputError as exc:
-        raise InputError(
-            f"names a recipe that cannot be read: {exc}", key="supernet.finalist_evaluator"
-        ) from None
-    if not finalist.trains_candidates or finalist.task != recipe.task:
-        raise InputError(
-            f"'{finalist.name}' must be a {recipe.task} training recipe (no proxy, no supernet)",
-            key="supernet.finalist_evaluator",
-        )
-    return finalist
-
-
 def run_finalists(options: Any, inputs: Any, study_name: str, count: int, console: Any) -> Any:
     """Train ``count`` finalists of the supernet study ``study_name`` and the baselines in its
     companion study; returns that search's summary (None when there is nothing to train)."""
@@ -107,7 +82,6 @@ def run_finalists(options: Any, inputs: Any, study_name: str, count: int, consol
 
     from archsearch.search.baselines import design_baselines
     from archsearch.search.driver import run_search
-    from archsearch.search.inputs import load_inputs
     from archsearch.search.storage import open_storage
 
     study = optuna.load_study(study_name=study_name, storage=open_storage(options.storage))

@@ -25,6 +25,7 @@ from archsearch.config import ArchConfig
 from archsearch.costs import estimate_costs
 from archsearch.evaluate.data import data_fingerprint
 from archsearch.evaluate.recipe import Recipe
+from archsearch.seeding import seeded
 from archsearch.space import SearchSpace
 from archsearch.supernet.model import Supernet, probe_configs, storage_name
 from archsearch.supernet.sharing import check_shareable
@@ -121,8 +122,7 @@ def ensure_supernet(
     try:
         # A private random stream (sub-networks that draw during forward, e.g. LSH hashing,
         # read it), seeded by the recipe and saved with each checkpoint.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(recipe.seed)
+        with seeded(recipe.seed):
             supernet = Supernet.for_configs(probes, seed=recipe.seed)
             resume = None
             if (folder / CHECKPOINT).exists():

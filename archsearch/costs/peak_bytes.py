@@ -1,6 +1,10 @@
-"""Analytic peak memory: inference, generation and training, from the config alone.
+"""Analytic peak bytes: inference, generation and training, from the config alone.
 
-Three workloads, each for ``batch`` sequences of ``tokens`` (float32 throughout):
+The metrics keep their public names (``inference_memory``, ``generation_memory``,
+``train_memory`` in profiles and studies); among modules, ``memory`` means recurrent memory
+(``families/memory.py``, ``models/memory.py``), hence this module's name.
+
+Three modes, each for ``batch`` sequences of ``tokens`` (float32 throughout):
 
 - **inference**: one forward over whole sequences (no gradients): weights, the recurrent
   memory state read and written (Transformer-XL, compressive), and the largest working set of
@@ -45,9 +49,9 @@ STEP_TEMPORARIES = 3  # single-tensor AdamW: sqrt, bias-corrected denominator, u
 
 @dataclass(frozen=True)
 class MemoryEstimate:
-    """Peak bytes of one workload and what it is made of (all in bytes)."""
+    """Peak bytes of one mode (inference, generation, training) and what they are made of."""
 
-    workload: str  # inference | generation | training
+    mode: str  # inference | generation | training (the profile's Workload is batch and tokens)
     batch: int
     tokens: int
     peak: int
@@ -63,7 +67,7 @@ class MemoryEstimate:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "workload": self.workload,
+            "mode": self.mode,
             "batch": self.batch,
             "tokens": self.tokens,
             "peak": self.peak,
@@ -158,7 +162,7 @@ def inference_memory(config: ArchConfig, tokens: int, batch: int = 1) -> MemoryE
     moments["head"] = context + written + _head_peak(config, batch, tokens)
     phase = max(moments, key=lambda k: moments[k])
     return MemoryEstimate(
-        workload="inference",
+        mode="inference",
         batch=batch,
         tokens=tokens,
         peak=fixed + moments[phase],
@@ -262,7 +266,7 @@ def training_memory(config: ArchConfig, tokens: int, batch: int = 1) -> MemoryEs
     }
     phase = max(moments, key=lambda k: moments[k])
     return MemoryEstimate(
-        workload="training",
+        mode="training",
         batch=batch,
         tokens=tokens,
         peak=moments[phase],
@@ -355,7 +359,7 @@ def generation_memory(config: ArchConfig, context: int, batch: int = 1) -> Memor
     step = inference_memory(config.replace(memory="none", mem_len=0), 1, batch)
     one_token = step.peak - step.weights - step.inputs
     return MemoryEstimate(
-        workload="generation",
+        mode="generation",
         batch=batch,
         tokens=context,
         peak=weights + cache + state + one_token,
