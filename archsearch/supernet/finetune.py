@@ -23,6 +23,7 @@ from archsearch.evaluate import CandidateFailed
 from archsearch.evaluate.batch import IGNORE
 from archsearch.evaluate.recipe import Recipe
 from archsearch.evaluate.train import check_compatible, validate
+from archsearch.seeding import seeded
 from archsearch.supernet.model import Supernet
 from archsearch.supernet.scoring import (
     loaded_supernet,
@@ -38,8 +39,7 @@ def finetuned_bpb(supernet: Supernet, config: ArchConfig, recipe: Recipe) -> flo
     settings = recipe.supernet
     assert settings is not None and settings.finetune_steps > 0
     check_compatible(config, recipe)
-    with torch.random.fork_rng(devices=[]):  # training-mode draws (routing noise, features)
-        torch.manual_seed(recipe.seed)
+    with seeded(recipe.seed):  # training-mode draws (routing noise, random features)
         return _finetuned(supernet.extract(config), recipe)
 
 
