@@ -263,7 +263,9 @@ def _saved_bytes(config: ArchConfig, batch: int, tokens: int) -> tuple[int, int]
             keys_extra = 0 if encoder else extra
             dims = _dims(config, layer, batch, tokens, keys_extra)
             total += 2 * norm + 2 * dropout
-            total += attention_activations(ctx, dims).saved
+            attention = attention_activations(ctx, dims)
+            total += attention.saved
+            busiest = max(busiest, total + attention.transient)
             if keys_extra:
                 total += 2 * batch * keys_extra * F32  # statistics of the normalised memory
                 # further copies of the memory (compressive: cat(compressed, memory))

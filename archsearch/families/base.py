@@ -95,6 +95,9 @@ class FamilySpec:
     reads_memory: bool = False  # can attend to recurrent memory (Transformer-XL, compressive)
     kv_cache: bool = False  # has an incremental decoding path (costs.incremental)
     onnx_refusal: str | None = None  # why it does not export to ONNX; None: it does
+    # An attention module that returns ``(y, aux_loss)`` like a feed-forward one (a loss that
+    # trains a part of its own, SparseFinder's predictor); False: it returns ``y`` alone.
+    aux_loss: bool = False
     # Supernet: parameter names (under the block's ``attn.``) that are the shared projections.
     supernet_aliases: Mapping[str, str] = field(default_factory=dict)
     # Supernet: settings that change the shapes of its own tensors beyond the layer's widths;
