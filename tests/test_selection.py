@@ -162,3 +162,15 @@ def test_a_curriculum_sets_the_length_of_every_candidate_of_a_step() -> None:
 
     for step, length in enumerate(seq_lens(recipe)):
         assert {b.inputs.shape[1] for b in selector.pool(step)} == {length}
+
+
+def test_a_search_trial_carries_what_selection_cost() -> None:
+    """The figures a search worker reports (and the searcher copies to the trial)."""
+    from archsearch.search.searcher import RESULT_ATTRS
+    from archsearch.search.trainable import _training_figures
+
+    figures = _training_figures(CONFIG, _recipe(pool=2), lambda point: None, 1)
+    assert figures["selection_tokens"] == 2 * TINY_RECIPE["token_budget"]
+    assert figures["selection_macs"] > 0 and figures["selection_s"] > 0
+    assert {"selection_tokens", "selection_macs", "selection_s"} <= set(RESULT_ATTRS)
+    assert "selection_tokens" not in _training_figures(CONFIG, _recipe(), lambda point: None, 1)

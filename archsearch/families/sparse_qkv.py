@@ -97,6 +97,8 @@ SPEC = FamilySpec(
         ),
     ),
     validate=validate_sparse_qkv,
+    # Supernet: its q/k/v/output projections keep full attention's names, so they are the
+    # layer's shared ones (no aliases); its own tensors are leading slices (no probe needed).
     examples={
         "tests": {"qkv_sparsity": 4},
         "calibration": {"qkv_sparsity": 4},

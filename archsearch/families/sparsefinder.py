@@ -102,6 +102,8 @@ SPEC = FamilySpec(
         Setting("finder_k", "int", 16, integer(1), "keys each query attends to (predicted)"),
     ),
     aux_loss=True,
+    # Supernet: its q/k/v/output projections keep full attention's names, so they are the
+    # layer's shared ones (no aliases); its own tensors are leading slices (no probe needed).
     examples={
         "tests": {"finder_dim": 4, "finder_k": 8},
         "calibration": {"finder_dim": 8, "finder_k": 32},

@@ -51,6 +51,9 @@ RESULT_ATTRS = (
     "steps",
     "data_fingerprint",
     "ray_node",
+    "selection_tokens",  # a recipe's active selection: what scoring its pools cost
+    "selection_macs",
+    "selection_s",
 )
 PARTIAL_ATTRS = (attrs.WALL_S, attrs.CPU_S, "tokens", "ray_node")  # kept from an interrupted trial
 
