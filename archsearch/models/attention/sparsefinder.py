@@ -3,11 +3,10 @@
 Per head, queries and keys (rotated, as attention sees them) are projected to ``finder_dim``
 channels by two learned matrices (held as [width, finder_dim], head h's rows after head h-1's);
 the inner products there score every key, future keys are masked, and each query keeps its
-``finder_k`` best keys (``topk``). Attention is then computed
-exactly, but only over those keys: they and their values are gathered ([B, H, T, k, head_dim])
-and Q.K and A.V are batched matmuls over k keys per query. A query with fewer earlier keys
-than k attends to all of them (the surplus picks are masked), so with ``finder_k`` >= the
-sequence length this is full attention.
+``finder_k`` best keys (``topk``). Attention is then computed exactly, but only over those keys:
+they and their values are gathered ([B, H, T, k, head_dim]) and Q.K and A.V are batched matmuls
+over k keys per query. A query with fewer earlier keys than k attends to all of them (the
+surplus picks are masked), so with ``finder_k`` >= the sequence length this is full attention.
 
 The finder is fed detached queries and keys: the language-model loss cannot reach it (top-k is
 discrete) and its own loss does not bend the model's attention. In training the module returns
