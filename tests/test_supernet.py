@@ -443,3 +443,48 @@ def test_finalists_come_from_the_better_scored_half_of_the_front(tmp_path):
     assert queue_finalists(companion, finalists) == []  # enqueued once, however often asked
     waiting = companion.get_trials(states=(optuna.trial.TrialState.WAITING,))
     assert sorted(t.user_attrs["supernet_trial"] for t in waiting) == sorted(chosen)
+
+
+def test_sparsefinder_and_sparse_qkv_share_the_projections_and_train_in_the_supernet():
+    """Both families keep full attention's projection names, so a layer's q/k/v/output weights
+    are one tensor whichever of the three it runs; the finder's projections and the Q/K/V
+    controller are their own. The extracted model computes what the supernet does, and the
+    finder's loss reaches the supernet in training."""
+    data = {
+        **SPACE,
+        "params": {
+            "n_layers": {"int": [1, 2]},
+            "d_model": {"choice": [16, 32]},
+            "heads": {"choice": [2, 4], "per_layer": True},
+            "attention": {"choice": ["full", "sparsefinder", "sparse_qkv"], "per_layer": True},
+            "finder_dim": {"choice": [2, 4], "when": "attention == 'sparsefinder'",
+                           "per_layer": True},
+            "finder_k": {"choice": [4, 8], "when": "attention == 'sparsefinder'",
+                         "per_layer": True},
+            "qkv_sparsity": {"choice": [2, 4], "when": "attention == 'sparse_qkv'",
+                             "per_layer": True},
+        },
+        "constraints": ["d_model % heads == 0", "d_model // heads % 2 == 0"],
+    }  # fmt: skip
+    small = SearchSpace.from_dict(data)
+    torch.manual_seed(0)
+    shared = Supernet.for_configs(probe_configs(small, 12))
+    tokens = torch.randint(0, 256, (2, 32), generator=torch.Generator().manual_seed(0))
+    seen: set[str] = set()
+    for config in configs(small, 10, seed=4):
+        seen |= {layer.attention for layer in config.layers}
+        names = {shared_name(n, config) for n, _ in supernet_params(shared, config)}
+        assert "blocks.0.attn.proj.q.weight" in names
+        shared.eval()
+        with torch.no_grad():
+            inside = shared(config, tokens)
+            alone = shared.extract(config).eval()(tokens)
+        torch.testing.assert_close(alone.logits, inside.logits, rtol=0, atol=0)
+        if any(layer.attention == "sparsefinder" for layer in config.layers):
+            shared.train()
+            assert shared(config, tokens).aux_loss.item() > 0
+    assert seen == {"full", "sparsefinder", "sparse_qkv"}
+
+
+def supernet_params(shared: Supernet, config: ArchConfig):
+    return shared.skeleton(config).named_parameters()

@@ -309,7 +309,9 @@ def _saved_bytes(config: ArchConfig, batch: int, tokens: int) -> tuple[int, int]
             keys_extra = 0 if encoder else extra
             dims = _dims(config, layer, batch, tokens, keys_extra, encoder=encoder)
             total += 2 * norm + 2 * dropout
-            total += attention_activations(ctx, dims).saved
+            attention = attention_activations(ctx, dims)
+            total += attention.saved
+            busiest = max(busiest, total + attention.transient)
             if keys_extra:
                 if pre:
                     total += 2 * batch * keys_extra * F32  # statistics of the normalised memory

@@ -54,6 +54,7 @@ def save_checkpoint(
         "curve": state.curve,
         "rng": state.rng,
         "order_seed": order_seed,
+        "chosen": state.chosen,  # active selection's rows since the last validation point
     }
     temporary = path.with_name(path.name + ".tmp")
     torch.save(payload, temporary)
@@ -83,6 +84,7 @@ def train_state(payload: dict[str, Any]) -> TrainState:
         since_eval=payload["since_eval"],
         curve=list(payload["curve"]),
         rng=payload["rng"],
+        chosen=list(payload.get("chosen", [])),  # absent from checkpoints made before selection
     )
 
 

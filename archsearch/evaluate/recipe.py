@@ -19,7 +19,11 @@ Optional keys, each off unless given:
 - ``blend``: ``{proxy, weight}``: a training recipe's score becomes ``val_bpb - weight * proxy``
   (the proxy of the untrained model; every proxy is higher-is-better, so a higher proxy lowers
   the score). Brief training favours what learns fast; a proxy such as synflow grows with depth
-  and capacity, which long training rewards. The training itself is unchanged.
+  and capacity, which long training rewards. The training itself is unchanged;
+- ``selection``: ``{pool, by}``: active data selection. Each step's batch is chosen from
+  ``pool`` x ``batch_size`` candidate sequences by the model's current loss (``by: loss``: the
+  highest-loss ones) or uniformly at random (``by: random``, the control that reads as much
+  text without the loss). Validation is unchanged (selection.py).
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ PROXY_NAMES = ("params", "synflow", "grad_norm", "jacob_cov")
 # cuts Performer's query and key paths (archsearch/evaluate/proxies.py).
 PROXY_REVISIONS = {"params": 1, "synflow": 2, "grad_norm": 1, "jacob_cov": 1}
 OPTIMIZERS = ("adamw",)
+SELECTION_CRITERIA = ("loss", "random")
 # What a proxy recipe's left-out training keys mean: lm_brief's settings (they matter only for
 # building the model the proxy scores, and for ``archsearch train`` if it is trained later).
 PROXY_TRAINING_DEFAULTS: dict[str, Any] = {
@@ -136,6 +141,24 @@ class Blend:
     def score(self, val_bpb: float, proxy_value: float) -> float:
         """The blended score (lower is better): the one formula the search and fidelity share."""
         return val_bpb - self.weight * proxy_value
+
+
+@dataclass(frozen=True)
+class Selection:
+    """``selection``: train each step on ``batch_size`` of ``pool`` x ``batch_size`` candidate
+    sequences, chosen ``by`` the model's current loss (highest first) or at random."""
+
+    pool: int
+    by: str = "loss"
+
+    def __post_init__(self) -> None:
+        _integer(self, "pool", minimum=1)
+        if self.pool == 1:
+            raise InputError(
+                "a pool of 1 batch leaves nothing to choose; use 2 or more, or leave out selection",
+                key="pool",
+            )
+        _choice(self, "by", SELECTION_CRITERIA)
 
 
 @dataclass(frozen=True)
@@ -217,6 +240,7 @@ class Recipe:
     proxy: str | None = None
     blend: Blend | None = None
     supernet: SupernetSettings | None = None
+    selection: Selection | None = None
     source: str | None = dataclasses.field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -258,6 +282,8 @@ class Recipe:
                         f"{self.batch_size * self.seq_len}, got {getattr(self.supernet, name)}",
                         key=f"supernet.{name}",
                     )
+        if self.selection is not None:
+            self._check_selection()
         if self.data_scheme == "synthetic":
             _refuse_text_options(self)
         if self.curriculum is not None:
@@ -287,6 +313,22 @@ class Recipe:
                 f"must be at most the number of training steps ({self.steps}), "
                 f"got {self.eval_points}",
                 key="eval_points",
+            )
+
+    def _check_selection(self) -> None:
+        if not isinstance(self.selection, Selection):
+            raise InputError("must be a mapping with pool (and by)", key="selection")
+        if self.proxy is not None:
+            raise InputError(
+                "chooses training batches; a proxy recipe does not train (leave out proxy or "
+                "selection)",
+                key="selection",
+            )
+        if self.supernet is not None:
+            raise InputError(
+                "chooses training batches; the supernet's sandwich training does not (leave "
+                "out supernet or selection)",
+                key="selection",
             )
 
     @property
@@ -362,6 +404,10 @@ class Recipe:
         out = dataclasses.asdict(self)
         out.pop("source")
         out["optimizer"]["betas"] = list(self.optimizer.betas)
+        if out["selection"] is None:
+            # absent when off, so that what was keyed by recipes before it (fidelity journals,
+            # supernet caches, studies, checkpoints) keeps its key
+            out.pop("selection")
         return out
 
     def to_yaml_dict(self) -> dict[str, Any]:
@@ -369,7 +415,7 @@ class Recipe:
         out = self.to_dict()
         for key, default in OPTIONAL_DEFAULTS.items():
             if out.get(key) == default:
-                out.pop(key)
+                out.pop(key, None)
         if self.tokenizer == "bytes":
             out.pop("vocab_size")
         return out
@@ -395,6 +441,7 @@ class Recipe:
             ("curriculum", Curriculum),
             ("blend", Blend),
             ("supernet", SupernetSettings),
+            ("selection", Selection),
         ):
             if values[key] is None:
                 continue
@@ -416,6 +463,7 @@ OPTIONAL_DEFAULTS: dict[str, Any] = {
     "proxy": None,
     "blend": None,
     "supernet": None,
+    "selection": None,
 }
 
 

@@ -98,6 +98,9 @@ class FamilySpec:
     # Honours ArchConfig.bias: every linear it owns takes a bias, counted in ``params``.
     bias: bool = False
     onnx_refusal: str | None = None  # why it does not export to ONNX; None: it does
+    # An attention module that returns ``(y, aux_loss)`` like a feed-forward one (a loss that
+    # trains a part of its own, SparseFinder's predictor); False: it returns ``y`` alone.
+    aux_loss: bool = False
     # Supernet: parameter names (under the block's ``attn.``) that are the shared projections.
     supernet_aliases: Mapping[str, str] = field(default_factory=dict)
     # Supernet: settings that change the shapes of its own tensors beyond the layer's widths;

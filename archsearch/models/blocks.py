@@ -23,7 +23,9 @@ class Block(nn.Module):
         d = ctx.d_model
         self.post = arch.norm == "post"
         self.attn_norm = nn.LayerNorm(d)
-        self.attn = attention_family(layer.attention).build(ctx)
+        family = attention_family(layer.attention)
+        self.attn = family.build(ctx)
+        self.attn_aux = family.aux_loss  # the module returns (y, aux_loss)
         self.cross_norm: nn.LayerNorm | None = None
         self.cross: CrossAttention | None = None
         if arch.task == "seq2seq" and not encoder:
@@ -43,14 +45,18 @@ class Block(nn.Module):
         if self.post:
             return self._post(x, memory, context)
         h = self.attn_norm(x)
-        if memory is None:
-            x = x + self.dropout(self.attn(h))
-        else:  # memory holds earlier inputs of this layer: normalise them like the segment
-            x = x + self.dropout(self.attn(h, self.attn_norm(memory)))
+        # memory holds earlier inputs of this layer: normalised like the segment
+        attended = self.attn(h) if memory is None else self.attn(h, self.attn_norm(memory))
+        attn_aux = None
+        if self.attn_aux:
+            attended, attn_aux = attended
+        x = x + self.dropout(attended)
         if self.cross is not None and self.cross_norm is not None:
             assert context is not None
             x = x + self.dropout(self.cross(self.cross_norm(x), context))
         y, aux = self.ffn(self.ffn_norm(x))
+        if attn_aux is not None:
+            aux = aux + attn_aux
         return x + self.dropout(y), aux
 
     def _post(

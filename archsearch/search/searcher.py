@@ -50,6 +50,9 @@ RESULT_ATTRS = (
     attrs.STEPS,
     attrs.DATA_FINGERPRINT,
     attrs.RAY_NODE,
+    attrs.SELECTION_TOKENS,  # a recipe's active selection: what scoring its pools cost
+    attrs.SELECTION_MACS,
+    attrs.SELECTION_S,
 )
 PARTIAL_ATTRS = (
     attrs.WALL_S,

@@ -29,6 +29,10 @@ TOKENS = "tokens"  # trained on
 STEPS = "steps"
 DATA_FINGERPRINT = "data_fingerprint"
 RAY_NODE = "ray_node"  # where it ran
+# a recipe with active selection (``selection:``): what scoring its candidate pools cost
+SELECTION_TOKENS = "selection_tokens"
+SELECTION_MACS = "selection_macs"
+SELECTION_S = "selection_s"
 BASELINE = "baseline"  # on an enqueued reference design: "transformer" or "lite_transformer"
 RETRY_OF = "retry_of"  # number of the interrupted trial this one runs again
 SUPERNET_BPB = "supernet_bpb"  # on a finalist: its inherited-weights score in the supernet study
