@@ -86,3 +86,56 @@ def test_fidelity_ranks_the_finetuned_scores_too(tmp_path, monkeypatch):
         config = ArchConfig.from_dict(result.arch)
         assert result.finetuned_bpb == finetuned_bpb(supernet, config, recipe)
         assert result.finetuned_bpb < result.supernet_bpb
+
+
+@pytest.mark.slow
+def test_run_picks_its_finalists_from_a_shortlist_scored_by_finetuning(
+    ray_local, tmp_path, monkeypatch
+):
+    import io
+
+    import optuna
+    from rich.console import Console
+
+    from archsearch.search import SearchOptions, run_search
+    from archsearch.search.finalists import SOURCE_ATTR, pick_finalists, run_finalists
+    from archsearch.search.inputs import load_inputs
+    from archsearch.search.shortlist import FINETUNED_ATTR
+    from tests.conftest import TINY_PROFILE, TINY_RECIPE, write_yaml
+
+    monkeypatch.setenv("ARCHSEARCH_CACHE_DIR", str(tmp_path / "cache"))
+    brief = write_yaml(tmp_path / "brief.yaml", TINY_RECIPE)
+    settings = {**TUNED["supernet"], "finalist_evaluator": str(brief), "shortlist": 4}
+    options = SearchOptions(
+        profile=str(write_yaml(tmp_path / "p.yaml", {**TINY_PROFILE, "budgets": {"macs": 2e5}})),
+        space=str(write_yaml(tmp_path / "space.yaml", SPACE)),
+        evaluator=str(write_yaml(tmp_path / "recipe.yaml", {**TUNED, "supernet": settings})),
+        storage=f"sqlite:///{tmp_path / 'study.db'}",
+        study="s",
+        trials=8,
+        workers=2,
+    )
+    run_search(options)
+    inputs = load_inputs(options)
+    out = io.StringIO()
+    assert run_finalists(options, inputs, "s", 2, Console(file=out, width=200)) is not None
+    study = optuna.load_study(study_name="s", storage=options.storage)
+    scores = {int(k): v for k, v in study.user_attrs[FINETUNED_ATTR].items()}
+    # the shortlist is what the finalists' rule picks from the raw scores
+    assert set(scores) == {t.number for t in pick_finalists(study, 4)}
+    supernet, _ = load_supernet(next((tmp_path / "cache").rglob("supernet.pt")))
+    for number, score in scores.items():  # each computed in a worker, recomputed here
+        config = ArchConfig.from_dict(study.trials[number].user_attrs["arch"])
+        assert score == finetuned_bpb(supernet, config, inputs.recipe)
+    companion = optuna.load_study(study_name="s.trained", storage=options.storage)
+    finalists = [t for t in companion.trials if SOURCE_ATTR in t.user_attrs]
+    assert len(finalists) == 2
+    for trial in finalists:
+        assert trial.user_attrs["finetuned_bpb"] == scores[trial.user_attrs[SOURCE_ATTR]]
+    best = min(scores, key=lambda n: scores[n])
+    assert best in {t.user_attrs[SOURCE_ATTR] for t in finalists}
+
+    before, again = len(companion.trials), io.StringIO()
+    run_finalists(options, load_inputs(options), "s", 2, Console(file=again, width=200))
+    assert "fine-tuning" in out.getvalue() and "fine-tuning" not in again.getvalue()
+    assert len(optuna.load_study(study_name="s.trained", storage=options.storage).trials) == before

@@ -37,6 +37,9 @@ BASELINE = "baseline"  # on an enqueued reference design: "transformer" or "lite
 RETRY_OF = "retry_of"  # number of the interrupted trial this one runs again
 SUPERNET_BPB = "supernet_bpb"  # on a finalist: its inherited-weights score in the supernet study
 SUPERNET_TRIAL = "supernet_trial"  # on a finalist: its trial number in the supernet study
+# on a finalist (and, as {trial number: score}, on the supernet study): its score after its
+# inherited weights were fine-tuned (supernet.finetune_steps, the shortlist stage)
+FINETUNED_BPB = "finetuned_bpb"
 
 # ---- user attributes of a confirm run (study ``<study>.confirm``) ----------------------------
 # besides ARCH, MACS, BASELINE, STATUS, REASON, CURVE, WALL_S, STEPS, TOKENS, DATA_FINGERPRINT

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -165,3 +167,29 @@ def spread(count: int, top: int, best: int) -> list[int]:
         free = [p for p in range(count) if p not in chosen]
         chosen.add(min(free, key=lambda p: (abs(p - target), p)))
     return sorted(chosen)
+
+
+def spread_pick(
+    front: list[FrozenTrial],
+    others: list[FrozenTrial],
+    count: int,
+    score: Callable[[FrozenTrial], Any],
+) -> list[FrozenTrial]:
+    """``count`` trials by the finalists' rule: the better-scored half of ``front`` (at least
+    ``count``), spread over its MACs, its best score included; when the front has fewer, the
+    best-scored of ``others`` fill in. Lower ``score`` is better. The front's cheap end holds
+    the tiniest models, which are there for being cheap, not for their score."""
+    front = sorted(front, key=lambda t: (score(t), t.number))
+    front = front[: max(count, (len(front) + 1) // 2)]
+    front.sort(key=lambda t: (t.user_attrs.get(attrs.MACS, math.inf), t.number))
+    chosen: list[FrozenTrial] = []
+    if front:
+        best = min(range(len(front)), key=lambda i: (score(front[i]), front[i].number))
+        chosen = [front[i] for i in spread(len(front), count, best)]
+    if len(chosen) < count:
+        taken = {t.number for t in chosen}
+        rest = sorted(
+            (t for t in others if t.number not in taken), key=lambda t: (score(t), t.number)
+        )
+        chosen += rest[: count - len(chosen)]
+    return chosen
