@@ -1,6 +1,6 @@
 """Train every family of the design space for a few hundred steps in the evaluator.
 
-Run: .venv/bin/python benchmarks/families_train.py [--steps 300] [--only NAME ...]
+Run: .venv/bin/python benchmarks/families_train.py [--steps 300] [--only full,sparsefinder]
 
 Small models (2 layers, d_model 64) on the default corpus, one thread; prints validation
 bits per byte at the first of three evaluation points and at the end, and wall time relative to
@@ -46,9 +46,14 @@ FAMILIES["retrieval"] = {"retrieval_chunk": 16, "retrieval_k": 2, "retrieve": [F
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--only", nargs="*", help="these rows only (full attention always runs)")
+    parser.add_argument(
+        "--only", default="", help="comma-separated rows to run (full, the baseline, always runs)"
+    )
     args = parser.parse_args()
-    names = [n for n in FAMILIES if not args.only or n == "full" or n in args.only]
+    wanted = {"full", *filter(None, args.only.split(","))} if args.only else set(FAMILIES)
+    unknown = wanted - set(FAMILIES)
+    if unknown:
+        parser.error(f"unknown rows {sorted(unknown)}; known: {', '.join(FAMILIES)}")
     base = load_recipe("lm_brief")
     step_tokens = 8 * 64
     recipe = base.replace(
@@ -62,8 +67,9 @@ def main() -> None:
     print("(wall times depend on what else the machine runs: compare rows of one run)")
     print(f"{'family':<14} {'early bpb':>9} {'end bpb':>8} {'wall s':>7} {'x full':>7}")
     baseline = None
-    for name in names:
-        extra = FAMILIES[name]
+    for name, extra in FAMILIES.items():
+        if name not in wanted:
+            continue
         result = evaluate(ArchConfig.from_dict({**BASE, **extra}), recipe)
         baseline = baseline or result.wall_s
         start = result.curve[0]["val_bpb"]

@@ -17,7 +17,7 @@ from test_memory_costs import TOLERANCE, measured
 
 from archsearch import ArchConfig, InputError, build_model
 from archsearch.config import LAYER_KEYS, LayerConfig
-from archsearch.costs.memory import approximated, inference_memory, training_memory
+from archsearch.costs.peak_bytes import approximated, inference_memory, training_memory
 from archsearch.costs.reference import measured_macs
 from archsearch.families import BlockContext, FamilySpec, all_specs, memory_specs
 

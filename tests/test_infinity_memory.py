@@ -239,7 +239,7 @@ def test_peak_memory_estimates_match_the_tracker(overrides: dict[str, Any]) -> N
     from conftest import FAMILY_BASE, FAMILY_BATCH, FAMILY_TOKENS
     from test_memory_costs import measured
 
-    from archsearch.costs.memory import inference_memory, training_memory
+    from archsearch.costs.peak_bytes import inference_memory, training_memory
 
     cfg = ArchConfig.from_dict({**FAMILY_BASE, "memory": "infinity", "ltm_basis": 8, **overrides})
     inference, training, _ = measured(cfg)

@@ -254,7 +254,7 @@ def test_peak_memory_estimates_match_the_tracker(overrides: dict[str, Any]) -> N
     """Inference and training peaks of the live-tensor tracker, neighbours included."""
     from test_memory_costs import TOLERANCE
 
-    from archsearch.costs.memory import approximated, inference_memory, training_memory
+    from archsearch.costs.peak_bytes import approximated, inference_memory, training_memory
     from archsearch.costs.tracker import measure_inference, measure_training
 
     cfg = config(**{"d_model": 32, "max_seq_len": 128, **overrides})

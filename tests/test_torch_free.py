@@ -18,7 +18,7 @@ import yaml
 from conftest import FAMILY_BASE, FAMILY_CASES
 
 from archsearch import ArchConfig, estimate_costs, load_profile
-from archsearch.costs.memory import generation_memory, inference_memory, training_memory
+from archsearch.costs.peak_bytes import generation_memory, inference_memory, training_memory
 from archsearch.costs.predictor import Sample, cache_path, fit_predictor, latency_features
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,7 +48,7 @@ CHILD = (
     + """
 import json
 from archsearch import ArchConfig, estimate_costs, load_profile
-from archsearch.costs.memory import generation_memory, inference_memory, training_memory
+from archsearch.costs.peak_bytes import generation_memory, inference_memory, training_memory
 from archsearch.search.verdict import judge
 from archsearch.space import SearchSpace
 

@@ -37,8 +37,10 @@ CACHED_ATTENTION = tuple(spec.name for spec in specs("attention").values() if sp
 
 def supports(config: ArchConfig) -> bool:
     """Whether every layer can decode from a cache here (else: re-run the prefix). Not for
-    recurrent memory, nor retrieval (each new chunk brings new neighbours)."""
-    if config.task != "causal_lm" or config.memory != "none" or retrieves(config):
+    recurrent memory, post-norm blocks, nor retrieval (each new chunk brings new neighbours)."""
+    if config.task != "causal_lm" or config.memory != "none" or config.norm != "pre":
+        return False
+    if retrieves(config):
         return False
     return all(
         layer.attention in CACHED_ATTENTION and layer.global_tokens == 0 for layer in config.layers

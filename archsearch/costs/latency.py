@@ -32,6 +32,7 @@ import torch
 
 from archsearch.config import ArchConfig
 from archsearch.families.retrieval import retrieves
+from archsearch.seeding import seeded
 
 IQR_TO_SIGMA = 1.349  # interquartile range of a normal distribution, in standard deviations
 MEDIAN_EFFICIENCY = 1.2533  # standard error of the median / standard error of the mean (normal)
@@ -146,6 +147,12 @@ class TimingOptions:
 
 CLOCKS = {"wall": time.perf_counter_ns, "cpu": time.thread_time_ns}
 
+# ``archsearch measure``'s rules for one architecture's forward: 2 warm-up calls, then at least
+# 5 repeats and 0.3 s, until the median's standard error is under 2% (at most 200 repeats or
+# 3 s). The one place they are stated: ``measure`` and ``scripts/collect_latency.py`` (which
+# times architectures on another device) both read it.
+MEASURE_TIMING = TimingOptions(min_time_s=0.3, max_time_s=3.0)
+
 
 def _clock(options: TimingOptions, threads: int) -> Callable[[], int]:
     if options.clock == "cpu" and threads != 1:
@@ -216,8 +223,7 @@ def measure_forward(
     """Latency of one inference forward over ``batch`` sequences of ``tokens`` (seq2seq: as many
     source tokens; recurrent memory: full, as in steady state)."""
     model = _built(config, seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         args, kwargs = _inputs(config, tokens, batch)
 
     @torch.no_grad()
@@ -246,8 +252,7 @@ def measure_generation(
     if config.task != "causal_lm":
         raise ValueError("generation is timed for causal_lm models")
     model = _built(config, seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         prompt = torch.randint(0, config.vocab_size, (batch, context))
     cached = incremental.supports(config)
     tokens_needed = context + new_tokens

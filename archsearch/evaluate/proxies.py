@@ -59,6 +59,7 @@ from archsearch.evaluate.train import (
     task_forward,
 )
 from archsearch.families import all_specs
+from archsearch.seeding import seeded
 
 Proxy = Callable[[ArchConfig, Recipe], float]
 JACOB_COV_K = 1e-5
@@ -172,7 +173,7 @@ def synflow_score(
     with torch.no_grad():
         for parameter in linear.parameters():
             parameter.abs_()
-    handles = [_ones_instead_of_embedding(linear)]
+    handles = _ones_instead_of_embedding(linear)
     handles += [
         module.register_forward_hook(_affine_only)
         for module in linear.modules()
@@ -193,8 +194,8 @@ def synflow_score(
     try:
         # The fused CPU attention kernels recompute softmax in the backward pass; at synflow's
         # magnitudes that recomputation overflows. The math kernel keeps the probabilities.
-        with torch.random.fork_rng(devices=[]), sdpa_kernel(SDPBackend.MATH):
-            torch.manual_seed(0)  # any randomness inside the forward (routing noise) is fixed
+        # seeded: any randomness inside the forward (routing noise) is fixed
+        with seeded(0), sdpa_kernel(SDPBackend.MATH):
             output = _run(linear, probe, task, store)
             output.logits.sum().backward()
     finally:
@@ -222,8 +223,7 @@ def grad_norm_score(
     was_training = model.training
     model.train()
     try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
+        with seeded(0):
             output = _run(model, batch, task, store)
         logits = output.logits
         loss = F.cross_entropy(
@@ -254,16 +254,19 @@ def jacob_cov_score(
         captured.append(output)
         return output
 
-    handle = model.embed.register_forward_hook(keep)
+    embeddings = [model.embed]
+    if getattr(model, "source_embed", None) is not None:  # an encoder of its own width
+        embeddings.append(model.source_embed)
+    handles = [embedding.register_forward_hook(keep) for embedding in embeddings]
     was_training = model.training
     model.eval()
     try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
+        with seeded(0):
             output = _run(model, batch, task, store)
         grads = torch.autograd.grad(output.logits.sum(), captured, allow_unused=True)
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()
         model.train(was_training)
     rows = batch.inputs.shape[0]
     jacobian = torch.cat(
@@ -281,13 +284,17 @@ def jacob_cov_score(
     return float(-(shifted.log() + 1.0 / shifted).sum())
 
 
-def _ones_instead_of_embedding(model: nn.Module) -> torch.utils.hooks.RemovableHandle:
-    """Replace the embedding table's output by ones: synflow's all-ones input for tokens."""
+def _ones_instead_of_embedding(model: nn.Module) -> list[torch.utils.hooks.RemovableHandle]:
+    """Replace the embedding tables' outputs by ones: synflow's all-ones input for tokens (a
+    seq2seq encoder of its own width has its own table)."""
 
     def ones(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
         return torch.ones_like(output)
 
-    return model.embed.table.register_forward_hook(ones)
+    tables = [model.embed.table]
+    if getattr(model, "source_embed", None) is not None:
+        tables.append(model.source_embed.table)
+    return [table.register_forward_hook(ones) for table in tables]
 
 
 def _no_flow(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:

@@ -33,7 +33,8 @@ class BlockContext:
 
     @property
     def d_model(self) -> int:
-        return self.arch.d_model
+        """The width of this block's stack (a seq2seq encoder may have its own)."""
+        return self.arch.encoder_width if self.encoder else self.arch.d_model
 
 
 def resolve(target: str) -> Any:
@@ -94,7 +95,12 @@ class FamilySpec:
     dispatch_units: Callable[[BlockContext], float] = _one
     reads_memory: bool = False  # can attend to recurrent memory (Transformer-XL, compressive)
     kv_cache: bool = False  # has an incremental decoding path (costs.incremental)
+    # Honours ArchConfig.bias: every linear it owns takes a bias, counted in ``params``.
+    bias: bool = False
     onnx_refusal: str | None = None  # why it does not export to ONNX; None: it does
+    # An attention module that returns ``(y, aux_loss)`` like a feed-forward one (a loss that
+    # trains a part of its own, SparseFinder's predictor); False: it returns ``y`` alone.
+    aux_loss: bool = False
     # Supernet: parameter names (under the block's ``attn.``) that are the shared projections.
     supernet_aliases: Mapping[str, str] = field(default_factory=dict)
     # Supernet: settings that change the shapes of its own tensors beyond the layer's widths;

@@ -7,11 +7,13 @@ from archsearch.families.base import BlockContext, FamilySpec
 
 
 def dense_params(ctx: BlockContext) -> int:
-    return 2 * ctx.d_model * ctx.layer.hidden_dim(ctx.d_model)
+    d, hidden = ctx.d_model, ctx.layer.hidden_dim(ctx.d_model)
+    return 2 * d * hidden + (hidden + d if ctx.arch.bias else 0)
 
 
 def dense_macs(ctx: BlockContext, tokens: int, extra_keys: int) -> int:
-    return tokens * dense_params(ctx)
+    """Two matrix products per token (biases add no MACs, as FlopCounterMode counts them)."""
+    return tokens * 2 * ctx.d_model * ctx.layer.hidden_dim(ctx.d_model)
 
 
 def dense_activations(ctx: BlockContext, batch: int, tokens: int) -> ActivationBytes:
@@ -26,5 +28,6 @@ SPEC = FamilySpec(
     macs=dense_macs,
     params=dense_params,
     activations=dense_activations,
+    bias=True,
     examples={"tests": {}},
 )

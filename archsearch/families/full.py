@@ -29,6 +29,7 @@ SPEC = FamilySpec(
     implementation="archsearch.models.attention.full:FullAttention",
     macs=full_attention_macs,
     params=projection_params,
+    bias=True,
     activations=full_activations,
     reads_memory=True,
     kv_cache=True,

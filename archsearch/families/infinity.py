@@ -94,7 +94,7 @@ def infinity_read_bytes(
     width, three [B, H, T, S] grids of the density (difference, ratio, softmax) and the merged
     read. Inference peak: the signal, q, k, v and the scores stay referenced to the end, with
     two more grids while the density is formed, or the density, merged read and output.
-    ``transient`` here is the backward's: two gradient grids of the density (costs.memory adds
+    ``transient`` here is the backward's: two gradient grids of the density (costs.peak_bytes adds
     them to the start of backward, as if nothing were freed yet)."""
     d, a, heads = arch.d_model, layer.qkv_dim(arch.d_model), layer.heads
     s, n = arch.ltm_samples, arch.ltm_basis

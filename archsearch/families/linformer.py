@@ -99,6 +99,7 @@ SPEC = FamilySpec(
     implementation="archsearch.models.attention.linformer:LinformerAttention",
     macs=linformer_macs,
     params=linformer_params,
+    bias=True,
     activations=linformer_activations,
     settings=(Setting("linformer_k", "int", 64, integer(1), "projected sequence length"),),
     largest_weight=linformer_largest,

@@ -175,6 +175,7 @@ SPEC = FamilySpec(
     implementation="archsearch.models.attention.local:LocalAttention",
     macs=local_macs,
     params=projection_params,
+    bias=True,
     activations=local_activations,
     settings=(
         Setting(

@@ -124,6 +124,7 @@ SPEC = FamilySpec(
     implementation="archsearch.models.attention.performer:PerformerAttention",
     macs=performer_macs,
     params=projection_params,
+    bias=True,
     activations=performer_activations,
     settings=(Setting("performer_features", "int", 64, integer(1), "random features per head"),),
     buffers=performer_buffers,

@@ -18,7 +18,8 @@ not in the MACs (``benchmarks/retrieval_time.py`` times it per chunk).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import fields, replace
+from typing import TYPE_CHECKING, Any, cast
 
 from archsearch.families.base import BlockContext
 from archsearch.families.cross import cross_attention_macs, cross_attention_params
@@ -26,6 +27,10 @@ from archsearch.families.registry import attention_spec, ffn_spec
 
 if TYPE_CHECKING:
     from archsearch.config import ArchConfig, LayerConfig
+
+
+# What the neighbour encoder's block takes from layer 0.
+ENCODER_KEPT = ("heads", "attn_dim", "ffn_dim", "ffn_ratio", "activation")
 
 
 def retrieves(arch: ArchConfig) -> bool:
@@ -40,23 +45,20 @@ def retrieved_chunks(arch: ArchConfig, tokens: int) -> int:
 
 
 def encoder_layer(arch: ArchConfig) -> LayerConfig:
-    """The neighbour encoder's block: full attention and a dense FFN at layer 0's widths."""
-    from archsearch.config import LayerConfig
-
-    first = arch.layers[0]
-    return LayerConfig(
-        attention="full",
-        heads=first.heads,
-        attn_dim=first.attn_dim,
-        ffn="dense",
-        ffn_dim=first.ffn_dim,
-        ffn_ratio=first.ffn_ratio,
-        activation=first.activation,
-    )
+    """The neighbour encoder's block: full attention and a dense FFN at layer 0's widths (every
+    other setting at its default; built from layer 0 so that this module needs no config)."""
+    first = cast(Any, arch.layers[0])  # a dataclass made at import time (config.py)
+    defaults = {f.name: f.default for f in fields(first) if f.name not in ENCODER_KEPT}
+    return cast("LayerConfig", replace(first, **{**defaults, "attention": "full", "ffn": "dense"}))
 
 
 def _encoder_context(arch: ArchConfig) -> BlockContext:
     return BlockContext(layer=encoder_layer(arch), arch=arch, causal=False, encoder=True)
+
+
+def _cca_context(arch: ArchConfig, layer: LayerConfig) -> BlockContext:
+    """CCA is a cross-attention of the decoder layer (its heads; one source: the neighbours)."""
+    return BlockContext(layer=layer, arch=arch, causal=True, encoder=False)
 
 
 def encoder_params(arch: ArchConfig) -> int:
@@ -74,8 +76,7 @@ def cca_params(arch: ArchConfig, layer: LayerConfig) -> int:
     """One retrieving layer's CCA: its norm and q, k, v, out projections."""
     if not (arch.retrieval_chunk > 0 and layer.retrieve):
         return 0
-    d = arch.d_model
-    return 2 * d + cross_attention_params(d, layer.qkv_dim(d))
+    return 2 * arch.d_model + cross_attention_params(_cca_context(arch, layer))
 
 
 def encoder_macs(arch: ArchConfig, tokens: int) -> int:
@@ -96,6 +97,6 @@ def cca_macs(arch: ArchConfig, layer: LayerConfig, tokens: int) -> int:
     """R chunks of m queries (padded) over k x 2m encoded neighbours each."""
     if not (retrieves(arch) and layer.retrieve):
         return 0
-    d, m = arch.d_model, arch.retrieval_chunk
+    m = arch.retrieval_chunk
     keys = arch.retrieval_k * 2 * m
-    return retrieved_chunks(arch, tokens) * cross_attention_macs(d, layer.qkv_dim(d), m, keys)
+    return retrieved_chunks(arch, tokens) * cross_attention_macs(_cca_context(arch, layer), m, keys)

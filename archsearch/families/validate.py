@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from archsearch.errors import InputError
 from archsearch.families.base import BlockContext
-from archsearch.families.registry import attention_spec, ffn_spec, memory_spec
+from archsearch.families.registry import all_specs, attention_spec, ffn_spec, memory_spec
 from archsearch.families.retrieval import encoder_layer, retrieves
 
 if TYPE_CHECKING:
@@ -25,6 +25,14 @@ def validate_config(config: ArchConfig) -> None:
                 ffn = ffn_spec(layer.ffn)
             except NotImplementedError as exc:
                 raise InputError(str(exc), key=prefix + "attention") from None
+            for kind, spec in (("attention", attention), ("ffn", ffn)):
+                if config.bias and not spec.bias:
+                    with_bias = ", ".join(f"{s.kind} {s.name}" for s in all_specs() if s.bias)
+                    raise InputError(
+                        f"{kind} '{spec.name}' has no biased variant (layer {index}); "
+                        f"bias: true works with {with_bias}",
+                        key="bias",
+                    )
             if memory_keys and not attention.reads_memory:
                 raise InputError(
                     f"attention '{layer.attention}' cannot attend to recurrent memory "
@@ -41,6 +49,12 @@ def validate_config(config: ArchConfig) -> None:
                     f"head width must be even for rotary positions (layer {index})",
                     key=prefix + "heads",
                 )
+    if config.norm == "post" and (
+        retrieves(config) or memory_spec(config.memory).read_bytes is not None
+    ):
+        raise InputError(
+            "post-norm blocks have no retrieval nor infinity memory; use norm: pre", key="norm"
+        )
     if retrieves(config):
         ctx = BlockContext(layer=encoder_layer(config), arch=config, causal=False, encoder=True)
         if attention_spec("full").head_width(ctx) % 2:

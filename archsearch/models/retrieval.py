@@ -1,4 +1,5 @@
-"""RETRO-style retrieval in the model: the neighbour encoder and chunked cross-attention (CCA).
+"""RETRO-style retrieval in the model: chunked cross-attention (CCA); the neighbour encoder is
+``archsearch.models.neighbour_encoder`` (it is built from a block, which builds CCA from here).
 
 Neighbours come in as token ids ``[B, R, k, 2m]`` (the evaluator looks them up, see
 ``archsearch.evaluate.retrieval``): for each of the R chunks of m tokens that have a successor,
@@ -10,37 +11,14 @@ so causality holds: chunk c - 1's neighbours depend only on tokens before chunk 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from archsearch.config import ArchConfig, LayerConfig
-from archsearch.families.retrieval import encoder_layer, retrieved_chunks
+from archsearch.families import BlockContext
+from archsearch.families.retrieval import retrieved_chunks
 from archsearch.models.attention.cross import CrossAttention
-
-
-class NeighbourEncoder(nn.Module):
-    """One bidirectional block (full attention, dense FFN) and a norm over each neighbour."""
-
-    def __init__(self, arch: ArchConfig):
-        super().__init__()
-        from archsearch.models.blocks import Block  # blocks build CCA from this module
-
-        self.block = Block(encoder_layer(arch), arch, causal=False, encoder=True)
-        self.norm = nn.LayerNorm(arch.d_model)
-        self.d_model = arch.d_model
-
-    def forward(
-        self, neighbours: torch.Tensor, embed: Callable[[torch.Tensor], torch.Tensor]
-    ) -> torch.Tensor:
-        b, r, k, n = neighbours.shape
-        if r == 0:  # a segment of one chunk: nothing to read
-            return self.norm.weight.new_zeros(b, 0, k * n, self.d_model)
-        x = embed(neighbours.reshape(b * r * k, n))  # [B*R*k, 2m, D]
-        x, _ = self.block(x)
-        return self.norm(x).reshape(b, r, k * n, -1)  # [B, R, k*2m, D]
 
 
 class ChunkedCrossAttention(nn.Module):
@@ -49,8 +27,8 @@ class ChunkedCrossAttention(nn.Module):
     def __init__(self, arch: ArchConfig, layer: LayerConfig):
         super().__init__()
         self.chunk = arch.retrieval_chunk
-        d = arch.d_model
-        self.attend = CrossAttention(d, layer.qkv_dim(d), layer.heads)
+        ctx = BlockContext(layer=layer, arch=arch, causal=True, encoder=False)
+        self.attend = CrossAttention(ctx)  # causal_lm: the neighbours are its one source
 
     def forward(self, h: torch.Tensor, encoded: torch.Tensor) -> torch.Tensor:
         b, t, d = h.shape
@@ -59,7 +37,7 @@ class ChunkedCrossAttention(nn.Module):
             return torch.zeros_like(h)
         later = h[:, m:]  # [B, T - m, D]: the tokens that have a previous chunk
         padded = F.pad(later, (0, 0, 0, r * m - later.shape[1]))  # last chunk to m tokens
-        out = self.attend(padded.reshape(b * r, m, d), encoded.reshape(b * r, -1, d))
+        out = self.attend(padded.reshape(b * r, m, d), (encoded.reshape(b * r, -1, d),))
         out = out.reshape(b, r * m, d)[:, : t - m]
         return torch.cat((h.new_zeros(b, m, d), out), 1)
 

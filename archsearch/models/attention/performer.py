@@ -154,7 +154,7 @@ class PerformerAttention(nn.Module):
         super().__init__()
         width = ctx.layer.qkv_dim(ctx.d_model)
         self.causal = ctx.causal
-        self.proj = Projections(ctx.d_model, width, ctx.layer.heads)
+        self.proj = Projections(ctx.d_model, width, ctx.layer.heads, bias=ctx.arch.bias)
         seed = int(torch.randint(0, 2**62, ()).item())
         generator = torch.Generator().manual_seed(seed)
         features = orthogonal_features(

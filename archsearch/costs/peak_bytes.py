@@ -1,6 +1,10 @@
-"""Analytic peak memory: inference, generation and training, from the config alone.
+"""Analytic peak bytes: inference, generation and training, from the config alone.
 
-Three workloads, each for ``batch`` sequences of ``tokens`` (float32 throughout):
+The metrics keep their public names (``inference_memory``, ``generation_memory``,
+``train_memory`` in profiles and studies); among modules, ``memory`` means recurrent memory
+(``families/memory.py``, ``models/memory.py``), hence this module's name.
+
+Three modes, each for ``batch`` sequences of ``tokens`` (float32 throughout):
 
 - **inference**: one forward over whole sequences (no gradients): weights, the recurrent
   memory state read and written (Transformer-XL, compressive), and the largest working set of
@@ -46,9 +50,9 @@ STEP_TEMPORARIES = 3  # single-tensor AdamW: sqrt, bias-corrected denominator, u
 
 @dataclass(frozen=True)
 class MemoryEstimate:
-    """Peak bytes of one workload and what it is made of (all in bytes)."""
+    """Peak bytes of one mode (inference, generation, training) and what they are made of."""
 
-    workload: str  # inference | generation | training
+    mode: str  # inference | generation | training (the profile's Workload is batch and tokens)
     batch: int
     tokens: int
     peak: int
@@ -64,7 +68,7 @@ class MemoryEstimate:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "workload": self.workload,
+            "mode": self.mode,
             "batch": self.batch,
             "tokens": self.tokens,
             "peak": self.peak,
@@ -103,12 +107,19 @@ def largest_parameter(config: ArchConfig) -> int:
     """Bytes of the largest single parameter tensor (what AdamW's per-tensor temporaries span)."""
     d, e, v = config.d_model, config.embedding_width, config.vocab_size
     sizes = [v * e, e * d if e != d else 0]
+    source_d = config.encoder_width
+    if config.task == "seq2seq" and source_d != d:  # the encoder's own table
+        source_e = config.embed_dim if config.embed_dim is not None else source_d
+        sizes += [v * source_e, source_e * source_d if source_e != source_d else 0]
     sizes.append(memory_spec(config.memory).largest_weight(config))
     for layers, causal, encoder in _stacks(config):
         for layer in layers:
             ctx = BlockContext(layer=layer, arch=config, causal=causal, encoder=encoder)
-            a, hidden = layer.qkv_dim(d), layer.hidden_dim(d)
-            sizes += [d * a, d * hidden, d * layer.experts]
+            width = ctx.d_model
+            a, hidden = layer.qkv_dim(width), layer.hidden_dim(width)
+            sizes += [width * a, width * hidden, width * layer.experts]
+            if config.task == "seq2seq" and not encoder:
+                sizes.append(source_d * a)  # cross-attention's key/value projections
             sizes.append(attention_spec(layer.attention).largest_weight(ctx))
             sizes.append(ffn_spec(layer.ffn).largest_weight(ctx))
     return max(sizes) * F32
@@ -136,9 +147,19 @@ def inference_memory(config: ArchConfig, tokens: int, batch: int = 1) -> MemoryE
     moments["embedding"] = encoded + _embedding_peak(config, batch, tokens)
     context = encoded
     if config.task == "seq2seq":
+        source = batch * tokens * config.encoder_width * F32  # one encoder layer's output
+        reads = _reads(config)
+        first_kept = config.n_encoder_layers - reads
         for index, layer in enumerate(config.encoder_layers):
-            moments[f"encoder.{index}"] = _block_peak(config, layer, batch, tokens, encoder=True)
-        context = x  # the encoder's normalised output, kept for cross-attention
+            kept = max(0, index - first_kept) * source  # earlier outputs cross-attention reads
+            block = _block_peak(config, layer, batch, tokens, encoder=True)
+            moments[f"encoder.{index}"] = kept + block
+        # the outputs cross-attention reads (pre-norm: normalised while the last is alive)
+        context = reads * source
+        if config.norm == "pre":
+            moments["encoder.norm"] = reads * source + source + source
+        moments["source_embedding"] = _embedding_peak(config, batch, tokens, encoder=True)
+        moments["embedding"] += context
     written = 0
     for index, layer in enumerate(config.layers):
         write, working = _memory_update(config, batch, tokens)
@@ -149,7 +170,7 @@ def inference_memory(config: ArchConfig, tokens: int, batch: int = 1) -> MemoryE
     context -= encoded  # what the decoder adds to its moments besides the encoded neighbours
     phase = max(moments, key=lambda k: moments[k])
     return MemoryEstimate(
-        workload="inference",
+        mode="inference",
         batch=batch,
         tokens=tokens,
         peak=fixed + moments[phase],
@@ -167,31 +188,45 @@ def _block_peak(
     config: ArchConfig, layer: LayerConfig, batch: int, tokens: int, *, encoder: bool
 ) -> int:
     """Most bytes held at once while a block runs, its input x (held by its caller) included."""
-    d = config.d_model
-    x = batch * tokens * d * F32
-    norm = x  # layer norm output (its statistics are dropped under no_grad)
     ctx = BlockContext(layer=layer, arch=config, causal=not encoder, encoder=encoder)
+    d = ctx.d_model
+    x = batch * tokens * d * F32
     extra = 0 if encoder else _extra_keys(config)
-    dims = _dims(config, layer, batch, tokens, extra)
+    dims = _dims(config, layer, batch, tokens, extra, encoder=encoder)
     attention = attention_activations(ctx, dims).peak
+    copies = memory_spec(config.memory).context_copies
+    ffn = ffn_activations(ctx, batch, tokens).peak
+    cross = 0
+    if config.task == "seq2seq" and not encoder:
+        cross = _cross_activations(config, layer, batch, tokens).peak
+    if config.norm == "post":  # x -> norm(x + f(x)): no normalised copy beside the stream
+        # the memory is read as it is (concatenated further, compressive)
+        memory_context = batch * extra * d * F32 * (copies - 1) if extra else 0
+        moments = [x + memory_context + attention, x + x + x + x]  # y, x + y, its norm
+        if cross:
+            moments.append(x + x + cross)
+        moments.append(x + x + ffn)
+        return max(moments)
+    norm = x  # layer norm output (its statistics are dropped under no_grad)
     memory_context = 0
     if extra:  # the memory, normalised like the segment (and concatenated, compressive)
-        memory_context = batch * extra * d * F32 * memory_spec(config.memory).context_copies
+        memory_context = batch * extra * d * F32 * copies
     moments = [x + norm + memory_context + attention, x + norm + x + x + x]  # ... + x_out
     read = _read_bytes(config, layer, batch, tokens) if not encoder else None
     if read is not None:  # after attention: its output (x) is held while the memory is read
         moments.append(x + norm + x + read.peak)
-    if config.task == "seq2seq" and not encoder:
-        cross = _cross_activations(config, layer, batch, tokens).peak
+    if cross:
         moments.append(x + norm + x + norm + cross)
     if not encoder and layer.retrieve and retrieves(config):
         moments.append(x + norm + x + norm + _cca_bytes(config, layer, batch, tokens).peak)
-    moments.append(x + norm + x + norm + ffn_activations(ctx, batch, tokens).peak)
+    moments.append(x + norm + x + norm + ffn)
     return max(moments)
 
 
-def _embedding_peak(config: ArchConfig, batch: int, tokens: int) -> int:
-    e, d = config.embedding_width, config.d_model
+def _embedding_peak(config: ArchConfig, batch: int, tokens: int, encoder: bool = False) -> int:
+    """Lookup and (factorized) projection to the stack's width."""
+    d = config.encoder_width if encoder else config.d_model
+    e = config.embed_dim if config.embed_dim is not None else d
     lookup = batch * tokens * e * F32
     return lookup + (batch * tokens * d * F32 if e != d else 0)
 
@@ -200,6 +235,11 @@ def _head_peak(config: ArchConfig, batch: int, tokens: int) -> int:
     """Final hidden state, its norm (or projection) and the logits."""
     bt = batch * tokens * F32
     x, logits = bt * config.d_model, bt * config.vocab_size
+    if config.norm == "post":  # no final norm: the last block's output goes on as it is
+        if config.embedding_width != config.d_model:
+            projected = bt * config.embedding_width
+            return max(x + projected, projected + logits)
+        return x + logits
     if config.embedding_width != config.d_model:
         projected = bt * config.embedding_width
         return max(x + x + projected, x + projected + logits)
@@ -257,7 +297,7 @@ def training_memory(config: ArchConfig, tokens: int, batch: int = 1) -> MemoryEs
         moments["backward.read"] = moments["backward"] - 2 * logits + grads
     phase = max(moments, key=lambda k: moments[k])
     return MemoryEstimate(
-        workload="training",
+        mode="training",
         batch=batch,
         tokens=tokens,
         peak=moments[phase],
@@ -279,13 +319,14 @@ def _saved_bytes(config: ArchConfig, batch: int, tokens: int) -> tuple[int, int]
     largest module temporary at that point (or the logits at the end)."""
     d = config.d_model
     bt = batch * tokens
-    norm = bt * d * F32 + 2 * bt * F32  # layer norm input, mean and rstd
+    pre = config.norm == "pre"
     total = 0
     if config.embedding_width != d:
         total += bt * config.embedding_width * F32  # the lookup, kept by the projection
-    dropout = bt * d * F32 if config.dropout > 0 else 0  # a float keep-mask (CPU dropout)
-    streams = 2 if config.task == "seq2seq" else 1
-    total += streams * dropout  # after the embedding
+    source_d = config.encoder_width
+    if config.task == "seq2seq" and source_d != d:  # the encoder's own table
+        source_e = config.embed_dim if config.embed_dim is not None else source_d
+        total += bt * source_e * F32 if source_e != source_d else 0
     extra = _extra_keys(config)
     busiest = 0
     if retrieves(config):  # the neighbour encoder runs first; its output is kept by every CCA
@@ -293,17 +334,25 @@ def _saved_bytes(config: ArchConfig, batch: int, tokens: int) -> tuple[int, int]
         busiest = total + kept + transient
         total += kept + _encoded_bytes(config, batch, tokens)
     for layers, causal, encoder in reversed(_stacks(config)):  # encoder first
+        width = source_d if encoder else d
+        # layer norm input, mean and rstd (pre-norm: the stream; post-norm: x + f(x))
+        norm = bt * width * F32 + 2 * bt * F32
+        dropout = bt * width * F32 if config.dropout > 0 else 0  # float keep-mask (CPU)
+        total += dropout  # after the embedding
         for layer in layers:
             ctx = BlockContext(layer=layer, arch=config, causal=causal, encoder=encoder)
             keys_extra = 0 if encoder else extra
-            dims = _dims(config, layer, batch, tokens, keys_extra)
+            dims = _dims(config, layer, batch, tokens, keys_extra, encoder=encoder)
             total += 2 * norm + 2 * dropout
-            total += attention_activations(ctx, dims).saved
+            attention = attention_activations(ctx, dims)
+            total += attention.saved
+            busiest = max(busiest, total + attention.transient)
             read = None if encoder else _read_bytes(config, layer, batch, tokens)
             if read is not None:
                 total += read.saved
             if keys_extra:
-                total += 2 * batch * keys_extra * F32  # statistics of the normalised memory
+                if pre:
+                    total += 2 * batch * keys_extra * F32  # statistics of the normalised memory
                 # further copies of the memory (compressive: cat(compressed, memory))
                 copies = memory_spec(config.memory).context_copies - 1
                 total += copies * batch * keys_extra * d * F32
@@ -315,9 +364,14 @@ def _saved_bytes(config: ArchConfig, batch: int, tokens: int) -> tuple[int, int]
             total += ffn.saved
             busiest = max(busiest, total + ffn.transient)
         if config.task == "seq2seq" and encoder:
-            total += norm + bt * d * F32  # encoder's final norm; its output (kept by cross k, v)
+            output = bt * source_d * F32  # the last layer's output, kept by cross k, v
+            total += output
+            if pre:  # the encoder's final norm on each output read; earlier outputs' inputs
+                # are kept by the next block's norm already
+                total += norm + (_reads(config) - 1) * (output + 2 * bt * F32)
     total += memory_spec(config.memory).training_bytes(config, batch, tokens)
-    total += norm + bt * d * F32  # final norm, its output (kept by the logits layer)
+    # the last hidden state, kept by the logits layer (pre-norm: the final norm's output)
+    total += (norm if pre else 0) + bt * d * F32
     if config.embedding_width != d:
         total += bt * config.embedding_width * F32
     logits = bt * config.vocab_size * F32
@@ -342,12 +396,12 @@ def generation_memory(config: ArchConfig, context: int, batch: int = 1) -> Memor
         cache += attention_activations(ctx, dims).cache
     if config.task == "seq2seq":
         for layer in config.layers:  # cross-attention keys and values over the source
-            cache += 2 * batch * context * layer.qkv_dim(config.d_model) * F32
+            cache += _cross_activations(config, layer, batch, context).cache
     state = _state_bytes(config, batch)
     step = inference_memory(config.replace(memory="none", mem_len=0), 1, batch)
     one_token = step.peak - step.weights - step.inputs
     return MemoryEstimate(
-        workload="generation",
+        mode="generation",
         batch=batch,
         tokens=context,
         peak=weights + cache + state + one_token,
@@ -459,20 +513,37 @@ def _cca_gradients(config: ArchConfig, layer: LayerConfig, batch: int, tokens: i
 def _cross_activations(
     config: ArchConfig, layer: LayerConfig, batch: int, tokens: int
 ) -> ActivationBytes:
-    """Cross-attention: full, non-causal, no rotary; keys and values over the source."""
+    """Cross-attention: full, non-causal, no rotary; keys and values over the encoder outputs
+    it reads (``cross_layers`` x source tokens, joined into one new tensor when more than one),
+    projected from the encoder's width."""
     d, a = config.d_model, layer.qkv_dim(config.d_model)
-    dims = Dims(batch, tokens, tokens, d, a, layer.heads)
-    qkv = 3 * dims.bt(a)
-    out = dims.bt(a) + batch * layer.heads * tokens * F32
+    heads = layer.cross_head_count
+    dims = Dims(batch, tokens, layer.cross_layers * tokens, d, a, heads)
+    joined = dims.bk(config.encoder_width) if layer.cross_layers > 1 else 0
+    qkv = dims.bt(a) + 2 * dims.bk(a)
+    out = dims.bt(a) + batch * heads * tokens * F32
     # SDPA lays its output out like the (head-split) query, so merging heads is a view
-    saved = dims.bt(d) + qkv + out
-    peak = qkv + out + dims.bt(d)
-    return ActivationBytes(saved, peak, 2 * dims.bt(a))
+    saved = dims.bt(d) + joined + qkv + out
+    peak = joined + qkv + out + dims.bt(d)
+    return ActivationBytes(saved, peak, 2 * dims.bk(a))
 
 
-def _dims(config: ArchConfig, layer: LayerConfig, batch: int, tokens: int, extra: int) -> Dims:
-    d = config.d_model
+def _dims(
+    config: ArchConfig,
+    layer: LayerConfig,
+    batch: int,
+    tokens: int,
+    extra: int,
+    *,
+    encoder: bool = False,
+) -> Dims:
+    d = config.encoder_width if encoder else config.d_model
     return Dims(batch, tokens, tokens + extra, d, layer.qkv_dim(d), layer.heads)
+
+
+def _reads(config: ArchConfig) -> int:
+    """Encoder layers whose outputs the decoder's cross-attention reads (the last ones)."""
+    return max(layer.cross_layers for layer in config.layers)
 
 
 def _stacks(config: ArchConfig) -> list[tuple[tuple[LayerConfig, ...], bool, bool]]:
