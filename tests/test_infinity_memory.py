@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from test_memory import infinity, layer_inputs, model_for, run_segments, tokens, xl
+from test_memory_costs import TOLERANCE
 
 from archsearch import ArchConfig, InputError, estimate_costs
 from archsearch.costs import CountingConvention
@@ -209,6 +210,23 @@ def test_without_a_short_term_memory_it_mixes_with_any_attention() -> None:
     assert measured_macs(model, tokens(8, seed=3), state=state)["total"] == costs.total_macs
 
 
+def test_it_reads_beside_an_attention_with_an_aux_loss_and_refuses_post_norm() -> None:
+    """SparseFinder's attention hands back (y, finder loss): the block adds the read to y and
+    the loss to the model's aux loss. Post-norm blocks have no read: refused with one line."""
+    from archsearch.models import validate_config
+
+    cfg = infinity(mem_len=0, attention="sparsefinder", finder_dim=4, finder_k=4)
+    model = model_for(cfg)
+    model.train()
+    a, _ = run_segments(model, [tokens(8, seed=1), tokens(8, seed=3)])
+    b, _ = run_segments(model, [tokens(8, seed=2), tokens(8, seed=3)])
+    assert not torch.allclose(a.logits, b.logits, atol=1e-5)  # the past is read
+    assert a.aux_loss.item() > 0  # the finder's loss arrives
+    with pytest.raises(InputError) as caught:
+        validate_config(infinity(norm="post"))
+    assert caught.value.key == "norm"
+
+
 def test_the_supernet_refuses_it_in_one_line() -> None:
     from archsearch.space import SearchSpace
     from archsearch.supernet.sharing import check_shareable
@@ -227,15 +245,23 @@ def test_the_supernet_refuses_it_in_one_line() -> None:
 
 
 @pytest.mark.parametrize(
-    "overrides",
+    ("overrides", "tolerance"),
     [
-        {"mem_len": 0, "attention": "linformer", "linformer_k": 8, "ltm_samples": 16},
-        {"mem_len": 8, "ltm_basis": 32, "ltm_samples": 64, "heads": 4},  # the read dominates
+        ({"mem_len": 0, "attention": "linformer", "linformer_k": 8, "ltm_samples": 16}, 0.01),
+        ({"mem_len": 8, "ltm_basis": 32, "ltm_samples": 64, "heads": 4}, 0.01),  # read dominates
+        # an attention with an aux loss beside the read: SparseFinder's own estimate is about
+        # 3% over the tracker without memory, so the shared tolerance
+        (
+            {"mem_len": 0, "ltm_samples": 16, "attention": "sparsefinder", "finder_k": 8},
+            TOLERANCE,
+        ),
     ],
 )
-def test_peak_memory_estimates_match_the_tracker(overrides: dict[str, Any]) -> None:
-    """The shared tracker test covers the spec's example; these cover no short-term memory
-    and a read whose [B, H, T, S] grids outweigh the rest."""
+def test_peak_memory_estimates_match_the_tracker(
+    overrides: dict[str, Any], tolerance: float
+) -> None:
+    """The shared tracker test covers the spec's example; these cover no short-term memory,
+    a read whose [B, H, T, S] grids outweigh the rest, and a read beside SparseFinder."""
     from conftest import FAMILY_BASE, FAMILY_BATCH, FAMILY_TOKENS
     from test_memory_costs import measured
 
@@ -244,6 +270,6 @@ def test_peak_memory_estimates_match_the_tracker(overrides: dict[str, Any]) -> N
     cfg = ArchConfig.from_dict({**FAMILY_BASE, "memory": "infinity", "ltm_basis": 8, **overrides})
     inference, training, _ = measured(cfg)
     estimate = inference_memory(cfg, FAMILY_TOKENS, FAMILY_BATCH).peak
-    assert abs(estimate / inference - 1) <= 0.01, (estimate, inference)
+    assert abs(estimate / inference - 1) <= tolerance, (estimate, inference)
     estimate = training_memory(cfg, FAMILY_TOKENS, FAMILY_BATCH).peak
-    assert abs(estimate / training - 1) <= 0.01, (estimate, training)
+    assert abs(estimate / training - 1) <= tolerance, (estimate, training)

@@ -41,6 +41,7 @@ def store_of(length: int = 4000, chunk: int = 4, seed: int = 0) -> Datastore:
         ({"embed_dim": 16, "heads": [2, 4], "attn_dim": [16, 32]}, 12),
         ({"share_layers": True, "memory": "xl", "mem_len": 4}, 9),
         ({}, 3),  # one chunk: nothing is read
+        ({"bias": True}, 12),  # biases in the encoder block and every CCA's projections
     ],
 )
 def test_analytic_costs_equal_the_counted_forward(overrides: dict[str, Any], tokens: int) -> None:
@@ -187,6 +188,13 @@ def test_settings_and_recipes_are_checked() -> None:
     synthetic = Recipe.from_dict({**TINY_RECIPE, "data": "synthetic:mqar"})
     with pytest.raises(InputError, match="synthetic"):
         check_compatible(config(vocab_size=256), synthetic)
+    selecting = Recipe.from_dict({**TINY_RECIPE, "selection": {"pool": 2, "by": "loss"}})
+    with pytest.raises(InputError) as caught:
+        check_compatible(config(vocab_size=256), selecting)
+    assert caught.value.key == "selection"
+    with pytest.raises(InputError) as caught:
+        build_model(config(norm="post"))  # post-norm blocks have no CCA
+    assert caught.value.key == "norm"
     model = build_model(config())
     with pytest.raises(ValueError, match="datastore"):
         retrieving_forward(model, None)
@@ -248,6 +256,8 @@ def test_latency_is_timed_on_the_model_with_neighbours() -> None:
         {"retrieve": [False, True], "retrieval_chunk": 8},
         {"retrieval_chunk": 16, "retrieval_k": 4, "embed_dim": 16, "dropout": 0.1},
         {"retrieve": [False, True], "attn_dim": [16, 128], "retrieval_k": 4},  # CCA dominates
+        # SparseFinder's attention returns its finder loss beside the output
+        {"attention": "sparsefinder", "finder_dim": 4, "finder_k": 8, "retrieval_chunk": 8},
     ],
 )
 def test_peak_memory_estimates_match_the_tracker(overrides: dict[str, Any]) -> None:
