@@ -26,7 +26,7 @@ from archsearch.evaluate.train import check_compatible, validate
 from archsearch.seeding import seeded
 from archsearch.supernet.model import Supernet
 from archsearch.supernet.scoring import (
-    loaded_supernet,
+    on_file,
     scoring_batches,
     scoring_recipe,
     training_batches,
@@ -69,10 +69,5 @@ def _finetuned(model: torch.nn.Module, recipe: Recipe) -> float:
 
 
 def finetuned_from_file(path: Path, config: ArchConfig, recipe: Recipe, threads: int = 1) -> float:
-    """``finetuned_bpb`` with the supernet saved at ``path`` (loaded once per process)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        return finetuned_bpb(loaded_supernet(path), config, recipe)
-    finally:
-        torch.set_num_threads(previous)
+    """``finetuned_bpb`` with the supernet saved at ``path``."""
+    return on_file(finetuned_bpb, path, config, recipe, threads)

@@ -7,6 +7,7 @@ sampling noise of different text. A worker process loads a supernet once and kee
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -60,11 +61,20 @@ def inherited_bpb(supernet: Supernet, config: ArchConfig, recipe: Recipe) -> flo
     return validate(model, scoring_batches(recipe), scoring_recipe(recipe))["val_bpb"]
 
 
-def score_from_file(path: Path, config: ArchConfig, recipe: Recipe, threads: int = 1) -> float:
-    """``inherited_bpb`` with the supernet saved at ``path`` (loaded once per process)."""
+Score = Callable[[Supernet, ArchConfig, Recipe], float]
+
+
+def on_file(score: Score, path: Path, config: ArchConfig, recipe: Recipe, threads: int) -> float:
+    """``score`` with the supernet saved at ``path`` (loaded once per process), computed on
+    ``threads`` torch threads (the caller's count restored after)."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return inherited_bpb(loaded_supernet(path), config, recipe)
+        return score(loaded_supernet(path), config, recipe)
     finally:
         torch.set_num_threads(previous)
+
+
+def score_from_file(path: Path, config: ArchConfig, recipe: Recipe, threads: int = 1) -> float:
+    """``inherited_bpb`` with the supernet saved at ``path``."""
+    return on_file(inherited_bpb, path, config, recipe, threads)
