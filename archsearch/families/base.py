@@ -95,6 +95,9 @@ class FamilySpec:
     reads_memory: bool = False  # can attend to recurrent memory (Transformer-XL, compressive)
     kv_cache: bool = False  # has an incremental decoding path (costs.incremental)
     onnx_refusal: str | None = None  # why it does not export to ONNX; None: it does
+    # Why its ONNX graph takes sequences of exactly ``max_seq_len`` tokens (shape-dependent
+    # Python in its forward); None: the graph takes any length up to ``max_seq_len``.
+    onnx_fixed_length: str | None = None
     # Supernet: parameter names (under the block's ``attn.``) that are the shared projections.
     supernet_aliases: Mapping[str, str] = field(default_factory=dict)
     # Supernet: settings that change the shapes of its own tensors beyond the layer's widths;

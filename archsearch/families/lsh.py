@@ -126,7 +126,7 @@ SPEC = FamilySpec(
         Setting("lsh_hashes", "int", 1, integer(1), "rounds of hashing"),
     ),
     buffers=lsh_buffers,
-    onnx_refusal="its bucket sort does not convert to ONNX",
+    onnx_fixed_length="its bucket count, and so its hashing, follows the sequence length",
     supernet_aliases=PROJECTION_ALIASES,
     examples={
         "tests": {"lsh_bucket_size": 8, "lsh_hashes": 2},

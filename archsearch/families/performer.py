@@ -127,7 +127,6 @@ SPEC = FamilySpec(
     activations=performer_activations,
     settings=(Setting("performer_features", "int", 64, integer(1), "random features per head"),),
     buffers=performer_buffers,
-    onnx_refusal="its causal prefix sums use cummax, which ONNX lacks",
     probe_cuts_query_key=True,
     examples={
         "tests": {"performer_features": 16},

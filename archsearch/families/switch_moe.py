@@ -86,7 +86,6 @@ SPEC = FamilySpec(
         ),
     ),
     dispatch_units=switch_units,
-    onnx_refusal="its token routing is data-dependent (torch.export cannot trace it)",
     examples={
         "tests": {"experts": 4, "capacity_factor": 4.0},
         "calibration": {"experts": 4, "capacity_factor": 2.0},
