@@ -123,6 +123,14 @@ def _memory(kind: str, config: ArchConfig, tokens: int, batch: int) -> int:
     return estimate(config, tokens, batch).peak
 
 
+def _int8_bytes(inputs: MetricInputs) -> float:
+    from archsearch.costs.int8 import int8_weight_bytes
+
+    if inputs.config is None:
+        raise ValueError("this metric needs the architecture: pass config=")
+    return int8_weight_bytes(inputs.config)
+
+
 def _latency(inputs: MetricInputs, bound: str) -> float:
     from archsearch.costs.predictor import require_predictor
 
@@ -140,6 +148,13 @@ COST_METRICS: dict[str, Metric] = {
     ),
     "total_params": Metric(lambda m: m.costs.params, "parameters", "all parameters"),
     "weight_bytes": Metric(lambda m: m.costs.weight_bytes, "bytes", "bytes of float32 weights"),
+    "weight_bytes_int8": Metric(
+        _int8_bytes,
+        "bytes",
+        "bytes a dynamic-int8 file stores (int8 linears with their scales, float rest, "
+        "buffers; archsearch compress --int8)",
+        needs="config",
+    ),
     "inference_memory": Metric(
         lambda m: _memory("inference", m.arch, m.tokens, m.batch),
         "bytes",

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from conftest import FAMILY_BASE, FAMILY_BATCH, FAMILY_CASES, FAMILY_TOKENS
 from test_memory_costs import TOLERANCE, measured
 
-from archsearch import ArchConfig, InputError, build_model
+from archsearch import ArchConfig, InputError, build_model, estimate_costs
 from archsearch.config import LAYER_KEYS, LayerConfig
 from archsearch.costs.memory import approximated, inference_memory, training_memory
 from archsearch.costs.reference import measured_macs
@@ -195,6 +195,46 @@ def _nest(flat: list[torch.Tensor], config: ArchConfig) -> Any:
     if config.memory == "compressive":
         return tuple(tuple(flat[i : i + 2]) for i in range(0, len(flat), 2))
     return tuple(flat)
+
+
+INT8_HEADER_PER_TENSOR = 160  # JSON bytes per tensor entry at most, on top of the arch header
+
+
+@pytest.mark.parametrize("case", sorted(FAMILY_CASES))
+def test_int8_file_stores_what_weight_bytes_int8_says_and_rebuilds(
+    case: str, tmp_path: Any
+) -> None:
+    """Every family's ``int8_weights`` (through the ``weight_bytes_int8`` objective) equals the
+    tensor data of the int8 file ``compress`` writes, byte for byte; the header on top stays
+    within INT8_HEADER_PER_TENSOR per tensor plus the metadata; the model rebuilt from the file
+    gives the quantized model's logits exactly."""
+    from safetensors import safe_open
+
+    from archsearch.compress.quantize import quantize_int8
+    from archsearch.compress.store import data_bytes, load_compressed, save_compressed
+    from archsearch.costs.int8 import int8_weight_bytes
+    from archsearch.profiles import load_profile
+
+    config = _config(case)
+    model = quantize_int8(build_model(config, seed=0))
+    path = save_compressed(model, config, tmp_path / "int8.safetensors")
+    assert data_bytes(path) == int8_weight_bytes(config)
+    profile = load_profile("mobile_100M")
+    costs = estimate_costs(config)
+    assert profile.metric("weight_bytes_int8", costs, config) == data_bytes(path)
+    with safe_open(str(path), framework="pt") as handle:
+        tensors = len(list(handle.keys()))
+        metadata = sum(len(k) + len(v) for k, v in (handle.metadata() or {}).items())
+    header = path.stat().st_size - data_bytes(path)
+    assert header <= INT8_HEADER_PER_TENSOR * tensors + 2 * metadata + 64, (header, tensors)
+
+    rebuilt, rebuilt_config, _ = load_compressed(path)
+    assert rebuilt_config == config
+    generator = torch.Generator().manual_seed(4)
+    ids = torch.randint(0, config.vocab_size, (FAMILY_BATCH, FAMILY_TOKENS), generator=generator)
+    args = (ids, ids.flip(1)) if config.task == "seq2seq" else (ids,)
+    with torch.no_grad():
+        assert torch.equal(model(*args).logits, rebuilt(*args).logits)
 
 
 def test_memory_kinds_have_examples_and_costs() -> None:

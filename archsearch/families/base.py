@@ -62,6 +62,10 @@ def _one(ctx: BlockContext) -> float:
     return 1.0
 
 
+def _no_int8(ctx: BlockContext) -> tuple[int, int]:
+    return 0, 0
+
+
 @dataclass(frozen=True)
 class FamilySpec:
     """One attention or feed-forward family.
@@ -98,6 +102,10 @@ class FamilySpec:
     # Why its ONNX graph takes sequences of exactly ``max_seq_len`` tokens (shape-dependent
     # Python in its forward); None: the graph takes any length up to ``max_seq_len``.
     onnx_fixed_length: str | None = None
+    # (elements, tensors) of its nn.Linear weights that dynamic int8 quantization stores as
+    # int8 (``archsearch compress``; one scale and zero point per tensor): every Linear except
+    # those its module reads ``.weight`` of directly (``reads_weights``). The rest stays float.
+    int8_weights: Callable[[BlockContext], tuple[int, int]] = _no_int8
     # Supernet: parameter names (under the block's ``attn.``) that are the shared projections.
     supernet_aliases: Mapping[str, str] = field(default_factory=dict)
     # Supernet: settings that change the shapes of its own tensors beyond the layer's widths;

@@ -25,6 +25,7 @@ SPEC = FamilySpec(
     implementation="archsearch.models.ffn.dense:DenseFFN",
     macs=dense_macs,
     params=dense_params,
+    int8_weights=lambda ctx: (dense_params(ctx), 2),
     activations=dense_activations,
     examples={"tests": {}},
 )

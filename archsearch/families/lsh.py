@@ -120,6 +120,7 @@ SPEC = FamilySpec(
     implementation="archsearch.models.attention.lsh:LSHAttention",
     macs=lsh_macs,
     params=lsh_params,
+    int8_weights=lambda ctx: (lsh_params(ctx), 3),  # query (= key), value, output
     activations=lsh_activations,
     settings=(
         Setting("lsh_bucket_size", "int", 32, integer(1), "tokens per hash bucket"),

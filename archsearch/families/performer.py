@@ -18,7 +18,11 @@ from archsearch.families.activations import (
     rotary_tables,
 )
 from archsearch.families.base import BlockContext, FamilySpec
-from archsearch.families.projections import projection_macs, projection_params
+from archsearch.families.projections import (
+    projection_int8,
+    projection_macs,
+    projection_params,
+)
 from archsearch.families.settings import Setting, integer
 
 CHUNK_CANDIDATES = (16, 32, 64, 128)  # causal chunk lengths tried (the sequence length is too)
@@ -124,6 +128,7 @@ SPEC = FamilySpec(
     implementation="archsearch.models.attention.performer:PerformerAttention",
     macs=performer_macs,
     params=projection_params,
+    int8_weights=projection_int8,
     activations=performer_activations,
     settings=(Setting("performer_features", "int", 64, integer(1), "random features per head"),),
     buffers=performer_buffers,

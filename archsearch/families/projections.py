@@ -10,6 +10,11 @@ def projection_params(ctx: BlockContext) -> int:
     return 4 * ctx.d_model * ctx.layer.qkv_dim(ctx.d_model)
 
 
+def projection_int8(ctx: BlockContext) -> tuple[int, int]:
+    """The four projections, stored as int8 by ``compress``."""
+    return projection_params(ctx), 4
+
+
 def projection_macs(ctx: BlockContext, tokens: int, extra_keys: int) -> int:
     """q and output over the queries, k and v over memory + queries."""
     width = ctx.d_model * ctx.layer.qkv_dim(ctx.d_model)

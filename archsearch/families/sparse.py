@@ -44,6 +44,14 @@ def sparse_params(ctx: BlockContext) -> int:
     return dense_params(ctx) + controller_params(ctx)
 
 
+def sparse_int8(ctx: BlockContext) -> tuple[int, int]:
+    """At sparsity 1, both dense projections. Above it, the FFN reads ``up`` and ``down``'s
+    weights by picked units (they stay float) and only the controller's two linears are int8."""
+    if ctx.layer.sparsity == 1:
+        return dense_params(ctx), 2
+    return controller_params(ctx), 2
+
+
 def sparse_macs(ctx: BlockContext, tokens: int, extra_keys: int) -> int:
     """Controller for every token plus both projections over hidden / sparsity units."""
     projections = dense_macs(ctx, tokens, extra_keys) // ctx.layer.sparsity
@@ -83,6 +91,7 @@ SPEC = FamilySpec(
     implementation="archsearch.models.ffn.sparse:SparseFFN",
     macs=sparse_macs,
     params=sparse_params,
+    int8_weights=sparse_int8,
     activations=sparse_activations,
     settings=(
         Setting(

@@ -74,6 +74,7 @@ SPEC = FamilySpec(
     implementation="archsearch.models.ffn.moe:SwitchFFN",
     macs=switch_macs,
     params=switch_params,
+    int8_weights=lambda ctx: (switch_params(ctx), 1 + 2 * ctx.layer.experts),  # router, experts
     activations=switch_activations,
     settings=(
         Setting("experts", "int", 1, integer(1), "number of experts"),
