@@ -14,6 +14,7 @@ bit for bit: ``tests/test_compress.py`` states the tolerance.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,7 @@ def write_int8_onnx(float_graph: Path, path: Path, float_model: nn.Module) -> Pa
     path.parent.mkdir(parents=True, exist_ok=True)
     staged = path.with_name(path.name + ".float.tmp")
     onnx.save(proto, str(staged))
+    logging.disable(logging.WARNING)  # it advises pre-processing on the root logger, every time
     try:
         quantize_dynamic(
             str(staged),
@@ -99,5 +101,6 @@ def write_int8_onnx(float_graph: Path, path: Path, float_model: nn.Module) -> Pa
             extra_options={"MatMulConstBOnly": True},
         )
     finally:
+        logging.disable(logging.NOTSET)
         staged.unlink(missing_ok=True)
     return path
