@@ -203,6 +203,7 @@ def test_cli_compresses_train_weights_and_reports_what_it_saved(
         (["--int8", "--weights=/nonexistent/checkpoint.pt"], "--weights"),
         (["--int8", "--study=x"], "config"),
         (["--int8", "--finetune-tokens=-1"], "--finetune-tokens"),
+        (["--prune=magnitude", "--finetune-lr=0"], "--finetune-lr"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(
@@ -215,12 +216,19 @@ def test_bad_input_is_one_line_and_exit_2(
     assert len(err.splitlines()) == 1 and fragment in err, err
 
 
-def test_compresses_a_study_trial(
+def test_compresses_a_study_trial_trained_as_its_evaluator_trained_it(
     micro_study: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    import optuna
+
+    from archsearch.report.trials import best_trial
+
     profile = write_yaml(tmp_path / "profile.yaml", TINY_PROFILE)
     args = ["compress", "--study=micro", f"--storage={micro_study['url']}", "--int8"]
-    assert main([*args, f"--profile={profile}", f"--out={tmp_path}"]) == 0
-    out = capsys.readouterr().out
-    assert "validation bpb" in out and "smaller" in out
-    assert list(tmp_path.glob("micro*-trial*.int8.safetensors"))
+    assert main([*args, f"--profile={profile}", f"--out={tmp_path}", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    best = best_trial(optuna.load_study(study_name="micro", storage=micro_study["url"]))
+    assert best is not None and result["config"] == best.user_attrs["arch"]
+    # No --weights: trained here exactly as the search's evaluator trained the trial.
+    assert result["models"][0]["val_bpb"] == pytest.approx(best.values[0], rel=1e-6)
+    assert list(tmp_path.glob(f"micro-trial{best.number}-*.int8.safetensors"))

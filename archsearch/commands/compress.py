@@ -52,6 +52,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "none)",
     )
     compress.add_argument(
+        "--finetune-lr",
+        type=float,
+        default=None,
+        help="peak learning rate of the fine-tune (default: the recipe's lr x final_lr_ratio, "
+        "where its training ended)",
+    )
+    compress.add_argument(
         "--profile", default="mobile_100M", help="workload the latency is timed on"
     )
     compress.add_argument("--out", default="compressed", help="folder to write into")
@@ -106,6 +113,8 @@ def handle(args: argparse.Namespace) -> int:
     pruning = None if args.prune is None else Pruning(args.prune, args.sparsity)
     if args.finetune_tokens is not None and args.finetune_tokens < 0:
         raise InputError(f"must be >= 0, got {args.finetune_tokens}", key="--finetune-tokens")
+    if args.finetune_lr is not None and not args.finetune_lr > 0:
+        raise InputError(f"must be > 0, got {args.finetune_lr}", key="--finetune-lr")
     profile = load_profile(args.profile)
     config, recipe, stem = _source(args)
     if recipe.scores_by_proxy:
@@ -116,7 +125,9 @@ def handle(args: argparse.Namespace) -> int:
     tokens = args.finetune_tokens
     if tokens is None:
         tokens = recipe.token_budget // 4
-    plan = Plan(int8=args.int8, pruning=pruning, finetune_tokens=tokens)
+    plan = Plan(
+        int8=args.int8, pruning=pruning, finetune_tokens=tokens, finetune_lr=args.finetune_lr
+    )
     weights = None if args.weights is None else Path(args.weights)
     say = (lambda _: None) if args.json else (lambda line: print(line, flush=True))
     result = compress(

@@ -43,6 +43,7 @@ class Plan:
     int8: bool = False
     pruning: Pruning | None = None
     finetune_tokens: int = 0  # recovery fine-tune after pruning (0: none)
+    finetune_lr: float | None = None  # its peak learning rate (None: where training ended)
 
     @property
     def name(self) -> str:
@@ -59,6 +60,7 @@ class Plan:
             "prune": None if self.pruning is None else self.pruning.method,
             "sparsity": None if self.pruning is None else self.pruning.sparsity,
             "finetune_tokens": self.finetune_tokens if self.pruning is not None else 0,
+            "finetune_lr": self.finetune_lr,
         }
 
 
@@ -132,16 +134,17 @@ def float_model(
     from archsearch.models import build_model
 
     check_compatible(config, recipe)
-    model = build_model(config, seed=recipe.seed)
     if weights is not None:
+        model = build_model(config, seed=recipe.seed)
         load_weights(model, weights)
         return model.eval(), f"weights from {weights}"
     say(
         f"no --weights: training the float model as the evaluator did ({recipe.name}, "
         f"{recipe.token_budget:,} tokens)"
     )
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]):  # as evaluate(): seed, build, train on one stream
         torch.manual_seed(recipe.seed)
+        model = build_model(config)
         fit(model, recipe)
     return model.eval(), f"trained here with {recipe.name} ({recipe.token_budget:,} tokens)"
 
@@ -224,7 +227,7 @@ def compress(
         pruned = list(masks)
         if plan.finetune_tokens:
             say(f"pruned ({plan.pruning.method}, {plan.pruning.sparsity:.0%}); recovery fine-tune")
-            curve = finetune(compressed, masks, recipe, plan.finetune_tokens)
+            curve = finetune(compressed, masks, recipe, plan.finetune_tokens, plan.finetune_lr)
             finetuned = curve[-1]["tokens"] if curve else 0
     float_pruned = compressed
     if plan.int8:
