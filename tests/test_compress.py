@@ -228,7 +228,8 @@ def test_compresses_a_study_trial_trained_as_its_evaluator_trained_it(
     assert main([*args, f"--profile={profile}", f"--out={tmp_path}", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     best = best_trial(optuna.load_study(study_name="micro", storage=micro_study["url"]))
-    assert best is not None and result["config"] == best.user_attrs["arch"]
+    assert best is not None
+    assert ArchConfig.from_dict(result["config"]) == ArchConfig.from_dict(best.user_attrs["arch"])
     # No --weights: trained here exactly as the search's evaluator trained the trial.
     assert result["models"][0]["val_bpb"] == pytest.approx(best.values[0], rel=1e-6)
     assert list(tmp_path.glob(f"micro-trial{best.number}-*.int8.safetensors"))
