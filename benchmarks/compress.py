@@ -19,7 +19,8 @@ compress`` does. Pruned models get a recovery fine-tune of ``--finetune-tokens``
 recipe, peaking at the learning rate training ended at (the default of ``compress``); a float
 control gets the same fine-tune, so the bpb change of pruning is read against it. Latency:
 ``archsearch measure``'s forward timing of mobile_100M's workload (1 x 30 tokens, 1 thread, CPU
-clock) on this 2-core machine, which other jobs were loading: read latency ratios loosely. Sizes and parameter counts are exact; bpb is one seed.
+clock) on this 2-core machine, which other jobs were loading: read latency ratios loosely.
+Sizes and parameter counts are exact; bpb is one seed.
 """
 
 from __future__ import annotations
