@@ -117,6 +117,18 @@ def test_pruned_int8_file_rebuilds_exactly_and_is_smaller_than_dense_int8(tmp_pa
     assert nonzero_parameters(quantized) <= expected  # int8 rounding can only add zeros
 
 
+def test_weights_load_from_a_float_file_compress_wrote(tmp_path: Path) -> None:
+    from archsearch.compress.flow import load_weights
+
+    model, config = _model(share_layers=True)  # tied output and shared layers: aliases
+    path = save_compressed(model, config, tmp_path / "float.safetensors")
+    fresh = build_model(config, seed=1)
+    load_weights(fresh, path)
+    theirs = fresh.state_dict()
+    for name, ours in model.state_dict().items():
+        assert torch.equal(ours, theirs[name]), name
+
+
 def test_the_int8_onnx_graph_agrees_with_the_pytorch_int8_model(tmp_path: Path) -> None:
     import onnx
     import onnxruntime

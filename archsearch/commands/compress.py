@@ -32,8 +32,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     compress.add_argument("--trial", default="best", help="'best' or a trial number (--study)")
     compress.add_argument(
         "--weights",
-        help="train's checkpoint (checkpoint.pt or its folder) or a safetensors state dict; "
-        "default: train the model here with the evaluator's recipe",
+        help="train's checkpoint (checkpoint.pt or its folder), a float .safetensors compress "
+        "wrote, or a safetensors state dict; default: train here with the evaluator's recipe",
     )
     compress.add_argument(
         "--evaluator",

@@ -93,37 +93,51 @@ class Measured:
 
 
 def load_weights(model: nn.Module, path: Path) -> None:
-    """Weights from ``train``'s checkpoint (``checkpoint.pt``, read with weights_only=True) or
-    a safetensors state dict (an ``export --format hf`` folder's ``model.safetensors``)."""
+    """Weights from ``train``'s checkpoint (``checkpoint.pt`` or its folder, read with
+    weights_only=True), a float file ``compress`` wrote, or a safetensors state dict (a tied
+    weight may be left out)."""
     if path.is_dir():
-        candidates = [path / "checkpoint.pt", path / "model.safetensors"]
-        found = [c for c in candidates if c.exists()]
-        if not found:
-            raise InputError(f"{path} holds no checkpoint.pt or model.safetensors", key="--weights")
-        path = found[0]
+        path = path / "checkpoint.pt"
+    if not path.is_file():
+        raise InputError(f"no file at {path}", key="--weights")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            state = load_file(str(path))
-        except FileNotFoundError:
-            raise InputError(f"no file at {path}", key="--weights") from None
-        except Exception as exc:  # safetensors' own errors for a broken file
-            raise InputError(f"cannot read {path}: {exc}", key="--weights") from None
+        state = _safetensors_state(path)
     else:
         from archsearch.evaluate.checkpoint import load_checkpoint
 
         try:
             state = load_checkpoint(path)["model"]
-        except InputError as exc:
-            raise InputError(str(exc).split(": ", 1)[-1], key="--weights") from None
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
+        except InputError:
+            raise InputError(
+                f"{path} is neither a train checkpoint nor a .safetensors file", key="--weights"
+            ) from None
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    storage = {k: v.untyped_storage().data_ptr() for k, v in model.state_dict().items()}
+    loaded = {storage[k] for k in state if k in storage}
+    missing = [k for k in missing if storage[k] not in loaded]  # tied to a loaded tensor: fine
+    if missing or unexpected:
+        wrong = (missing or unexpected)[0]
+        what = "lacks" if missing else "has an unknown"
         raise InputError(
-            f"{path} does not fit this architecture ({first})", key="--weights"
-        ) from None
+            f"{path} does not fit this architecture: it {what} tensor {wrong}", key="--weights"
+        )
+
+
+def _safetensors_state(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import safe_open
+
+    from archsearch.compress.store import FORMAT, load_compressed
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            if (handle.metadata() or {}).get("format") != FORMAT:
+                return {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+    except Exception as exc:  # safetensors' own errors for a broken file
+        raise InputError(f"cannot read {path}: {exc}", key="--weights") from None
+    rebuilt, _, info = load_compressed(path)
+    if info.get("int8"):
+        raise InputError(f"{path} is already int8: give float weights", key="--weights")
+    return rebuilt.state_dict()
 
 
 def float_model(
