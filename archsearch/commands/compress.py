@@ -108,6 +108,10 @@ def handle(args: argparse.Namespace) -> int:
     from archsearch.compress.prune import Pruning
     from archsearch.errors import InputError
 
+    try:
+        import safetensors  # noqa: F401  (the saved format)
+    except ImportError:
+        raise InputError("safetensors is needed: pip install 'archsearch[export]'") from None
     if not args.int8 and args.prune is None:
         raise InputError("nothing to do: give --int8, --prune METHOD, or both", key="--int8")
     pruning = None if args.prune is None else Pruning(args.prune, args.sparsity)
