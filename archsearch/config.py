@@ -4,7 +4,8 @@ Everything downstream (models, costs, evaluators, export) reads an ``ArchConfig`
 YAML it came from. The flat dictionary form (``from_dict`` / ``to_dict``) is what search spaces
 produce and what exports write: global keys plus per-layer keys that are either one value for
 every layer or a list with one value per layer. Encoder layers of a seq2seq model take
-``encoder_<key>`` when given and the decoder's (scalar) value otherwise.
+``encoder_<key>`` when given and the decoder's (scalar) value otherwise; the cross-attention keys
+(``cross_heads``, ``cross_layers``) belong to decoder layers only.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ FFN_KINDS = names("ffn")
 MEMORY_KINDS = names("memory")
 CONV_KINDS = CONV_TYPES
 ACTIVATIONS = ("gelu", "relu")
+NORMS = ("pre", "post")  # pre-norm blocks (GPT-2) or post-norm blocks (fairseq's Transformer)
+# Encoder layers HAT's cross-attention may read, joined along the sequence: the last 1, 2 or 3.
+MAX_CROSS_LAYERS = 3
 COMPRESS_FNS = ("mean", "conv")
 # The most blocks in one stack. Far beyond any model archsearch can train (GPT-3 has 96), and low
 # enough that a mistyped count (1000000) is refused at once instead of built block by block.
@@ -42,8 +46,10 @@ class _LayerMethods:
         _check_choice("attention", layer.attention, ATTENTION_KINDS)
         _check_choice("ffn", layer.ffn, FFN_KINDS)
         _check_choice("activation", layer.activation, ACTIVATIONS)
+        _check_bool("retrieve", layer.retrieve)
         check_integer("heads", layer.heads, minimum=1)
-        for name in ("attn_dim", "ffn_dim"):
+        check_integer("cross_layers", layer.cross_layers, minimum=1, maximum=MAX_CROSS_LAYERS)
+        for name in ("attn_dim", "ffn_dim", "cross_heads"):
             if getattr(layer, name) is not None:
                 check_integer(name, getattr(layer, name), minimum=1)
         check_number("ffn_ratio", layer.ffn_ratio, low=0.0, low_open=True)
@@ -65,6 +71,12 @@ class _LayerMethods:
             return int(layer.ffn_dim)
         return max(1, round(layer.ffn_ratio * d_model))
 
+    @property
+    def cross_head_count(self) -> int:
+        """Heads of the cross-attention (seq2seq decoder): the self-attention's unless set."""
+        layer: Any = self
+        return int(layer.cross_heads) if layer.cross_heads is not None else int(layer.heads)
+
 
 def _layer_fields() -> list[tuple[str, Any, Any]]:
     """The per-layer keys: each kind's common ones, then every family's settings, in order."""
@@ -72,6 +84,12 @@ def _layer_fields() -> list[tuple[str, Any, Any]]:
         ("attention", "str", field(default="full")),
         ("heads", "int", field(default=4)),
         ("attn_dim", "int | None", field(default=None)),  # q/k/v width (HAT's qkv_dim)
+        # RETRO: chunked cross-attention to retrieved neighbours (needs retrieval_chunk > 0)
+        ("retrieve", "bool", field(default=False)),
+        # seq2seq decoder layers: cross-attention heads (None = heads) and how many of the last
+        # encoder layers it reads, joined along the sequence (HAT's arbitrary enc-dec attention)
+        ("cross_heads", "int | None", field(default=None)),
+        ("cross_layers", "int", field(default=1)),
     ]
     for spec in specs("attention").values():
         out += [(s.name, s.annotation, field(default=s.default)) for s in spec.settings]
@@ -94,6 +112,9 @@ if TYPE_CHECKING:
         attention: str
         heads: int
         attn_dim: int | None
+        retrieve: bool
+        cross_heads: int | None
+        cross_layers: int
         ffn: str
         ffn_dim: int | None
         ffn_ratio: float
@@ -102,6 +123,9 @@ if TYPE_CHECKING:
         def __init__(self, **settings: Any) -> None: ...
 
         def __getattr__(self, name: str) -> Any: ...  # a family's setting
+
+        @property
+        def cross_head_count(self) -> int: ...
 
 else:
     LayerConfig = make_dataclass(
@@ -118,6 +142,9 @@ else:
 
 
 LAYER_KEYS = tuple(f.name for f in fields(cast(Any, LayerConfig)))
+# Per-layer keys only a seq2seq decoder layer has (there is no encoder_cross_heads).
+DECODER_ONLY_KEYS = ("cross_heads", "cross_layers")
+ENCODER_LAYER_KEYS = tuple(k for k in LAYER_KEYS if k not in DECODER_ONLY_KEYS)
 
 
 @dataclass(frozen=True)
@@ -128,7 +155,8 @@ class ArchConfig:
     task: str = "causal_lm"
     vocab_size: int = 256
     max_seq_len: int = 256
-    d_model: int = 128
+    d_model: int = 128  # the decoder's width (and a causal LM's)
+    encoder_d_model: int | None = None  # seq2seq: the encoder's width; None = d_model
     embed_dim: int | None = None  # ALBERT factorized embedding width; None = d_model, no projection
     tie_embeddings: bool = True
     share_layers: bool = False  # ALBERT cross-layer sharing: every block uses layer 0's weights
@@ -138,15 +166,25 @@ class ArchConfig:
     compress_rate: int = 4  # compressive: old memories per compressed slot
     compress_len: int = 0  # compressive: compressed slots per layer
     compress_fn: str = "mean"
+    ltm_basis: int = 0  # infinity: radial basis functions the long-term memory is fitted with
+    ltm_samples: int = 0  # infinity: points the Gaussian read evaluates the memory at
+    retrieval_chunk: int = 0  # RETRO: tokens per retrieval chunk; 0 = no retrieval
+    retrieval_k: int = 2  # RETRO: neighbours retrieved per chunk
+    bias: bool = False  # biases on every linear of attention and FFN (fairseq's Transformer)
+    norm: str = "pre"  # "pre": x + f(norm(x)) (GPT-2); "post": norm(x + f(x)) (fairseq)
     encoder_layers: tuple[LayerConfig, ...] = ()
 
     def __post_init__(self) -> None:
         _check_choice("task", self.task, TASKS)
         _check_choice("memory", self.memory, MEMORY_KINDS)
         _check_choice("compress_fn", self.compress_fn, COMPRESS_FNS)
+        _check_choice("norm", self.norm, NORMS)
+        _check_bool("bias", self.bias)
         check_integer("vocab_size", self.vocab_size, minimum=2)
         check_integer("max_seq_len", self.max_seq_len, minimum=1)
         check_integer("d_model", self.d_model, minimum=1)
+        if self.encoder_d_model is not None:
+            check_integer("encoder_d_model", self.encoder_d_model, minimum=1)
         if self.embed_dim is not None:
             check_integer("embed_dim", self.embed_dim, minimum=1)
         _check_bool("tie_embeddings", self.tie_embeddings)
@@ -155,25 +193,40 @@ class ArchConfig:
         check_integer("mem_len", self.mem_len, minimum=0)
         check_integer("compress_rate", self.compress_rate, minimum=1)
         check_integer("compress_len", self.compress_len, minimum=0)
+        check_integer("ltm_basis", self.ltm_basis, minimum=0)
+        check_integer("ltm_samples", self.ltm_samples, minimum=0)
+        check_integer("retrieval_chunk", self.retrieval_chunk, minimum=0)
+        check_integer("retrieval_k", self.retrieval_k, minimum=1)
         if not isinstance(self.layers, tuple) or not self.layers:
             raise InputError("a model needs at least one layer", key="n_layers")
         if self.task == "seq2seq" and not self.encoder_layers:
             raise InputError("a seq2seq model needs n_encoder_layers >= 1", key="n_encoder_layers")
         if self.task == "causal_lm" and self.encoder_layers:
             raise InputError("a causal_lm model has no encoder", key="n_encoder_layers")
-        if self.memory != "none" and self.mem_len < 1:
+        if self.task == "causal_lm" and self.encoder_d_model is not None:
+            raise InputError("a causal_lm model has no encoder", key="encoder_d_model")
+        self._check_cross()
+        if self.memory in ("xl", "compressive") and self.mem_len < 1:
             raise InputError(f"memory '{self.memory}' needs mem_len >= 1", key="mem_len")
         if self.memory == "compressive" and self.compress_len < 1:
             raise InputError("compressive memory needs compress_len >= 1", key="compress_len")
+        if self.memory == "infinity":
+            for key in ("ltm_basis", "ltm_samples"):
+                if getattr(self, key) < 1:
+                    raise InputError(f"infinity memory needs {key} >= 1", key=key)
         if self.memory != "none" and self.task != "causal_lm":
             raise InputError("recurrent memory is supported for causal_lm only", key="memory")
-        for stack in (self.layers, self.encoder_layers):
+        self._check_retrieval()
+        for stack, width, prefix in (
+            (self.layers, self.d_model, ""),
+            (self.encoder_layers, self.encoder_width, "encoder_"),
+        ):
             for layer in stack:
-                if layer.qkv_dim(self.d_model) % layer.heads:
+                if layer.qkv_dim(width) % layer.heads:
                     raise InputError(
-                        f"attention width {layer.qkv_dim(self.d_model)} is not divisible by "
+                        f"attention width {layer.qkv_dim(width)} is not divisible by "
                         f"heads={layer.heads}",
-                        key="heads",
+                        key=prefix + "heads",
                     )
         if self.share_layers:
             for stack in (self.layers, self.encoder_layers):
@@ -183,6 +236,53 @@ class ArchConfig:
                         key="share_layers",
                     )
 
+    def _check_retrieval(self) -> None:
+        if self.retrieval_chunk and self.task != "causal_lm":
+            raise InputError("retrieval is supported for causal_lm only", key="retrieval_chunk")
+        if self.retrieval_chunk > self.max_seq_len:
+            raise InputError(
+                f"a chunk of {self.retrieval_chunk} tokens is longer than max_seq_len="
+                f"{self.max_seq_len}",
+                key="retrieval_chunk",
+            )
+        for stack in (self.layers, self.encoder_layers):
+            for index, layer in enumerate(stack):
+                if layer.retrieve and not self.retrieval_chunk:
+                    raise InputError(
+                        f"retrieve: true needs retrieval_chunk >= 1 (layer {index})",
+                        key="retrieve",
+                    )
+
+    def _check_cross(self) -> None:
+        """Cross-attention keys: decoder layers of seq2seq models only, within the encoder."""
+        default = _LAYER_DEFAULTS
+        stacks = [(self.encoder_layers, "encoder_")]
+        if self.task == "causal_lm":
+            stacks.append((self.layers, ""))
+        for stack, prefix in stacks:
+            for key in DECODER_ONLY_KEYS:
+                if any(getattr(layer, key) != getattr(default, key) for layer in stack):
+                    raise InputError(
+                        "only the decoder layers of a seq2seq model have cross-attention",
+                        key=prefix + key,
+                    )
+        if self.task != "seq2seq":
+            return
+        for index, layer in enumerate(self.layers):
+            if layer.cross_layers > self.n_encoder_layers:
+                raise InputError(
+                    f"layer {index} reads the last {layer.cross_layers} encoder layers but the "
+                    f"encoder has {self.n_encoder_layers}",
+                    key="cross_layers",
+                )
+            width = layer.qkv_dim(self.d_model)
+            if width % layer.cross_head_count:
+                raise InputError(
+                    f"cross-attention width {width} is not divisible by "
+                    f"cross_heads={layer.cross_head_count} (layer {index})",
+                    key="cross_heads",
+                )
+
     @property
     def n_layers(self) -> int:
         return len(self.layers)
@@ -190,6 +290,11 @@ class ArchConfig:
     @property
     def n_encoder_layers(self) -> int:
         return len(self.encoder_layers)
+
+    @property
+    def encoder_width(self) -> int:
+        """The encoder's d_model (seq2seq); the decoder's when not set apart."""
+        return self.encoder_d_model if self.encoder_d_model is not None else self.d_model
 
     @property
     def embedding_width(self) -> int:
@@ -213,7 +318,7 @@ class ArchConfig:
         data = dict(data)
         global_names = {f.name for f in fields(cls)} - {"layers", "encoder_layers"}
         counts = {"n_layers", "n_encoder_layers"}
-        encoder_keys = {f"encoder_{k}" for k in LAYER_KEYS}
+        encoder_keys = {f"encoder_{k}" for k in ENCODER_LAYER_KEYS}
         unknown = sorted(
             set(data) - global_names - counts - set(LAYER_KEYS) - encoder_keys, key=str
         )
@@ -230,8 +335,14 @@ class ArchConfig:
             k[len("encoder_") :]: data.pop(k) for k in list(data) if k in encoder_keys
         }
         layers = _build_layers(decoder_values, n_layers, prefix="")
-        encoder_defaults = {k: v for k, v in decoder_values.items() if not isinstance(v, list)}
+        encoder_defaults = {
+            k: v
+            for k, v in decoder_values.items()
+            if not isinstance(v, list) and k not in DECODER_ONLY_KEYS
+        }
         for k, v in decoder_values.items():
+            if k in DECODER_ONLY_KEYS:
+                continue
             if isinstance(v, list) and k not in encoder_values and n_enc:
                 raise InputError(
                     f"'{k}' is per-layer for the decoder; give encoder_{k} for the encoder",
@@ -257,7 +368,10 @@ class ArchConfig:
         out.update(decoder)
         if self.encoder_layers:
             out["n_encoder_layers"] = self.n_encoder_layers
-            for key, value in _flatten_layers(self.encoder_layers, always=LAYER_KEYS).items():
+            flat = _flatten_layers(self.encoder_layers, always=ENCODER_LAYER_KEYS)
+            for key, value in flat.items():
+                if key in DECODER_ONLY_KEYS:
+                    continue
                 inherited = decoder.get(key, getattr(_LAYER_DEFAULTS, key))
                 if isinstance(inherited, list) or value != inherited:
                     out[f"encoder_{key}"] = value
@@ -283,7 +397,9 @@ class ArchConfig:
 
 def _known_list() -> str:
     names = [f.name for f in fields(ArchConfig) if f.name not in ("layers", "encoder_layers")]
-    return ", ".join([*names, "n_layers", "n_encoder_layers", *LAYER_KEYS, "encoder_<layer key>"])
+    return ", ".join(
+        [*names, "n_layers", "n_encoder_layers", *LAYER_KEYS, "encoder_<layer key but cross_*>"]
+    )
 
 
 def _infer_count(values: dict[str, Any], keys: tuple[str, ...], name: str) -> int:

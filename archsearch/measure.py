@@ -18,8 +18,13 @@ from typing import Any
 from archsearch.config import ArchConfig
 from archsearch.costs import estimate_costs
 from archsearch.costs.convention import CountingConvention
-from archsearch.costs.latency import TimingOptions, measure_forward, measure_generation
-from archsearch.costs.memory import generation_memory, inference_memory, training_memory
+from archsearch.costs.latency import (
+    MEASURE_TIMING,
+    TimingOptions,
+    measure_forward,
+    measure_generation,
+)
+from archsearch.costs.peak_bytes import generation_memory, inference_memory, training_memory
 from archsearch.costs.predictor import LatencyPredictor, cache_path, load_predictor
 from archsearch.profiles import COST_METRICS, Profile
 
@@ -32,9 +37,7 @@ class MeasureOptions:
 
     latency: bool = True
     generate: int = 16  # new tokens timed per generation round
-    timing: TimingOptions = field(
-        default_factory=lambda: TimingOptions(min_time_s=0.3, max_time_s=3.0)
-    )
+    timing: TimingOptions = MEASURE_TIMING
     sweep_timing: TimingOptions = field(
         default_factory=lambda: TimingOptions(
             warmup=1, min_repeats=3, min_time_s=0.1, max_time_s=1.5, rel_error=0.05
@@ -105,6 +108,8 @@ def measure_arch(
             "predicted": _predicted(predictor, config, tokens, batch),
         },
     }
+    if workload.device is not None:
+        report["latency"]["device"] = _device_predicted(workload.device, config, tokens, batch)
     if options.latency:
         report["latency"]["forward"] = forward_timings(
             config, tokens, batch, threads, options.timing
@@ -128,6 +133,24 @@ def measure_arch(
     return report
 
 
+def _device_predicted(
+    device: str, config: ArchConfig, tokens: int, batch: int
+) -> dict[str, Any] | None:
+    """Latency on the profile's device, per part (HAT: encoder and decoder), when fitted."""
+    from archsearch.costs.device import load_device_predictor
+
+    predictor = load_device_predictor(device)
+    if predictor is None:
+        return None
+    prediction = predictor.predict(config, tokens, batch)
+    return {
+        "device": device,
+        "parts_ms": predictor.predict_parts(config, tokens, batch),
+        **prediction.to_dict(),
+        "timed": predictor.workload.get("timed"),
+    }
+
+
 def _predictor_info(predictor: LatencyPredictor, threads: int) -> dict[str, Any]:
     validation = predictor.validation
     return {
@@ -143,15 +166,23 @@ def _budgets(
     profile: Profile, costs: Any, config: ArchConfig, predictor: LatencyPredictor | None
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    device = profile.workload.device
+    if device is not None:  # the budget's latency is the device's, not this machine's
+        from archsearch.costs.device import load_device_predictor
+
+        available = load_device_predictor(device) is not None
+        missing = f"no latency predictor for device {device}: run archsearch calibrate --from-csv"
+    else:
+        available, missing = predictor is not None, "no latency predictor: run archsearch calibrate"
     for name, limit in profile.budgets.items():
         metric = COST_METRICS[name]
-        if metric.needs == "predictor" and predictor is None:
+        if metric.needs == "predictor" and not available:
             out[name] = {
                 "limit": limit,
                 "value": None,
                 "unit": metric.unit,
                 "reason": None,
-                "note": "no latency predictor: run archsearch calibrate",
+                "note": missing,
             }
             continue
         value = profile.metric(name, costs, config)

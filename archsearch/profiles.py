@@ -6,10 +6,12 @@ left out. The convention travels with every result so figures are never compared
 conventions by accident.
 
 Besides MACs and parameters (read from ``Costs``), a profile can bound or trade peak memory
-(inference, generation, training; analytic, ``archsearch.costs.memory``) and forward latency on
-this machine (predicted by the predictor ``archsearch calibrate`` stores). Those metrics need the
-architecture itself and the profile's ``workload`` (batch size, tokens per sequence, CPU
-threads): every method that evaluates metrics takes ``config=`` next to the costs.
+(inference, generation, training; analytic, ``archsearch.costs.peak_bytes``) and latency: forward
+latency on this machine (predicted by the predictor ``archsearch calibrate`` stores), or, with
+``workload: {device: NAME}``, on a device measured elsewhere (``archsearch.costs.device``).
+Those metrics need the architecture itself and the profile's ``workload`` (batch size, tokens
+per sequence, CPU threads): every method that evaluates metrics takes ``config=`` next to the
+costs.
 """
 
 from __future__ import annotations
@@ -35,11 +37,14 @@ if TYPE_CHECKING:  # importing the counter imports torch; reading a profile does
 @dataclass(frozen=True)
 class Workload:
     """What memory and latency are quoted for: ``batch_size`` sequences of ``tokens`` (default:
-    the convention's tokens), timed with ``threads`` CPU threads."""
+    the convention's tokens), timed with ``threads`` CPU threads of this machine, or on
+    ``device``: a device whose predictor was fitted on measurements made there
+    (``archsearch calibrate --from-csv CSV --device NAME``; ``archsearch.costs.device``)."""
 
     batch_size: int = 1
     tokens: int | None = None
     threads: int = 1
+    device: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "tokens", "threads"):
@@ -47,22 +52,29 @@ class Workload:
             if value is None and name == "tokens":
                 continue
             check_count(name, value)
+        if self.device is not None:
+            from archsearch.costs.device import check_device_name
+
+            check_device_name(self.device)
 
     def tokens_for(self, convention: CountingConvention) -> int:
         return self.tokens if self.tokens is not None else convention.tokens
 
     def to_dict(self, convention: CountingConvention) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "batch_size": self.batch_size,
             "tokens": self.tokens_for(convention),
             "threads": self.threads,
         }
+        if self.device is not None:
+            out["device"] = self.device
+        return out
 
     @classmethod
     def from_dict(cls, data: Any) -> Workload:
         if not isinstance(data, dict):
             raise InputError("must be a mapping", key="workload")
-        known = ("batch_size", "tokens", "threads")
+        known = ("batch_size", "tokens", "threads", "device")
         unknown = sorted(set(data) - set(known), key=str)
         if unknown:
             raise InputError(
@@ -113,12 +125,12 @@ class Metric:
 
 @lru_cache(maxsize=512)
 def _memory(kind: str, config: ArchConfig, tokens: int, batch: int) -> int:
-    from archsearch.costs import memory
+    from archsearch.costs import peak_bytes
 
     estimate = {
-        "inference": memory.inference_memory,
-        "generation": memory.generation_memory,
-        "training": memory.training_memory,
+        "inference": peak_bytes.inference_memory,
+        "generation": peak_bytes.generation_memory,
+        "training": peak_bytes.training_memory,
     }[kind]
     return estimate(config, tokens, batch).peak
 
@@ -131,10 +143,20 @@ def _int8_bytes(inputs: MetricInputs) -> float:
     return int8_weight_bytes(inputs.config)
 
 
-def _latency(inputs: MetricInputs, bound: str) -> float:
+def latency_predictor(workload: Workload) -> Any:
+    """The predictor a profile's latency comes from: its device's, or this machine's for its
+    thread count (an ``InputError`` saying how to make it when there is none)."""
+    if workload.device is not None:
+        from archsearch.costs.device import require_device_predictor
+
+        return require_device_predictor(workload.device)
     from archsearch.costs.predictor import require_predictor
 
-    prediction = require_predictor(inputs.profile.workload.threads).predict(
+    return require_predictor(workload.threads)
+
+
+def _latency(inputs: MetricInputs, bound: str) -> float:
+    prediction = latency_predictor(inputs.profile.workload).predict(
         inputs.arch, inputs.tokens, inputs.batch
     )
     return {"ms": prediction.ms, "high": prediction.high_ms}[bound]
@@ -176,7 +198,8 @@ COST_METRICS: dict[str, Metric] = {
     "latency_ms": Metric(
         lambda m: _latency(m, "ms"),
         "ms",
-        "forward latency of the workload on this machine, predicted",
+        "latency of the workload on this machine (a forward) or on the workload's device (what "
+        "its measurements timed), predicted",
         needs="predictor",
     ),
     "latency_ms_high": Metric(
@@ -227,9 +250,12 @@ class Profile:
         """Fail early (InputError) when a metric cannot be computed on this machine: call once
         before a search. Loads the latency predictor, which later calls reuse."""
         if self.needs_predictor:
-            from archsearch.costs.predictor import require_predictor
+            latency_predictor(self.workload)
 
-            require_predictor(self.workload.threads)
+    @property
+    def latency_here(self) -> bool:
+        """Whether the latency it budgets is this machine's, so it can be timed here."""
+        return self.needs_predictor and self.workload.device is None
 
     def metric(self, name: str, costs: Costs, config: ArchConfig | None = None) -> float:
         return float(COST_METRICS[name].compute(MetricInputs(costs, config, self)))

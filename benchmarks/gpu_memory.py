@@ -24,7 +24,7 @@ import torch
 from archsearch.config import ArchConfig
 from archsearch.costs.calibration import BASE_ARCH, FAMILY_ARCHS
 from archsearch.costs.cuda_memory import measure_config_on_device, workspace_baseline
-from archsearch.costs.memory import inference_memory, training_memory
+from archsearch.costs.peak_bytes import inference_memory, training_memory
 from archsearch.profiles import load_profile
 
 WIDE = {"d_model": 512, "n_layers": 6, "heads": 8, "ffn_ratio": 4, "max_seq_len": 2048}

@@ -45,6 +45,13 @@ ATTENTION = {
     "lsra": {"lsra_split": 0.5, "conv_kernel": 7},
 }
 FFN = {"switch_moe": {"experts": 4}, "sparse": {"sparsity": 4}}
+LSRA_SPLITS = (0.25, 0.5, 0.75)  # the share of channels on LSRA's attention branch
+
+
+def split_variants() -> dict[str, dict[str, Any]]:
+    """The LSRA variant with each split: the convolution branch gets the other channels."""
+    lsra = {**BASE, "attention": "lsra", **ATTENTION["lsra"]}
+    return {f"lsra split {split}": {**lsra, "lsra_split": split} for split in LSRA_SPLITS}
 
 
 def variants() -> dict[str, dict[str, Any]]:
@@ -81,7 +88,7 @@ def main() -> None:
         load_recipe(args.evaluator),
         load_recipe("lm_brief"),
     )
-    models = variants()
+    models = variants() | split_variants()
     journal = Journal(JOURNAL)
     held = journal.read()
     keys = {name: job_key("short", arch, brief, ()) for name, arch in models.items()}
@@ -114,7 +121,7 @@ def main() -> None:
             f"{name:22} {scores[name]:9.4f} {trained[name]:7.4f} {offset_sn:+9.4f} "
             f"{offset_br:+9.4f} {offset_sn - offset_br:+7.4f}"
         )
-    names = list(models)
+    names = list(variants())
     tau = kendall_tau([scores[n] for n in names], [trained[n] for n in names])
     print(
         f"Kendall tau, supernet order against brief training's: {tau:.3f} over {len(names)} "
@@ -124,6 +131,10 @@ def main() -> None:
         "bias > 0: the supernet rates the family worse, relative to full attention, than "
         "training does"
     )
+    print("\nLSRA by its split (attention share; the convolution branch has the rest):")
+    print(f"{'variant':22} {'supernet':>9} {'brief':>7}")
+    for name in split_variants():
+        print(f"{name:22} {scores[name]:9.4f} {trained[name]:7.4f}")
 
 
 if __name__ == "__main__":

@@ -161,6 +161,21 @@ OTHER_CASES: dict[str, dict[str, Any]] = {
         "encoder_window": 8,
         "encoder_global_tokens": 2,
     },
+    # HAT's SubTransformers: post-norm with biases, an encoder of its own width, decoder layers
+    # reading the last encoder layers with their own cross-attention heads (scalars: the
+    # torch-free test makes a space of each case, where per-layer lists need fixed counts)
+    "task=seq2seq,hat": {
+        "task": "seq2seq",
+        "n_encoder_layers": 3,
+        "encoder_d_model": 48,
+        "encoder_heads": 4,
+        "cross_layers": 3,
+        "cross_heads": 4,
+        "bias": True,
+        "norm": "post",
+        "activation": "relu",
+    },
+    "post_norm+bias": {"norm": "post", "bias": True, "dropout": 0.1},
     "albert+dropout": {"embed_dim": 16, "tie_embeddings": False, "dropout": 0.1},
     "lsra=lightweight": {"attention": "lsra", "lsra_split": 0.5, "conv_kernel": 3},
     "relu+shared": {"activation": "relu", "share_layers": True},

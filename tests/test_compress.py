@@ -19,6 +19,7 @@ from archsearch.compress.store import data_bytes, load_compressed, save_compress
 from archsearch.evaluate.data import make_batches
 from archsearch.evaluate.recipe import Recipe
 from archsearch.evaluate.train import validate
+from archsearch.seeding import seeded
 
 ARCH = {"vocab_size": 256, "max_seq_len": 32, "d_model": 32, "n_layers": 2, "heads": 2}
 # onnxruntime's int8 graph against PyTorch's int8 model: both quantize the same weights with
@@ -81,7 +82,7 @@ def test_the_sparse_ffn_keeps_the_weights_it_reads_directly_in_float() -> None:
 def test_finetune_recovers_and_pruned_weights_stay_exactly_zero() -> None:
     recipe = Recipe.from_dict({**TINY_RECIPE, "token_budget": 4096})
     model, _ = _model()
-    with torch.random.fork_rng(devices=[]):
+    with seeded(0):
         from archsearch.evaluate.train import fit
 
         fit(model, recipe)
@@ -233,7 +234,7 @@ def test_compresses_a_study_trial_trained_as_its_evaluator_trained_it(
 ) -> None:
     import optuna
 
-    from archsearch.report.trials import best_trial
+    from archsearch.search.trials import best_trial
 
     profile = write_yaml(tmp_path / "profile.yaml", TINY_PROFILE)
     args = ["compress", "--study=micro", f"--storage={micro_study['url']}", "--int8"]

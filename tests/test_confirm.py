@@ -15,11 +15,13 @@ from optuna.trial import TrialState
 
 from archsearch.cli import main
 from archsearch.confirm import verdict
-from archsearch.confirm.runs import SEED, SOURCE, companion_name, trial_key
-from archsearch.confirm.selection import select_models, spread
+from archsearch.confirm.runs import companion_name, trial_key
+from archsearch.confirm.selection import select_models
 from archsearch.evaluate.data import make_batches
 from archsearch.evaluate.order import seeded_order
 from archsearch.evaluate.recipe import Recipe
+from archsearch.search import trial_attrs as attrs
+from archsearch.search.trials import spread
 
 # ---- statistics ------------------------------------------------------------------------------
 
@@ -117,12 +119,12 @@ def handmade_study(url: str) -> optuna.Study:
     points += [(3.5, 5e5, None, -0.1), (1.0, 9e5, None, 0.5)]
     points += [(2.5, 3.5e5, "transformer", -0.1), (2.65, 2.5e5, "lite_transformer", -0.1)]
     for bpb, macs, baseline, constraint in points:
-        attrs = {"status": "complete", "arch": {"d_model": 16}, "macs": macs}
+        recorded = {"status": "complete", "arch": {"d_model": 16}, "macs": macs}
         if baseline:
-            attrs["baseline"] = baseline
+            recorded["baseline"] = baseline
         study.add_trial(
             optuna.trial.create_trial(
-                values=[bpb, macs], user_attrs=attrs, system_attrs={"constraints": [constraint]}
+                values=[bpb, macs], user_attrs=recorded, system_attrs={"constraints": [constraint]}
             )
         )
     return study
@@ -200,7 +202,9 @@ def test_confirm_records_each_run_and_the_verdict(confirmed):
     # the stored comparisons are the verdict of the recorded runs, paired seed by seed
     by_model = {}
     for trial in runs:
-        by_model.setdefault(trial.user_attrs[SOURCE], {})[trial.user_attrs[SEED]] = trial.value
+        by_model.setdefault(trial.user_attrs[attrs.SOURCE_TRIAL], {})[
+            trial.user_attrs[attrs.SEED]
+        ] = trial.value
     for comparison in summary["comparisons"]:
         again = verdict.judge(
             "c",
@@ -289,7 +293,11 @@ def test_an_interrupted_confirm_continues_without_retraining(confirmed, tmp_path
     models = confirmed["summary"]["models"]
     companion = optuna.load_study(study_name=companion_name("micro"), storage=url)
     killed = companion.ask()
-    for key, value in {SOURCE: models[0]["trial"], SEED: 2, "factor": FACTOR}.items():
+    for key, value in {
+        attrs.SOURCE_TRIAL: models[0]["trial"],
+        attrs.SEED: 2,
+        attrs.FACTOR: FACTOR,
+    }.items():
         killed.set_user_attr(key, value)
     summary = confirm(url, seeds=3)
     runs = runs_of(url)

@@ -52,11 +52,29 @@ def random_case(seed: int) -> tuple[ArchConfig, int, int]:
         "share_layers": shared,
         **random_stack(rng, n, d, shared),
     }
+    # fairseq's Transformer (HAT): biases and post-norm blocks, for either task
+    data["bias"] = rng.random() < 0.4
+    data["norm"] = rng.choice(["pre", "post"])
     if task == "seq2seq":
         m = rng.randint(1, 3)
         data["n_encoder_layers"] = m
-        stack = random_stack(rng, m, d, shared)
+        # HAT: the encoder's width is chosen apart from the decoder's
+        source_d = rng.choice([d, 8, 12, 16, 20])
+        data["encoder_d_model"] = None if source_d == d else source_d
+        stack = random_stack(rng, m, source_d, shared)
         data.update({f"encoder_{key}": value for key, value in stack.items()})
+        widths = [a if a is not None else d for a in data["attn_dim"]]
+        cross = [
+            (
+                rng.choice([h for h in (1, 2, 4, None) if h is None or w % h == 0]),
+                rng.randint(1, min(3, m)),
+            )
+            for w in widths
+        ]
+        if shared:
+            cross = [cross[0]] * n
+        data["cross_heads"] = [h for h, _ in cross]
+        data["cross_layers"] = [k for _, k in cross]
     else:
         data["memory"] = rng.choice(["none", "xl", "compressive"])
         if data["memory"] != "none":
@@ -89,7 +107,7 @@ def by_part(measured: dict[str, int], root: str) -> dict[str, int]:
         return sum(v for k, v in measured.items() if re.fullmatch(rf"{root}\.{pattern}", k))
 
     return {
-        "embedding_projection": summed(r"embed\.project"),
+        "embedding_projection": summed(r"(source_)?embed\.project"),
         "attention": summed(r"(blocks|encoder|decoder)\.\d+\.attn"),
         "cross_attention": summed(r"decoder\.\d+\.cross"),
         "ffn": summed(r"(blocks|encoder|decoder)\.\d+\.ffn"),

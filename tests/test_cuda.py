@@ -82,7 +82,7 @@ def test_loss_and_gradients_on_cuda_equal_the_cpu(case: str) -> None:
 
 @pytest.mark.parametrize("case", sorted(FAMILY_CASES))
 def test_allocator_peak_is_the_trackers_but_for_masked_fused_attention(case: str) -> None:
-    """The tracker's figure (what ``archsearch.costs.memory`` is checked against) is what the
+    """The tracker's figure (what ``archsearch.costs.peak_bytes`` is checked against) is what the
     GPU allocates, except scratch a kernel allocates inside one operator call, which no
     dispatch-level count sees. Of the families only the memory-efficient attention backward
     with an explicit mask needs enough to show (local and Linformer; README, GPU memory)."""

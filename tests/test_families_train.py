@@ -23,10 +23,21 @@ FAMILIES = {
     "attention=performer": {"attention": "performer", "performer_features": 16},
     "attention=lsh": {"attention": "lsh", "lsh_bucket_size": 8},
     "attention=lsra": {"attention": "lsra", "lsra_split": 0.5, "conv_kernel": 3},
+    "attention=sparsefinder": {"attention": "sparsefinder", "finder_k": 8, "finder_dim": 4},
+    "attention=sparse_qkv": {"attention": "sparse_qkv", "qkv_sparsity": 4},
     "ffn=switch_moe": {"ffn": "switch_moe", "experts": 4},
     "ffn=sparse": {"ffn": "sparse", "sparsity": 4},
     "memory=xl": {"memory": "xl", "mem_len": 16},
     "memory=compressive": {"memory": "compressive", "mem_len": 16, "compress_len": 4},
+    "memory=infinity": {"memory": "infinity", "mem_len": 8, "ltm_basis": 8, "ltm_samples": 8},
+    "memory=infinity,linformer": {
+        "memory": "infinity",
+        "ltm_basis": 8,
+        "ltm_samples": 8,
+        "attention": "linformer",
+        "linformer_k": 8,
+    },
+    "retrieval": {"retrieval_chunk": 8, "retrieval_k": 2, "retrieve": [False, True]},
     "embedding=factorized,shared": {"embed_dim": 16, "share_layers": True, "tie_embeddings": False},
 }
 RECIPE = Recipe.from_dict({**TINY_RECIPE, "token_budget": 4096, "eval_points": 2})
@@ -57,10 +68,13 @@ def test_efficient_lm_samples_every_family():
             seen[f"attention={layer.attention}"] += 1
             seen[f"ffn={layer.ffn}"] += 1
         seen[f"memory={config.memory}"] += 1
+        if any(layer.retrieve for layer in config.layers) and config.retrieval_chunk:
+            seen["retrieval"] += 1
     expected = (
         {f"attention={k}" for k in ATTENTION_KINDS}
         | {f"ffn={k}" for k in FFN_KINDS}
         | {f"memory={k}" for k in MEMORY_KINDS}
+        | {"retrieval"}
     )
     assert expected <= set(seen), f"never sampled: {expected - set(seen)}"
     # Per-layer choices meet global ones (memory needs full or local attention in every layer),

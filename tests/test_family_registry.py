@@ -18,7 +18,7 @@ from test_memory_costs import TOLERANCE, measured
 
 from archsearch import ArchConfig, InputError, build_model, estimate_costs
 from archsearch.config import LAYER_KEYS, LayerConfig
-from archsearch.costs.memory import approximated, inference_memory, training_memory
+from archsearch.costs.peak_bytes import approximated, inference_memory, training_memory
 from archsearch.costs.reference import measured_macs
 from archsearch.families import BlockContext, FamilySpec, all_specs, memory_specs
 
@@ -132,19 +132,34 @@ def test_one_training_step_lowers_the_loss(case: str) -> None:
 
 
 ONNX_ATOL = ONNX_RTOL = 1e-4  # |onnxruntime - PyTorch| <= atol + rtol * |PyTorch|, float32
+# The family cases plus what only the graph exports and int8 need apart: RETRO retrieval, whose
+# forward takes its neighbours (the registry's other checks run it in tests/test_retrieval.py).
+EXPORT_CASES = {
+    **FAMILY_CASES,
+    "retrieval": {"retrieval_chunk": 8, "retrieval_k": 2, "retrieve": True},
+}
 
 
 def _onnx_case(case: str) -> tuple[FamilySpec | None, ArchConfig]:
     spec = SPECS.get(case)
     small = {"max_seq_len": 32, "n_layers": 1}
-    return spec, ArchConfig.from_dict({**FAMILY_BASE, **FAMILY_CASES[case], **small})
+    return spec, ArchConfig.from_dict({**FAMILY_BASE, **EXPORT_CASES[case], **small})
 
 
-@pytest.mark.parametrize("case", sorted(FAMILY_CASES))
+def _neighbours(config: ArchConfig, batch: int, generator: torch.Generator) -> torch.Tensor:
+    from archsearch.families.retrieval import retrieved_chunks
+
+    chunks = retrieved_chunks(config, config.max_seq_len)
+    shape = (batch, chunks, config.retrieval_k, 2 * config.retrieval_chunk)
+    return torch.randint(0, config.vocab_size, shape, generator=generator)
+
+
+@pytest.mark.parametrize("case", sorted(EXPORT_CASES))
 def test_exports_to_onnx_and_onnxruntime_agrees(case: str, tmp_path: Any) -> None:
     """Every family, memory kind and task exports (or its spec says why not), and the graph's
     outputs equal PyTorch's within ONNX_ATOL/RTOL, at a length and batch it was not traced at
-    (memory: two chained segments from a full state, next states compared too)."""
+    (memory: two chained segments from a full state, next states compared too; retrieval: the
+    neighbours are an input)."""
     import onnxruntime
 
     from archsearch.export.onnx_model import check_exportable, flat_state, warm_state, write_onnx
@@ -174,13 +189,19 @@ def test_exports_to_onnx_and_onnxruntime_agrees(case: str, tmp_path: Any) -> Non
             assert names == ["input_ids", "source_ids"]
             got = session.run(None, {"input_ids": ids.numpy(), "source_ids": source.numpy()})
             close(model(ids, source).logits, got[0])
+        elif config.retrieval_chunk:
+            assert names == ["input_ids", "neighbours"]
+            near = _neighbours(config, 3, generator)
+            got = session.run(None, {"input_ids": ids.numpy(), "neighbours": near.numpy()})
+            close(model(ids, neighbours=near).logits, got[0])
         elif config.memory != "none":
-            state = flat_state(warm_state(model, config, 3, seed=9))
-            ours = theirs = state
+            warm = warm_state(model, config, 3, seed=9)
+            per_layer = len(warm[0]) if isinstance(warm[0], tuple) else 1
+            ours = theirs = flat_state(warm)
             for _ in range(2):
                 feed = dict(zip(names, [ids.numpy(), *(t.numpy() for t in theirs)], strict=True))
                 got = session.run(None, feed)
-                out = model(ids, state=_nest(ours, config))
+                out = model(ids, state=_nest(ours, per_layer))
                 close(out.logits, got[0])
                 ours = flat_state(out.state)
                 for mine, other in zip(ours, got[1:], strict=True):
@@ -191,16 +212,16 @@ def test_exports_to_onnx_and_onnxruntime_agrees(case: str, tmp_path: Any) -> Non
             close(model(ids).logits, session.run(None, {"input_ids": ids.numpy()})[0])
 
 
-def _nest(flat: list[torch.Tensor], config: ArchConfig) -> Any:
-    if config.memory == "compressive":
-        return tuple(tuple(flat[i : i + 2]) for i in range(0, len(flat), 2))
+def _nest(flat: list[torch.Tensor], per_layer: int) -> Any:
+    if per_layer > 1:
+        return tuple(tuple(flat[i : i + per_layer]) for i in range(0, len(flat), per_layer))
     return tuple(flat)
 
 
 INT8_HEADER_PER_TENSOR = 160  # JSON bytes per tensor entry at most, on top of the arch header
 
 
-@pytest.mark.parametrize("case", sorted(FAMILY_CASES))
+@pytest.mark.parametrize("case", sorted(EXPORT_CASES))
 def test_int8_file_stores_what_weight_bytes_int8_says_and_rebuilds(
     case: str, tmp_path: Any
 ) -> None:
@@ -215,7 +236,7 @@ def test_int8_file_stores_what_weight_bytes_int8_says_and_rebuilds(
     from archsearch.costs.int8 import int8_weight_bytes
     from archsearch.profiles import load_profile
 
-    config = _config(case)
+    config = ArchConfig.from_dict({**FAMILY_BASE, **EXPORT_CASES[case]})
     model = quantize_int8(build_model(config, seed=0))
     path = save_compressed(model, config, tmp_path / "int8.safetensors")
     assert data_bytes(path) == int8_weight_bytes(config)
@@ -233,8 +254,18 @@ def test_int8_file_stores_what_weight_bytes_int8_says_and_rebuilds(
     generator = torch.Generator().manual_seed(4)
     ids = torch.randint(0, config.vocab_size, (FAMILY_BATCH, FAMILY_TOKENS), generator=generator)
     args = (ids, ids.flip(1)) if config.task == "seq2seq" else (ids,)
+    kwargs = {}
+    if config.retrieval_chunk:
+        from archsearch.families.retrieval import retrieved_chunks
+
+        shape = (
+            retrieved_chunks(config, FAMILY_TOKENS),
+            config.retrieval_k,
+            2 * config.retrieval_chunk,
+        )
+        kwargs["neighbours"] = torch.randint(0, config.vocab_size, (FAMILY_BATCH, *shape))
     with torch.no_grad():
-        assert torch.equal(model(*args).logits, rebuilt(*args).logits)
+        assert torch.equal(model(*args, **kwargs).logits, rebuilt(*args, **kwargs).logits)
 
 
 def test_memory_kinds_have_examples_and_costs() -> None:

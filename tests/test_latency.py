@@ -103,6 +103,7 @@ CACHED = {
         "sparsity": [1, 2],
     },
     "factorized": {"embed_dim": 8, "tie_embeddings": False},
+    "biased": {"attention": ["full", "local"], "window": 3, "bias": True},
 }
 
 
@@ -126,5 +127,6 @@ def test_only_families_with_a_cache_path_decode_incrementally() -> None:
     assert not incremental.supports(config(memory="xl", mem_len=4))
     seq2seq = config(task="seq2seq", n_encoder_layers=1)
     assert not incremental.supports(seq2seq)
+    assert not incremental.supports(config(norm="post"))  # timed by re-running the prefix
     with pytest.raises(ValueError):
         incremental.IncrementalDecoder(build_model(config(attention="performer")))

@@ -1,4 +1,5 @@
-"""Recurrent memory: Transformer-XL and compressive memory, checked on whole models."""
+"""Recurrent memory: Transformer-XL, compressive and infinity-former memory, checked on whole
+models (the infinity-former's own behaviour: test_infinity_memory.py)."""
 
 from __future__ import annotations
 
@@ -37,8 +38,15 @@ def compressive(fn: str = "mean", **overrides: Any) -> ArchConfig:
     return config(memory="compressive", **{**settings, **overrides})
 
 
+def infinity(**overrides: Any) -> ArchConfig:
+    settings = {"mem_len": 4, "ltm_basis": 6, "ltm_samples": 5}
+    return config(memory="infinity", **{**settings, **overrides})
+
+
 MEMORIES = {
     "xl": xl,
+    "infinity": infinity,
+    "infinity_alone": lambda **kw: infinity(**{**kw, "mem_len": 0}),  # no short-term memory
     "compressive_mean": lambda **kw: compressive("mean", **kw),
     "compressive_conv": lambda **kw: compressive("conv", **kw),
 }
@@ -299,7 +307,7 @@ def test_causal_within_a_segment_with_memory(kind: str) -> None:
 def test_steady_state_costs_equal_measured(kind: str) -> None:
     """Segments and mem_len multiples of the rate: the memory settles at exactly mem_len."""
     t = 4
-    cfg = MEMORIES[kind](mem_len=4, compress_len=3) if kind != "xl" else xl(mem_len=4)
+    cfg = MEMORIES[kind](mem_len=4, **({"compress_len": 3} if "compressive" in kind else {}))
     model = model_for(cfg)
     _, state = run_segments(model, [tokens(t, seed=s) for s in range(8)])
     for made, quoted in zip(_tensors(state), _tensors(steady_state(cfg)), strict=True):
@@ -323,7 +331,7 @@ def test_compression_costs_and_params() -> None:
         v for k, v in by_module.items() if k.startswith("CausalLM.memory.compressors.")
     )
     # t // rate = 4 groups are evicted but only compress_len = 3 slots can stay
-    assert compression == layers * memory_macs(cfg, t) == layers * 3 * d * d * rate
+    assert compression == memory_macs(cfg, t) == layers * 3 * d * d * rate
     assert estimate_costs(cfg, CountingConvention(tokens=t)).macs_by_part["memory"] == compression
 
 

@@ -11,7 +11,7 @@ from conftest import FAMILY_TOKENS as TOKENS
 from conftest import built_family
 
 from archsearch import ArchConfig
-from archsearch.costs.memory import (
+from archsearch.costs.peak_bytes import (
     generation_memory,
     inference_memory,
     parameter_bytes,
@@ -113,7 +113,7 @@ def test_bad_sizes_are_input_errors() -> None:
 
 
 def test_every_registered_family_has_its_own_footprint() -> None:
-    from archsearch.costs.memory import approximated
+    from archsearch.costs.peak_bytes import approximated
 
     for case in CASES.values():
         assert approximated(ArchConfig.from_dict({**BASE, **case})) == ()

@@ -13,7 +13,7 @@ import yaml
 from archsearch import ArchConfig, estimate_costs, load_profile
 from archsearch.builtins import list_builtins
 from archsearch.cli import main
-from archsearch.costs import memory
+from archsearch.costs import peak_bytes
 from archsearch.costs import predictor as P
 from archsearch.errors import InputError
 from archsearch.profiles import COST_METRICS, Profile, parse_amount
@@ -79,8 +79,8 @@ def test_memory_metrics_are_the_analytic_figures_for_the_workload(tmp_path: Path
     config = ArchConfig.from_dict(ARCH)
     costs = estimate_costs(config, profile)
     measures = profile.measures(costs, config)
-    assert measures["train_memory"] == memory.training_memory(config, 32, 2).peak
-    assert measures["inference_memory"] == memory.inference_memory(config, 32, 2).peak
+    assert measures["train_memory"] == peak_bytes.training_memory(config, 32, 2).peak
+    assert measures["inference_memory"] == peak_bytes.inference_memory(config, 32, 2).peak
     assert measures["macs"] == costs.macs  # the convention's 16 tokens, not the workload's
     violations = profile.violations(costs, config)
     assert violations["train_memory"] == pytest.approx(measures["train_memory"] / 4e6 - 1)
@@ -167,7 +167,7 @@ def test_measure_reports_memory_and_a_sweep_over_sequence_lengths(
     assert main([*args, "--seq-lens", "16,128"]) == 0
     report = json.loads(capsys.readouterr().out)
     config = ArchConfig.from_dict({**ARCH, "attention": "local", "window": 8})
-    assert report["memory"]["training"]["peak"] == memory.training_memory(config, 32, 2).peak
+    assert report["memory"]["training"]["peak"] == peak_bytes.training_memory(config, 32, 2).peak
     assert report["budgets"]["train_memory"]["limit"] == 4e6
     assert report["latency"]["predicted"] is None  # nothing calibrated in this cache
     short, long = report["seq_lens"]
@@ -230,5 +230,5 @@ def test_a_workload_longer_than_max_seq_len_is_costed_as_raised(tmp_path: Path) 
     costs = estimate_costs(config, profile)
     raised = config.replace(max_seq_len=32)
     value = profile.metric("inference_memory", costs, config)
-    assert value == memory.inference_memory(raised, 32, 2).peak
-    assert value > memory.inference_memory(config, 32, 2).peak  # longer E and F projections
+    assert value == peak_bytes.inference_memory(raised, 32, 2).peak
+    assert value > peak_bytes.inference_memory(config, 32, 2).peak  # longer E and F projections

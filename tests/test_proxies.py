@@ -173,8 +173,7 @@ def test_every_proxy_is_finite_and_deterministic(changes: dict[str, Any]) -> Non
 
 def test_the_proxy_model_is_the_model_training_starts_from() -> None:
     config, recipe = _config(), _recipe()
-    torch.manual_seed(recipe.seed)  # evaluate() seeds exactly like this before building
-    reference = archsearch.build_model(config)
+    reference = archsearch.build_model(config, seed=recipe.seed)  # what evaluate() starts from
     built = initial_model(config, recipe)
     for (name, a), (_, b) in zip(
         reference.state_dict().items(), built.state_dict().items(), strict=True

@@ -100,6 +100,12 @@ BAD_VALUES = [
         ("set", "curriculum", {"start_seq_len": 32, "fraction": 0.0}),
         "curriculum.fraction",
     ),
+    ("selection pool of one", ("set", "selection", {"pool": 1}), "selection.pool"),
+    (
+        "unknown selection criterion",
+        ("set", "selection", {"pool": 2, "by": "grad"}),
+        "selection.by",
+    ),
     ("unknown task", ("set", "task", "seq2seq"), "task"),
     ("unknown data", ("set", "data", "wikitext"), "data"),
     ("unknown optimizer", ("set", "optimizer.name", "sgd"), "optimizer.name"),

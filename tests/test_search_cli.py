@@ -154,22 +154,11 @@ def test_ctrl_c_and_kill_9_then_the_same_command_continues_the_study(tiny_inputs
 
     study = load_study(storage, "cli")
     trials = study.get_trials()
-    assert trained_count(study) == 8
     assert count(db, "RUNNING") == 0
-    trained = [t for t in trials if t.user_attrs.get("status") in TRAINED]
-    duplicates = Counter(tuple(sorted(t.params.items())) for t in trained)
-    assert max(duplicates.values()) == 1, "a candidate was trained twice"
-    interrupted = [t for t in trials if t.user_attrs.get("status") == "interrupted"]
-    assert interrupted, "the signals landed while candidates were training"
-    for trial in interrupted:
-        retries = [t for t in trials if t.user_attrs.get("retry_of") == trial.number]
-        if trial.user_attrs["interrupted_while"] in WORKER_STATUSES:  # a worker had it: queued once
-            assert len(retries) == 1 and retries[0].params == trial.params
-            assert retries[0].user_attrs.get("baseline") == trial.user_attrs.get("baseline")
-        else:  # killed while the driver sampled or judged it: never reached a worker
-            assert not retries and "wall_s" not in trial.user_attrs
+    interrupted = check_resumed(study, 8)
     reasons = {t.user_attrs["reason"] for t in interrupted}
     assert any("Ctrl-C" in reason for reason in reasons)  # closed by the interrupted driver
+    trained = [t for t in trials if t.user_attrs.get("status") in TRAINED]
     assert sorted(t.user_attrs["baseline"] for t in trained if "baseline" in t.user_attrs) == [
         "lite_transformer",
         "transformer",
@@ -190,6 +179,28 @@ def test_ctrl_c_and_kill_9_then_the_same_command_continues_the_study(tiny_inputs
     )
     trial_cpu = sum(t.user_attrs.get("cpu_s", 0.0) for t in trials)
     assert study.user_attrs["search_trial_cpu_s"] == pytest.approx(trial_cpu, abs=1e-2)
+
+
+def check_resumed(study: optuna.Study, expected: int) -> list[optuna.trial.FrozenTrial]:
+    """What an interrupted-then-resumed search must hold: ``expected`` candidates trained, none
+    twice; each trial a worker had when the run died queued again exactly once (same parameters,
+    same baseline), and a trial the driver was still sampling or judging never retried (it never
+    trained). Returns the interrupted trials."""
+    trials = study.get_trials()
+    assert trained_count(study) == expected
+    trained = [t for t in trials if t.user_attrs.get("status") in TRAINED]
+    duplicates = Counter(tuple(sorted(t.params.items())) for t in trained)
+    assert max(duplicates.values()) == 1, "a candidate was trained twice"
+    interrupted = [t for t in trials if t.user_attrs.get("status") == "interrupted"]
+    assert interrupted, "the interruptions landed while candidates were training"
+    for trial in interrupted:
+        retries = [t for t in trials if t.user_attrs.get("retry_of") == trial.number]
+        if trial.user_attrs["interrupted_while"] in WORKER_STATUSES:  # a worker had it: queued once
+            assert len(retries) == 1 and retries[0].params == trial.params
+            assert retries[0].user_attrs.get("baseline") == trial.user_attrs.get("baseline")
+        else:  # killed while the driver sampled or judged it: never reached a worker
+            assert not retries and "wall_s" not in trial.user_attrs
+    return interrupted
 
 
 def free_port() -> int:

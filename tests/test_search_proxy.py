@@ -19,16 +19,16 @@ from archsearch.cli import main
 from archsearch.errors import InputError
 from archsearch.evaluate.proxies import PROXIES
 from archsearch.evaluate.recipe import load_recipe
-from archsearch.report import trials as select
 from archsearch.report.comparison import compare
-from archsearch.report.front import front_trials
 from archsearch.report.plots import panels
 from archsearch.report.summary import summarize
 from archsearch.search import run_search
-from archsearch.search.quality import LEGACY, MAXIMIZE, MINIMIZE, STUDY_ATTR
+from archsearch.search import trials as select
+from archsearch.search.quality import DEFAULT_QUALITY, MAXIMIZE, MINIMIZE, STUDY_ATTR
 from archsearch.search.resume import trained_count
 from archsearch.search.schedulers import make_scheduler
 from archsearch.search.study import load_study
+from archsearch.search.trials import front_trials
 from tests.conftest import TINY_PROFILE, TINY_RECIPE, TINY_SPACE, write_yaml
 from tests.test_export import export
 from tests.test_report import show, usable
@@ -254,7 +254,7 @@ def test_the_recorded_direction_decides_best_and_old_studies_read_as_val_bpb(tmp
     old = _hand_made_study(
         storage, "old", [MINIMIZE, MINIMIZE], {**base, "objectives": ["val_bpb", "macs"]}
     )
-    assert select.quality(old) == LEGACY
+    assert select.quality(old) == DEFAULT_QUALITY
     assert select.best_trial(old).values[0] == 2.0
     assert summarize(old).best["val_bpb"].values["val_bpb"] == 2.0
     assert compare(old).rows[-2].to_dict()["val_bpb"] == 2.0  # "archsearch best", then ET

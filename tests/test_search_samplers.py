@@ -72,6 +72,51 @@ def test_configurations_count_every_branch_of_a_conditional_per_layer_space():
     assert {"heads.0", "heads.1", "window"} <= {name for c in found for name in c}
 
 
+STEPPED = {
+    **CONDITIONAL,
+    "params": {
+        **CONDITIONAL["params"],
+        # 0.1 + 6 * 0.1 is 0.7000000000000001 in floats: the top value must come back as 0.7.
+        "dropout": {"float": [0.1, 0.7], "step": 0.1},
+        "capacity_factor": {"float": [1.0, 1.5], "step": 0.25, "per_layer": True},
+    },
+}
+STEPPED_SIZE = sum(2**layers * 3**layers * (1 + 2) * 7 for layers in (1, 2))
+
+
+def test_grid_and_space_enumerate_stepped_floats_alike_and_as_optuna_does():
+    """The grid's walk and the space's own enumeration (its load-time check) are one walk, and
+    each stepped float value is the one Optuna's samplers give, so a grid trial's parameters
+    match a trial Optuna sampled itself."""
+    space = SearchSpace.from_dict(STEPPED)
+    grid = configurations(space)
+    walked = [params for _, params in space.branches()]
+    assert grid == walked
+    assert len({params_key_of(c) for c in grid}) == len(grid) == STEPPED_SIZE
+    # Every value the space's walk gives is a value of that parameter's Optuna distribution.
+    for values, params in space.branches():
+        assert 0.1 <= values["dropout"] <= 0.7
+        assert all(1.0 <= c <= 1.5 for c in values["capacity_factor"])
+        assert values["dropout"] == params["dropout"]
+    assert {c["dropout"] for c in grid} == {0.1, 0.2, 0.1 + 2 * 0.1, 0.4, 0.5, 0.6, 0.7}
+    # Optuna's random sampler, through the same define-by-run suggestions: every trial it draws
+    # is one of the grid's configurations, value for value.
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    keys = {params_key_of(c) for c in grid}
+    drawn = set()
+    for _ in range(400):
+        trial = study.ask()
+        space.suggest(trial)
+        assert params_key_of(trial.params) in keys, trial.params
+        drawn.add(trial.params["dropout"])
+        study.tell(trial, 0.0)
+    assert 0.7 in drawn  # the top value, where unclipped arithmetic overshoots
+
+
+def params_key_of(params: dict) -> tuple:
+    return tuple(sorted(params.items()))
+
+
 def test_grid_refuses_continuous_and_huge_spaces():
     continuous = {
         **CONDITIONAL,

@@ -111,6 +111,43 @@ def test_extracted_parameters_equal_the_analytic_count(space, supernet):
         assert sum(p.numel() for p in model.parameters()) == estimate_costs(config).params
 
 
+def test_biases_and_post_norm_blocks_are_sub_networks_too():
+    """fairseq-style blocks (HAT's): biases are leading slices like the weights they go with."""
+    fairseq = SearchSpace.from_dict(
+        {
+            "name": "fairseq_oneshot",
+            "task": "causal_lm",
+            "fixed": {"vocab_size": 64, "max_seq_len": 16},
+            "params": {
+                "n_layers": {"int": [1, 2]},
+                "d_model": {"choice": [16, 32]},
+                "heads": {"choice": [2, 4], "per_layer": True},
+                "attention": {"choice": ["full", "local"], "per_layer": True},
+                "window": {"choice": [4], "when": "attention == 'local'", "per_layer": True},
+                "ffn_ratio": {"choice": [1, 2], "per_layer": True},
+                "bias": {"choice": [True, False]},
+                "norm": {"choice": ["pre", "post"]},
+            },
+            "constraints": ["d_model // heads % 2 == 0"],
+        }
+    )
+    check_shareable(fairseq)
+    torch.manual_seed(0)
+    shared = Supernet.for_configs(probe_configs(fairseq, 12)).eval()
+    tokens = torch.randint(0, 64, (2, 16), generator=torch.Generator().manual_seed(0))
+    seen = set()
+    for config in configs(fairseq, 8):
+        seen.add((config.bias, config.norm))
+        model = shared.extract(config).eval()
+        with torch.no_grad():
+            torch.testing.assert_close(
+                model(tokens).logits, shared(config, tokens).logits, rtol=0, atol=0
+            )
+        assert sum(p.numel() for p in model.parameters()) == estimate_costs(config).params
+    assert {bias for bias, _ in seen} == {True, False}
+    assert {norm for _, norm in seen} == {"pre", "post"}
+
+
 def test_attention_families_of_a_layer_share_its_projections_and_nothing_else(space, supernet):
     base = next(c for c in configs(space, 60, seed=3) if c.layers[0].attention == "full")
     settings = {"window": 4, "linformer_k": 8, "performer_features": 8, "lsh_bucket_size": 4}
@@ -305,9 +342,9 @@ def test_a_search_scores_candidates_by_the_supernet(ray_local, tmp_path, monkeyp
     # Second fidelity: the supernet front's finalists and the baselines, trained from scratch.
     from rich.console import Console
 
-    from archsearch.report.front import front_trials
     from archsearch.search.finalists import SCORE_ATTR, SOURCE_ATTR, run_finalists
     from archsearch.search.inputs import load_inputs
+    from archsearch.search.trials import front_trials
 
     brief = write_yaml(tmp_path / "brief.yaml", TINY_RECIPE)
     with_finalists = {
@@ -406,3 +443,48 @@ def test_finalists_come_from_the_better_scored_half_of_the_front(tmp_path):
     assert queue_finalists(companion, finalists) == []  # enqueued once, however often asked
     waiting = companion.get_trials(states=(optuna.trial.TrialState.WAITING,))
     assert sorted(t.user_attrs["supernet_trial"] for t in waiting) == sorted(chosen)
+
+
+def test_sparsefinder_and_sparse_qkv_share_the_projections_and_train_in_the_supernet():
+    """Both families keep full attention's projection names, so a layer's q/k/v/output weights
+    are one tensor whichever of the three it runs; the finder's projections and the Q/K/V
+    controller are their own. The extracted model computes what the supernet does, and the
+    finder's loss reaches the supernet in training."""
+    data = {
+        **SPACE,
+        "params": {
+            "n_layers": {"int": [1, 2]},
+            "d_model": {"choice": [16, 32]},
+            "heads": {"choice": [2, 4], "per_layer": True},
+            "attention": {"choice": ["full", "sparsefinder", "sparse_qkv"], "per_layer": True},
+            "finder_dim": {"choice": [2, 4], "when": "attention == 'sparsefinder'",
+                           "per_layer": True},
+            "finder_k": {"choice": [4, 8], "when": "attention == 'sparsefinder'",
+                         "per_layer": True},
+            "qkv_sparsity": {"choice": [2, 4], "when": "attention == 'sparse_qkv'",
+                             "per_layer": True},
+        },
+        "constraints": ["d_model % heads == 0", "d_model // heads % 2 == 0"],
+    }  # fmt: skip
+    small = SearchSpace.from_dict(data)
+    torch.manual_seed(0)
+    shared = Supernet.for_configs(probe_configs(small, 12))
+    tokens = torch.randint(0, 256, (2, 32), generator=torch.Generator().manual_seed(0))
+    seen: set[str] = set()
+    for config in configs(small, 10, seed=4):
+        seen |= {layer.attention for layer in config.layers}
+        names = {shared_name(n, config) for n, _ in supernet_params(shared, config)}
+        assert "blocks.0.attn.proj.q.weight" in names
+        shared.eval()
+        with torch.no_grad():
+            inside = shared(config, tokens)
+            alone = shared.extract(config).eval()(tokens)
+        torch.testing.assert_close(alone.logits, inside.logits, rtol=0, atol=0)
+        if any(layer.attention == "sparsefinder" for layer in config.layers):
+            shared.train()
+            assert shared(config, tokens).aux_loss.item() > 0
+    assert seen == {"full", "sparsefinder", "sparse_qkv"}
+
+
+def supernet_params(shared: Supernet, config: ArchConfig):
+    return shared.skeleton(config).named_parameters()

@@ -19,7 +19,7 @@ from conftest import FAMILY_BASE, FAMILY_CASES
 
 from archsearch import ArchConfig, estimate_costs, load_profile
 from archsearch.costs.int8 import int8_weight_bytes
-from archsearch.costs.memory import generation_memory, inference_memory, training_memory
+from archsearch.costs.peak_bytes import generation_memory, inference_memory, training_memory
 from archsearch.costs.predictor import Sample, cache_path, fit_predictor, latency_features
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +50,7 @@ CHILD = (
 import json
 from archsearch import ArchConfig, estimate_costs, load_profile
 from archsearch.costs.int8 import int8_weight_bytes
-from archsearch.costs.memory import generation_memory, inference_memory, training_memory
+from archsearch.costs.peak_bytes import generation_memory, inference_memory, training_memory
 from archsearch.search.verdict import judge
 from archsearch.space import SearchSpace
 
@@ -78,8 +78,15 @@ print(json.dumps(out))
 )
 
 
+# Options that are not a family case (the tracker tests cannot run them without neighbours).
+OPTION_CASES: dict[str, dict[str, Any]] = {
+    "retrieval": {"retrieval_chunk": 8, "retrieval_k": 2, "retrieve": True},
+}
+
+
 def _archs() -> dict[str, dict[str, Any]]:
-    return {name: {**FAMILY_BASE, **case} for name, case in FAMILY_CASES.items()}
+    cases = {**FAMILY_CASES, **OPTION_CASES}
+    return {name: {**FAMILY_BASE, **case} for name, case in cases.items()}
 
 
 def _space(arch: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

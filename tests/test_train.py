@@ -14,6 +14,7 @@ import archsearch
 from archsearch import ArchConfig
 from archsearch.errors import InputError
 from archsearch.evaluate import CandidateFailed, evaluate, load_corpus, load_recipe
+from archsearch.evaluate.checkpoint import train_resumable
 from archsearch.evaluate.recipe import Recipe
 from archsearch.evaluate.train import fit, learning_rate, validation_bpb
 from archsearch.models.output import ModelOutput
@@ -40,8 +41,7 @@ def _tiny_recipe(steps: int = 24, eval_points: int = 3, **changes: Any) -> Recip
 
 
 def _untrained_bpb(config: ArchConfig, recipe: Recipe) -> float:
-    torch.manual_seed(recipe.seed)  # evaluate() initialises from the same seed
-    model = archsearch.build_model(config)
+    model = archsearch.build_model(config, seed=recipe.seed)  # what evaluate() starts from
     return validation_bpb(model, load_corpus(recipe.data).valid, recipe)
 
 
@@ -82,6 +82,24 @@ def test_same_seed_same_result_other_seed_other_result() -> None:
     assert torch.get_num_threads() == threads_before  # the caller's setting is restored
     assert first.val_bpb == second.val_bpb and first.curve == second.curve
     assert evaluate(config, recipe.replace(seed=recipe.seed + 1)).val_bpb != first.val_bpb
+
+
+def test_training_starts_from_the_seeded_build(tmp_path) -> None:
+    """``evaluate`` and the resumable loop (``train``, ``confirm``) both start from
+    ``build_model(config, seed=recipe.seed)``: for a model that draws nothing while it trains
+    (full attention, dense, no dropout), fitting that build gives their curve exactly, and the
+    build of another seed does not."""
+    config, recipe = _tiny_config(), _tiny_recipe(steps=4, eval_points=2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as evaluate trains: the same sums in the same order
+    try:
+        expected = fit(archsearch.build_model(config, seed=recipe.seed), recipe)
+        other = fit(archsearch.build_model(config, seed=recipe.seed + 1), recipe)
+    finally:
+        torch.set_num_threads(threads)
+    assert list(evaluate(config, recipe).curve) == expected
+    assert list(train_resumable(config, recipe, tmp_path / "run").curve) == expected
+    assert other != expected
 
 
 def test_evaluate_leaves_the_callers_random_stream_alone() -> None:

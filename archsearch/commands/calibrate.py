@@ -3,6 +3,11 @@
 ``--report`` adds the calibration report: per architecture family, analytic MACs against
 FlopCounterMode, analytic peak memory against the live-tensor tracker (inference and training)
 and predicted latency against measured. ``--no-fit`` reports with the stored predictor.
+
+``--from-csv CSV --device NAME`` times nothing: it fits the latency predictor of another device
+on measurements made there (HAT's published format or the generic one; ``--format``), prints
+its held-out report and the rows it flagged as measurement artefacts, and stores it for
+profiles whose workload names that device (``archsearch.costs.device``).
 """
 
 from __future__ import annotations
@@ -38,10 +43,32 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--no-fit", action="store_true", help="keep the stored predictor (use with --report)"
     )
     calibrate.add_argument("--json", action="store_true", help="print JSON")
+    device = calibrate.add_argument_group(
+        "another device", "fit a device's predictor on measurements made there (times nothing)"
+    )
+    device.add_argument(
+        "--from-csv", metavar="CSV", help="measurements: HAT's latency CSV or the generic format"
+    )
+    device.add_argument(
+        "--format",
+        choices=("auto", "hat", "generic"),
+        default="auto",
+        help="the CSV's format (default auto: HAT's when its header has HAT's columns)",
+    )
+    device.add_argument(
+        "--device", help="the name profiles use for it (workload: {device: NAME}); required"
+    )
+    device.add_argument(
+        "--tokens",
+        type=positive_int,
+        help="HAT format: tokens the rows were timed at (default: 23 for iwslt* files, else 30)",
+    )
     calibrate.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
+    if args.from_csv is not None or args.device is not None:
+        return handle_device(args)
     from archsearch.costs import calibration
     from archsearch.costs.predictor import cache_path, load_predictor, machine_info
     from archsearch.errors import InputError
@@ -191,3 +218,84 @@ def _print_report(report: dict[str, Any]) -> None:
         )
     for note in report["notes"]:
         print(f"note: {note}")
+
+
+# ---- another device ----------------------------------------------------------------------------
+
+
+def handle_device(args: argparse.Namespace) -> int:
+    from archsearch.costs.device import check_device_name, device_path, fit_device
+    from archsearch.costs.device_data import read_table
+    from archsearch.errors import InputError
+
+    if args.from_csv is None:
+        raise InputError("needs --from-csv CSV: the measurements to fit on", key="--device")
+    if args.device is None:
+        raise InputError("needs --device NAME: the name profiles will use", key="--from-csv")
+    for flag, given in (("--report", args.report), ("--no-fit", args.no_fit)):
+        if given:
+            raise InputError("times this machine; it does not combine with --from-csv", key=flag)
+    try:
+        check_device_name(args.device)
+    except InputError as exc:
+        raise InputError(exc.message, key="--device") from None
+    table = read_table(args.from_csv, args.format)
+    predictor = fit_device(table, args.device, tokens=args.tokens, seed=args.seed)
+    path = predictor.save(device_path(args.device))
+    if args.json:
+        print(json.dumps({"path": str(path), **predictor.to_dict()}, indent=2))
+        return 0
+    print_device_report(predictor, str(path))
+    return 0
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def print_device_report(predictor: Any, path: str) -> None:
+    """The calibration report of a device predictor, in a terminal's width."""
+    from archsearch.costs.device import flagged_runs
+
+    source, validation = predictor.source, predictor.validation
+    print(f"device {predictor.device}: {source['rows']} rows of {source['path']}")
+    print(f"  format {source['format']}; timed: {predictor.workload['timed']}")
+    if source.get("attribution"):
+        print(f"  {source['attribution']}")
+    runs = flagged_runs(predictor.flagged)
+    print(
+        f"  flagged as measurement artefacts and left out of the fit: {source['flagged_rows']} "
+        f"row(s) in {len(runs)} run(s) of consecutive lines"
+    )
+    for run in sorted(runs, key=lambda r: -r["rows"])[:5]:
+        ratios = ", ".join(f"{p} {r:.2f}x" for p, r in run["median_ratio"].items())
+        print(
+            f"    lines {run['first_line']}-{run['last_line']} ({run['rows']} rows, off in "
+            f"{'+'.join(run['parts'])}): measured / predicted {ratios}"
+        )
+    if len(runs) > 5:
+        print(f"    ... {len(runs) - 5} shorter run(s); --json lists every flagged row")
+    print(
+        f"  held out: {validation['method']} ({validation['test_flagged']} of the "
+        f"{validation['test_rows']} held-out rows flagged)"
+    )
+    print(
+        f"    {'part':<8} {'MAPE':>8} {'linear':>8} {'MAE ms':>10} {'linear':>10}"
+        f" {'MAE, all held-out rows':>24}"
+    )
+    for part, entry in validation["parts"].items():
+        ours, linear = entry["predictor"], entry["linear"]
+        print(
+            f"    {part:<8} {_fmt(ours['mape'], '.2%'):>8} {_fmt(linear['mape'], '.2%'):>8} "
+            f"{_fmt(ours['mae_ms'], '.4g'):>10} {_fmt(linear['mae_ms'], '.4g'):>10} "
+            f"{_fmt(entry['predictor_all_rows']['mae_ms'], '.4g'):>11} vs "
+            f"{_fmt(entry['linear_all_rows']['mae_ms'], '.4g'):<10}"
+        )
+    if source["rows"] < 100:
+        print(f"    only {source['rows']} rows: too few to trust these figures (collect hundreds)")
+    print(
+        "    linear: least squares with an intercept on the CSV's own columns; 90% interval "
+        f"of a prediction: x/÷ {math.exp(1.645 * predictor.sigma_log):.3f}"
+    )
+    print(f"  stored: {path}")
+    print(f"  use it: a profile with `workload: {{device: {predictor.device}}}`")

@@ -129,7 +129,9 @@ def print_report(report) -> None:
     proxies = list(report.results[0].proxies) if report.results else []
     runs = [f"ref s{seed}" for seed in range(seeds)] if seeds > 1 else []
     supernet = "supernet" in report.correlations
+    tuned = "supernet_finetuned" in report.correlations
     scores = (["brief score"] if blend else []) + (["supernet"] if supernet else [])
+    scores += ["fine-tuned"] if tuned else []
     header = f"{'#':>3} {'MACs':>12} {'brief bpb':>10} {'ref bpb':>9}  " + "".join(
         f"{name:>11}" for name in [*scores, *runs, *proxies]
     )
@@ -137,6 +139,7 @@ def print_report(report) -> None:
     for index, result in enumerate(report.results, 1):
         cells = f"{result.short_score:>11.4f}" if blend else ""
         cells += f"{result.supernet_bpb:>11.4f}" if supernet else ""
+        cells += f"{result.finetuned_bpb:>11.4f}" if tuned else ""
         cells += "".join(f"{bpb:>11.4f}" for bpb in result.long_runs) if seeds > 1 else ""
         cells += "".join(f"{result.proxies.get(name, math.nan):>11.4g}" for name in proxies)
         print(

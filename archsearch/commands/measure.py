@@ -136,6 +136,14 @@ def print_report(path: str, report: dict[str, Any]) -> None:
         )
     else:
         print("                predicted: no latency predictor here (run `archsearch calibrate`)")
+    device = latency.get("device")
+    if device is not None:
+        parts = " + ".join(f"{k} {v:.4g}" for k, v in device["parts_ms"].items() if k != "total")
+        print(
+            f"                on device {device['device']}: {_ms(device['ms'])}"
+            + (f" ({parts} ms)" if parts else "")
+            + f", 90%: {device['low_ms']:.4g}-{device['high_ms']:.4g} ms"
+        )
     for name, budget in report["budgets"].items():
         if budget["value"] is None:
             print(f"  budget {name:<17} ?  ({budget['note']})")

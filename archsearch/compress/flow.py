@@ -32,6 +32,7 @@ from archsearch.config import ArchConfig
 from archsearch.errors import InputError, RunAborted
 from archsearch.evaluate.recipe import Recipe
 from archsearch.profiles import Profile
+from archsearch.seeding import seeded
 
 Say = Callable[[str], None]
 
@@ -156,8 +157,7 @@ def float_model(
         f"no --weights: training the float model as the evaluator did ({recipe.name}, "
         f"{recipe.token_budget:,} tokens)"
     )
-    with torch.random.fork_rng(devices=[]):  # as evaluate(): seed, build, train on one stream
-        torch.manual_seed(recipe.seed)
+    with seeded(recipe.seed):  # as evaluate(): seed, build, train on one stream
         model = build_model(config)
         fit(model, recipe)
     return model.eval(), f"trained here with {recipe.name} ({recipe.token_budget:,} tokens)"

@@ -25,6 +25,7 @@ from torch import nn
 from archsearch.compress.linears import prunable
 from archsearch.errors import InputError
 from archsearch.evaluate.recipe import Recipe
+from archsearch.seeding import seeded
 
 METHODS = ("magnitude", "structured")
 
@@ -106,8 +107,7 @@ def finetune(
         for name, mask in masks.items()
     ]
     try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(recipe.seed)
+        with seeded(recipe.seed):
             curve = fit(model, brief)
     finally:
         for handle in handles:

@@ -20,6 +20,7 @@ from optuna.trial import TrialState
 from archsearch.confirm.runs import confirm_recipe, run_key, trial_key
 from archsearch.evaluate.recipe import Recipe
 from archsearch.fidelity import Journal, job_key
+from archsearch.search import trial_attrs as attrs
 
 
 def reference_recipe(base: Recipe, factor: float) -> Recipe | None:
@@ -50,15 +51,15 @@ def reference_entries(
             continue
         curve = [
             {"tokens": p["tokens"], "val_bpb": p["val_bpb"]}
-            for p in trial.user_attrs.get("curve", [])
+            for p in trial.user_attrs.get(attrs.CURVE, [])
         ]
         outcome = {
             "val_bpb": float(trial.value),
             "curve": curve,
-            "wall_s": trial.user_attrs.get("wall_s"),
+            "wall_s": trial.user_attrs.get(attrs.WALL_S),
             "source": f"archsearch confirm, study '{companion.study_name}' trial {trial.number}",
         }
-        entries.append((job_key("long", trial.user_attrs["arch"], reference, ()), outcome))
+        entries.append((job_key("long", trial.user_attrs[attrs.ARCH], reference, ()), outcome))
     return entries
 
 

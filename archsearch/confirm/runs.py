@@ -29,13 +29,21 @@ from optuna.trial import FrozenTrial, TrialState
 
 from archsearch.confirm.selection import Model
 from archsearch.evaluate.recipe import Recipe
+from archsearch.search import trial_attrs as attrs
+from archsearch.search.internals import trial_id
 
 SUFFIX = ".confirm"
 MIN_EVAL_POINTS = 8  # points on each run's validation curve, where the run has the steps
 INTERRUPTED = "a confirm was interrupted while this run trained"
-
-# companion trial user attributes
-SOURCE, SEED, FACTOR, STATUS = "source_trial", "seed", "factor", "status"
+# what a finished run's result carries that its trial keeps as user attributes
+RESULT_ATTRS = (
+    attrs.CURVE,
+    attrs.WALL_S,
+    attrs.STEPS,
+    attrs.TOKENS,
+    attrs.DATA_FINGERPRINT,
+    attrs.RESUMED,
+)
 
 
 def companion_name(study_name: str) -> str:
@@ -88,19 +96,19 @@ def run_key(source: int, seed: int, factor: float) -> tuple[int, int, float]:
 
 
 def trial_key(trial: FrozenTrial) -> tuple[int, int, float] | None:
-    attrs = trial.user_attrs
-    if not all(key in attrs for key in (SOURCE, SEED, FACTOR)):
+    recorded = trial.user_attrs
+    if not all(key in recorded for key in (attrs.SOURCE_TRIAL, attrs.SEED, attrs.FACTOR)):
         return None
-    return run_key(attrs[SOURCE], attrs[SEED], attrs[FACTOR])
+    return run_key(recorded[attrs.SOURCE_TRIAL], recorded[attrs.SEED], recorded[attrs.FACTOR])
 
 
 def close_interrupted(companion: optuna.Study) -> int:
     """Close RUNNING runs (left by a confirm that was killed) as FAIL ``interrupted``."""
     running = companion.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     for frozen in running:
-        trial = optuna.Trial(companion, frozen._trial_id)
-        trial.set_user_attr(STATUS, "interrupted")
-        trial.set_user_attr("reason", INTERRUPTED)
+        trial = optuna.Trial(companion, trial_id(frozen))
+        trial.set_user_attr(attrs.STATUS, attrs.INTERRUPTED)
+        trial.set_user_attr(attrs.REASON, INTERRUPTED)
         companion.tell(frozen.number, state=TrialState.FAIL)
     return len(running)
 
@@ -141,9 +149,9 @@ def failed_runs(companion: optuna.Study, factor: float) -> dict[tuple[int, int, 
         if key is not None and key[2] == run_key(0, 0, factor)[2]:
             latest[key] = trial
     return {
-        key: str(t.user_attrs.get("reason", "failed"))
+        key: str(t.user_attrs.get(attrs.REASON, attrs.FAILED))
         for key, t in latest.items()
-        if t.user_attrs.get(STATUS) == "failed"
+        if t.user_attrs.get(attrs.STATUS) == attrs.FAILED
     }
 
 
@@ -257,8 +265,8 @@ def execute(
     except BaseException:
         for ref, (trial, _) in pending.items():
             ray.cancel(ref, force=True)
-            trial.set_user_attr(STATUS, "interrupted")
-            trial.set_user_attr("reason", INTERRUPTED)
+            trial.set_user_attr(attrs.STATUS, attrs.INTERRUPTED)
+            trial.set_user_attr(attrs.REASON, INTERRUPTED)
             companion.tell(trial, state=TrialState.FAIL)
         raise
     return counts
@@ -268,15 +276,15 @@ def _start(companion: optuna.Study, job: Job, recipe: Recipe) -> optuna.Trial:
     trial = companion.ask()
     model = job.model
     for key, value in {
-        SOURCE: model.trial,
-        SEED: job.seed,
-        FACTOR: job.factor,
-        "model": model.name,
-        "baseline": model.baseline,
-        "arch": model.arch,
-        "macs": model.macs,
-        "token_budget": recipe.token_budget,
-        STATUS: "training",
+        attrs.SOURCE_TRIAL: model.trial,
+        attrs.SEED: job.seed,
+        attrs.FACTOR: job.factor,
+        attrs.MODEL: model.name,
+        attrs.BASELINE: model.baseline,
+        attrs.ARCH: model.arch,
+        attrs.MACS: model.macs,
+        attrs.TOKEN_BUDGET: recipe.token_budget,
+        attrs.STATUS: attrs.TRAINING,
     }.items():
         if value is not None:
             trial.set_user_attr(key, value)
@@ -284,15 +292,15 @@ def _start(companion: optuna.Study, job: Job, recipe: Recipe) -> optuna.Trial:
 
 
 def _finish(companion: optuna.Study, trial: optuna.Trial, result: dict[str, Any]) -> str:
-    for key in ("curve", "wall_s", "steps", "tokens", "data_fingerprint", "resumed"):
+    for key in RESULT_ATTRS:
         if key in result:
             trial.set_user_attr(key, result[key])
     if "failed" in result:
-        trial.set_user_attr(STATUS, "failed")
-        trial.set_user_attr("reason", result["failed"])
+        trial.set_user_attr(attrs.STATUS, attrs.FAILED)
+        trial.set_user_attr(attrs.REASON, result["failed"])
         companion.tell(trial, state=TrialState.FAIL)
         return "failed"
     trial.set_user_attr("val_bpb", result["val_bpb"])
-    trial.set_user_attr(STATUS, "complete")
+    trial.set_user_attr(attrs.STATUS, attrs.COMPLETE)
     companion.tell(trial, result["val_bpb"])
     return "complete"

@@ -14,8 +14,9 @@ from typing import Any
 import optuna
 
 from archsearch.errors import InputError
-from archsearch.report import trials as select
-from archsearch.report.front import front_trials
+from archsearch.search import trial_attrs as attrs
+from archsearch.search import trials as select
+from archsearch.search.trials import front_trials, spread
 
 BASELINE_NAMES = {"transformer": "Transformer", "lite_transformer": "Lite Transformer"}
 
@@ -46,26 +47,6 @@ class Model:
         }
 
 
-def spread(count: int, top: int, best: int) -> list[int]:
-    """``top`` positions of ``count`` (sorted by cost) evenly spread, ``best`` always included.
-
-    Targets are evenly spaced over 0..count-1; each takes the nearest position not yet taken,
-    after ``best`` took its own. Returned in increasing order.
-    """
-    if top >= count:
-        return list(range(count))
-    chosen = {best}
-    targets = [0.0] if top == 1 else [k * (count - 1) / (top - 1) for k in range(top)]
-    # the target nearest to best is the one best stands for
-    stand_in = min(range(len(targets)), key=lambda k: abs(targets[k] - best))
-    for k, target in enumerate(targets):
-        if k == stand_in:
-            continue
-        free = [p for p in range(count) if p not in chosen]
-        chosen.add(min(free, key=lambda p: (abs(p - target), p)))
-    return sorted(chosen)
-
-
 def select_models(study: optuna.Study, top: int) -> list[Model]:
     """The front candidates to confirm (by increasing MACs), then the study's baselines."""
     if top < 1:
@@ -77,7 +58,7 @@ def select_models(study: optuna.Study, top: int) -> list[Model]:
             key="--study",
         )
     candidates = [t for t in front_trials(study) if select.baseline_name(t) is None]
-    candidates.sort(key=lambda t: (t.user_attrs.get("macs", math.inf), t.number))
+    candidates.sort(key=lambda t: (t.user_attrs.get(attrs.MACS, math.inf), t.number))
     models = []
     if candidates:
         best = select.best_trial(study, baselines=False)
@@ -85,7 +66,7 @@ def select_models(study: optuna.Study, top: int) -> list[Model]:
         at = numbers.index(best.number) if best is not None and best.number in numbers else 0
         models = [_model(study, candidates[i]) for i in spread(len(candidates), top, at)]
     for key, trial in sorted(select.baseline_trials(study).items(), key=_baseline_order):
-        if "arch" in trial.user_attrs:
+        if attrs.ARCH in trial.user_attrs:
             models.append(_model(study, trial, baseline=key))
     return models
 
@@ -105,8 +86,8 @@ def _model(
     return Model(
         trial=trial.number,
         name=name or f"trial {trial.number}",
-        arch=dict(trial.user_attrs["arch"]),
-        macs=float(trial.user_attrs.get("macs", math.nan)),
+        arch=dict(trial.user_attrs[attrs.ARCH]),
+        macs=float(trial.user_attrs.get(attrs.MACS, math.nan)),
         baseline=baseline,
         score=score,
     )

@@ -14,6 +14,7 @@ from archsearch.config import ArchConfig, LayerConfig
 from archsearch.costs.convention import PARTS, CountingConvention
 from archsearch.families import BlockContext, attention_spec, ffn_spec, memory_spec
 from archsearch.families.cross import cross_attention_macs, cross_attention_params
+from archsearch.families.retrieval import cca_macs, cca_params, encoder_macs, encoder_params
 from archsearch.families.validate import validate_config
 
 BYTES_PER_PARAM = 4  # float32 weights
@@ -62,17 +63,27 @@ def analytic_costs(config: ArchConfig, convention: CountingConvention) -> Costs:
     source = convention.encoder_tokens if config.task == "seq2seq" else 0
 
     params["embedding"] += vocab * e
+    # the source shares the target's table unless the encoder has a width of its own
+    shared_source = source if config.encoder_width == d else 0
     if e != d:
         params["embedding_projection"] += e * d
-        macs["embedding_projection"] += (target + source) * e * d
+        macs["embedding_projection"] += (target + shared_source) * e * d
         params["output_projection"] += d * e
         macs["output_projection"] += target * d * e
+    if config.task == "seq2seq" and config.encoder_width != d:
+        source_d = config.encoder_width
+        source_e = config.embed_dim if config.embed_dim is not None else source_d
+        params["embedding"] += vocab * source_e
+        if source_e != source_d:
+            params["embedding_projection"] += source_e * source_d
+            macs["embedding_projection"] += source * source_e * source_d
     if not config.tie_embeddings:
         params["output"] += e * vocab
     macs["output"] += target * e * vocab
-    params["norms"] += 2 * d  # final norm
-    if config.task == "seq2seq":
-        params["norms"] += 2 * d  # encoder's final norm
+    if config.norm == "pre":  # post-norm blocks end normalised: no final norms (fairseq)
+        params["norms"] += 2 * d
+        if config.task == "seq2seq":
+            params["norms"] += 2 * config.encoder_width
 
     memory = memory_spec(config.memory)
     extra_keys = memory.extra_keys(config)
@@ -85,11 +96,15 @@ def analytic_costs(config: ArchConfig, convention: CountingConvention) -> Costs:
             macs["attention"] += attention_spec(layer.attention).macs(ctx, tokens, extra)
             macs["ffn"] += ffn_spec(layer.ffn).macs(ctx, tokens, 0)
             if config.task == "seq2seq" and not encoder:
-                macs["cross_attention"] += cross_attention_macs(d, layer.qkv_dim(d), tokens, source)
+                macs["cross_attention"] += cross_attention_macs(ctx, tokens, source)
+            if not encoder:
+                macs["retrieval"] += cca_macs(config, layer, tokens)
             if index == 0 or not config.share_layers:
                 _add_layer_params(params, ctx, layer, config, encoder)
-    macs["memory"] += memory.macs(config, target) * config.n_layers
+    macs["memory"] += memory.macs(config, target)
     params["memory"] += memory.params(config)
+    macs["retrieval"] += encoder_macs(config, target)
+    params["retrieval"] += encoder_params(config)
 
     counted_macs = sum(v for k, v in macs.items() if k not in convention.exclude)
     counted_params = sum(v for k, v in params.items() if k not in convention.exclude)
@@ -106,10 +121,12 @@ def analytic_costs(config: ArchConfig, convention: CountingConvention) -> Costs:
 def _add_layer_params(
     params: Counter[str], ctx: BlockContext, layer: LayerConfig, arch: ArchConfig, encoder: bool
 ) -> None:
-    d = arch.d_model
+    d = ctx.d_model
     params["norms"] += 2 * (2 * d)
     params["attention"] += attention_spec(layer.attention).params(ctx)
     params["ffn"] += ffn_spec(layer.ffn).params(ctx)
     if arch.task == "seq2seq" and not encoder:
         params["norms"] += 2 * d
-        params["cross_attention"] += cross_attention_params(d, layer.qkv_dim(d))
+        params["cross_attention"] += cross_attention_params(ctx)
+    if not encoder:
+        params["retrieval"] += cca_params(arch, layer)

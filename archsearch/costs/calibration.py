@@ -24,7 +24,7 @@ from archsearch.costs.analytic import analytic_costs
 from archsearch.costs.convention import CountingConvention
 from archsearch.costs.cuda_memory import cuda_available, measure_on_device, release
 from archsearch.costs.latency import TimingOptions, measure_forward
-from archsearch.costs.memory import inference_memory, training_memory
+from archsearch.costs.peak_bytes import inference_memory, training_memory
 from archsearch.costs.predictor import (
     LatencyPredictor,
     Sample,
@@ -37,6 +37,7 @@ from archsearch.costs.predictor import (
 from archsearch.costs.tracker import model_inputs
 from archsearch.errors import InputError
 from archsearch.families import all_specs, attention_spec, memory_specs, names
+from archsearch.seeding import seeded
 
 FAMILIES = "families"  # a source of its own: architectures with one family in every layer
 DEFAULT_SPACES = ("efficient_lm", FAMILIES, "efficient_lm", FAMILIES, "tiny_lm")  # in turn
@@ -280,8 +281,7 @@ def check_family(
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
+        with seeded(0):
             model = build_model(config).eval()
             inputs, state = model_inputs(config, latency_tokens, 1)
             kwargs = {} if state is None else {"state": state}

@@ -22,7 +22,8 @@ PARTS = (
     "cross_attention",
     "ffn",
     "norms",
-    "memory",  # compressive memory's compression network
+    "memory",  # recurrent memory's own work (compression, the infinity-former's read and refit)
+    "retrieval",  # RETRO: the neighbour encoder and chunked cross-attention
     "output_projection",  # ALBERT d_model -> E projection before the logits
     "output",  # the vocabulary (logits) layer
 )

@@ -1,5 +1,5 @@
 """Memory measured on a CUDA device: the caching allocator's peak for the workloads that
-``archsearch.costs.tracker`` measures on the CPU and ``archsearch.costs.memory`` estimates.
+``archsearch.costs.tracker`` measures on the CPU and ``archsearch.costs.peak_bytes`` estimates.
 
 A profile's GPU memory budget (``gpu16_train``) is checked against the analytic figure, and the
 analytic figure against the CPU tracker in the test suite. This module closes the loop where a
@@ -22,6 +22,7 @@ from torch.utils._pytree import tree_map
 
 from archsearch.config import ArchConfig
 from archsearch.costs.tracker import measure_inference, measure_training, model_inputs
+from archsearch.seeding import seeded
 
 
 def cuda_available() -> bool:
@@ -99,8 +100,7 @@ def measure_config_on_device(
     """Build ``config`` (seed 0), measure it on ``device`` at ``batch`` x ``tokens``, release."""
     from archsearch.models import build_model
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
+    with seeded(0):
         model = build_model(config)
         inputs, state = model_inputs(config, tokens, batch)
     try:

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from archsearch.config import ArchConfig, LayerConfig
 from archsearch.families import specs
+from archsearch.families.retrieval import retrieves
 from archsearch.models.attention.common import merge_heads, split_heads
 from archsearch.models.positions import rotary
 
@@ -35,8 +36,11 @@ CACHED_ATTENTION = tuple(spec.name for spec in specs("attention").values() if sp
 
 
 def supports(config: ArchConfig) -> bool:
-    """Whether every layer can decode from a cache here (else: re-run the prefix)."""
-    if config.task != "causal_lm" or config.memory != "none":
+    """Whether every layer can decode from a cache here (else: re-run the prefix). Not for
+    recurrent memory, post-norm blocks, nor retrieval (each new chunk brings new neighbours)."""
+    if config.task != "causal_lm" or config.memory != "none" or config.norm != "pre":
+        return False
+    if retrieves(config):
         return False
     return all(
         layer.attention in CACHED_ATTENTION and layer.global_tokens == 0 for layer in config.layers

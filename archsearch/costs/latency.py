@@ -31,6 +31,8 @@ from typing import Any
 import torch
 
 from archsearch.config import ArchConfig
+from archsearch.families.retrieval import retrieves
+from archsearch.seeding import seeded
 
 IQR_TO_SIGMA = 1.349  # interquartile range of a normal distribution, in standard deviations
 MEDIAN_EFFICIENCY = 1.2533  # standard error of the median / standard error of the mean (normal)
@@ -145,6 +147,12 @@ class TimingOptions:
 
 CLOCKS = {"wall": time.perf_counter_ns, "cpu": time.thread_time_ns}
 
+# ``archsearch measure``'s rules for one architecture's forward: 2 warm-up calls, then at least
+# 5 repeats and 0.3 s, until the median's standard error is under 2% (at most 200 repeats or
+# 3 s). The one place they are stated: ``measure`` and ``scripts/collect_latency.py`` (which
+# times architectures on another device) both read it.
+MEASURE_TIMING = TimingOptions(min_time_s=0.3, max_time_s=3.0)
+
 
 def _clock(options: TimingOptions, threads: int) -> Callable[[], int]:
     if options.clock == "cpu" and threads != 1:
@@ -189,7 +197,12 @@ def _inputs(config: ArchConfig, tokens: int, batch: int) -> tuple[tuple, dict[st
     ids = torch.randint(0, config.vocab_size, (batch, tokens))
     if config.task == "seq2seq":
         return (ids, torch.randint(0, config.vocab_size, (batch, tokens))), {}
-    return (ids,), {"state": steady_state(config, batch)}
+    kwargs: dict[str, Any] = {"state": steady_state(config, batch)}
+    if retrieves(config):
+        from archsearch.models.retrieval import random_neighbours
+
+        kwargs["neighbours"] = random_neighbours(config, batch, tokens)
+    return (ids,), kwargs
 
 
 def _built(config: ArchConfig, seed: int) -> torch.nn.Module:
@@ -212,8 +225,7 @@ def measure_forward(
     source tokens; recurrent memory: full, as in steady state). ``model`` times that module
     (e.g. a compressed one, built for ``config``) instead of a fresh ``config`` model."""
     model = _built(config, seed) if model is None else model.eval()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         args, kwargs = _inputs(config, tokens, batch)
 
     @torch.no_grad()
@@ -242,8 +254,7 @@ def measure_generation(
     if config.task != "causal_lm":
         raise ValueError("generation is timed for causal_lm models")
     model = _built(config, seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         prompt = torch.randint(0, config.vocab_size, (batch, context))
     cached = incremental.supports(config)
     tokens_needed = context + new_tokens
@@ -265,7 +276,12 @@ def measure_generation(
         if cached:
             state["next"] = state["decoder"].step(state["next"]).argmax(-1, keepdim=True)
             return
-        logits = model(state["tokens"]).logits[:, -1]
+        extra = {}
+        if retrieves(config):  # random neighbours: the search is not the model's (see _inputs)
+            from archsearch.models.retrieval import random_neighbours
+
+            extra["neighbours"] = random_neighbours(config, batch, state["tokens"].shape[1])
+        logits = model(state["tokens"], **extra).logits[:, -1]
         state["tokens"] = torch.cat((state["tokens"], logits.argmax(-1, keepdim=True)), 1)
 
     options = options or TimingOptions()

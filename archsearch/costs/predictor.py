@@ -44,7 +44,14 @@ from archsearch.families import BlockContext, attention_spec, ffn_spec, memory_s
 FORMAT = 1
 Z90 = 1.645  # two-sided 90% interval of a normal distribution
 RIDGE = 1e-3
-OTHER_PARTS = ("embedding_projection", "cross_attention", "memory", "output_projection", "output")
+OTHER_PARTS = (
+    "embedding_projection",
+    "cross_attention",
+    "memory",
+    "retrieval",
+    "output_projection",
+    "output",
+)
 
 
 # ---- features ----------------------------------------------------------------------------------
@@ -73,7 +80,7 @@ def latency_features(config: ArchConfig, tokens: int, batch: int = 1) -> dict[st
                 f"macs.attention.{layer.attention}", batch * attention.macs(ctx, tokens, keys) / 1e6
             )
             add(f"macs.ffn.{layer.ffn}", batch * ffn.macs(ctx, tokens, 0) / 1e6)
-            width += config.d_model + layer.hidden_dim(config.d_model)
+            width += ctx.d_model + layer.hidden_dim(ctx.d_model)
     costs = analytic_costs(config, CountingConvention(tokens=tokens, exclude=()))
     add("macs.other", batch * sum(costs.macs_by_part[p] for p in OTHER_PARTS) / 1e6)
     add("elements", batch * tokens * width / 1e6)

@@ -138,11 +138,13 @@ def measure_inference(
     inputs: tuple,
     state: Any = None,
     allocator_baseline: int | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> MeasuredMemory:
-    """One eval-mode forward over ``inputs`` (token tensors); ``state`` is recurrent memory."""
+    """One eval-mode forward over ``inputs`` (token tensors); ``state`` is recurrent memory,
+    ``extra`` more keyword inputs (a retrieving model's ``neighbours``)."""
     model.eval()
-    kwargs = {} if state is None else {"state": state}
-    existing = [*_model_tensors(model), *inputs, *_state_tensors(state)]
+    kwargs = {**({} if state is None else {"state": state}), **(extra or {})}
+    existing = [*_model_tensors(model), *inputs, *_state_tensors(state), *_state_tensors(extra)]
     return measure_call(lambda: model(*inputs, **kwargs), existing, allocator_baseline)
 
 
@@ -152,6 +154,7 @@ def measure_training(
     targets: torch.Tensor,
     state: Any = None,
     allocator_baseline: int | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> MeasuredMemory:
     """A steady-state AdamW step as ``archsearch.evaluate.train.fit`` takes it.
 
@@ -161,7 +164,7 @@ def measure_training(
     """
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    kwargs = {} if state is None else {"state": state}
+    kwargs = {**({} if state is None else {"state": state}), **(extra or {})}
 
     def step() -> Any:
         output = model(*inputs, **kwargs)
@@ -182,6 +185,7 @@ def measure_training(
         *inputs,
         targets,
         *_state_tensors(state),
+        *_state_tensors(extra),
     ]
     return measure_call(step, existing, allocator_baseline)
 

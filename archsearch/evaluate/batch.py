@@ -20,13 +20,15 @@ class Batch:
 
     ``targets`` is ``IGNORE`` where nothing is scored (synthetic tasks score only their answers).
     ``fresh`` is True where recurrent state must start empty. ``source`` is the encoder input of
-    a seq2seq batch.
+    a seq2seq batch. ``start`` is the column the rows were cut from in their split's streams
+    (text sources), so retrieval can skip the text a training row comes from.
     """
 
     inputs: torch.Tensor
     targets: torch.Tensor
     fresh: bool
     source: torch.Tensor | None = None
+    start: int | None = None
 
 
 class Batches(Protocol):

@@ -25,6 +25,7 @@ from archsearch.evaluate.data import make_batches
 from archsearch.evaluate.order import seeded_order
 from archsearch.evaluate.recipe import Recipe
 from archsearch.evaluate.train import Report, TrainState, check_compatible, fit
+from archsearch.seeding import seeded
 
 FORMAT = "archsearch-checkpoint-v1"
 CHECKPOINT = "checkpoint.pt"
@@ -53,6 +54,7 @@ def save_checkpoint(
         "curve": state.curve,
         "rng": state.rng,
         "order_seed": order_seed,
+        "chosen": state.chosen,  # active selection's rows since the last validation point
     }
     temporary = path.with_name(path.name + ".tmp")
     torch.save(payload, temporary)
@@ -82,6 +84,7 @@ def train_state(payload: dict[str, Any]) -> TrainState:
         since_eval=payload["since_eval"],
         curve=list(payload["curve"]),
         rng=payload["rng"],
+        chosen=list(payload.get("chosen", [])),  # absent from checkpoints made before selection
     )
 
 
@@ -150,10 +153,10 @@ def train_resumable(
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(recipe.seed)
-            from archsearch.models import build_model
+        from archsearch.models import build_model
 
+        # as in train.evaluate: build_model(config, seed=recipe.seed)'s weights, then training
+        with seeded(recipe.seed):
             model = build_model(config)
             if payload is not None:
                 model.load_state_dict(payload["model"])

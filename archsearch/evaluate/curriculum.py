@@ -89,15 +89,17 @@ class CurriculumBatches:
     def train(self, step: int) -> Batch:
         start, length = self._starts[step], self._lengths[step]
         window = self._streams[:, start : start + length + 1].long()
-        return Batch(window[:, :-1], window[:, 1:], fresh=self._fresh[step])
+        return Batch(window[:, :-1], window[:, 1:], fresh=self._fresh[step], start=start)
 
     def valid(self, index: int) -> Batch:
         return self._base.valid(index)
 
 
-def with_curriculum(batches: Batches, recipe: Recipe) -> Batches:
+def with_curriculum(batches: Batches, recipe: Recipe, repeat: int = 1) -> Batches:
     """``batches`` as the recipe's curriculum trains on them (unchanged without one).
 
+    ``repeat`` > 1 gives every step's length to ``repeat`` consecutive segments: the candidate
+    pool of active selection reads ``repeat`` segments per training step (selection.py).
     Only contiguous text streams can be cut to other lengths: a curriculum on any other source
     (synthetic tasks) is refused.
     """
@@ -109,4 +111,4 @@ def with_curriculum(batches: Batches, recipe: Recipe) -> Batches:
             f"{recipe.data} has fixed-format sequences",
             key="curriculum",
         )
-    return CurriculumBatches(batches, seq_lens(recipe))
+    return CurriculumBatches(batches, [n for n in seq_lens(recipe) for _ in range(repeat)])

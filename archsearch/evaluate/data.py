@@ -368,4 +368,4 @@ def segment(streams: torch.Tensor, index: int, seq_len: int) -> Batch:
         raise ValueError(f"data too short for segments of {seq_len} tokens")
     start = (index % per_stream) * seq_len
     window = streams[:, start : start + seq_len + 1].long()
-    return Batch(window[:, :-1], window[:, 1:], fresh=index % per_stream == 0)
+    return Batch(window[:, :-1], window[:, 1:], fresh=index % per_stream == 0, start=start)

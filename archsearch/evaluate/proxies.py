@@ -38,6 +38,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -50,8 +51,15 @@ from archsearch.costs import estimate_costs
 from archsearch.errors import InputError
 from archsearch.evaluate.data import IGNORE, Batch, make_batches
 from archsearch.evaluate.recipe import Recipe
-from archsearch.evaluate.train import check_compatible, task_forward
+from archsearch.evaluate.retrieval import Datastore
+from archsearch.evaluate.train import (
+    check_compatible,
+    datastore_for_model,
+    retrieving_forward,
+    task_forward,
+)
 from archsearch.families import all_specs
+from archsearch.seeding import seeded
 
 Proxy = Callable[[ArchConfig, Recipe], float]
 JACOB_COV_K = 1e-5
@@ -86,17 +94,32 @@ def param_count(config: ArchConfig, recipe: Recipe) -> float:
 
 def synflow(config: ArchConfig, recipe: Recipe) -> float:
     """Log synaptic flow of the initial model (module docstring); more predicts better."""
-    return synflow_score(initial_model(config, recipe), proxy_batch(recipe), recipe.task)
+    model = initial_model(config, recipe)
+    return synflow_score(model, proxy_batch(recipe), recipe.task, proxy_store(model, recipe))
 
 
 def grad_norm(config: ArchConfig, recipe: Recipe) -> float:
     """Gradient norm of the initial model's loss on the proxy batch; more predicts better."""
-    return grad_norm_score(initial_model(config, recipe), proxy_batch(recipe), recipe.task)
+    model = initial_model(config, recipe)
+    return grad_norm_score(model, proxy_batch(recipe), recipe.task, proxy_store(model, recipe))
 
 
 def jacob_cov(config: ArchConfig, recipe: Recipe) -> float:
     """Jacobian-correlation score of the initial model; more predicts better."""
-    return jacob_cov_score(initial_model(config, recipe), proxy_batch(recipe), recipe.task)
+    model = initial_model(config, recipe)
+    return jacob_cov_score(model, proxy_batch(recipe), recipe.task, proxy_store(model, recipe))
+
+
+def proxy_store(model: nn.Module, recipe: Recipe) -> Datastore | None:
+    """The training split's datastore for a retrieving model (None otherwise). The untrained
+    model learns nothing from its neighbours, so the proxy batch's own text is not skipped."""
+    return datastore_for_model(model, make_batches(recipe))
+
+
+def _run(model: nn.Module, batch: Batch, task: str, store: Datastore | None) -> Any:
+    """One forward as training runs it (neighbours looked up for a retrieving model)."""
+    forward = retrieving_forward(model, store) if store is not None else None
+    return (forward or task_forward(task))(model, batch, None)
 
 
 PROXIES: dict[str, Proxy] = {
@@ -138,7 +161,9 @@ def score_with(
 # ---- the scores on a built model (tests reach in here) ---------------------------------------
 
 
-def synflow_score(model: nn.Module, batch: Batch, task: str = "causal_lm") -> float:
+def synflow_score(
+    model: nn.Module, batch: Batch, task: str = "causal_lm", store: Datastore | None = None
+) -> float:
     """``log sum |theta * dR/dtheta|`` of ``model`` linearised by absolute values; see module.
 
     Works on a float64 copy: ``model`` is left as it was. Returns ``-inf`` when the flow is
@@ -148,7 +173,7 @@ def synflow_score(model: nn.Module, batch: Batch, task: str = "causal_lm") -> fl
     with torch.no_grad():
         for parameter in linear.parameters():
             parameter.abs_()
-    handles = [_ones_instead_of_embedding(linear)]
+    handles = _ones_instead_of_embedding(linear)
     handles += [
         module.register_forward_hook(_affine_only)
         for module in linear.modules()
@@ -169,9 +194,9 @@ def synflow_score(model: nn.Module, batch: Batch, task: str = "causal_lm") -> fl
     try:
         # The fused CPU attention kernels recompute softmax in the backward pass; at synflow's
         # magnitudes that recomputation overflows. The math kernel keeps the probabilities.
-        with torch.random.fork_rng(devices=[]), sdpa_kernel(SDPBackend.MATH):
-            torch.manual_seed(0)  # any randomness inside the forward (routing noise) is fixed
-            output = task_forward(task)(linear, probe, None)
+        # seeded: any randomness inside the forward (routing noise) is fixed
+        with seeded(0), sdpa_kernel(SDPBackend.MATH):
+            output = _run(linear, probe, task, store)
             output.logits.sum().backward()
     finally:
         for handle in handles:
@@ -186,7 +211,9 @@ def synflow_score(model: nn.Module, batch: Batch, task: str = "causal_lm") -> fl
     return math.log(flow) if flow > 0 else -math.inf
 
 
-def grad_norm_score(model: nn.Module, batch: Batch, task: str = "causal_lm") -> float:
+def grad_norm_score(
+    model: nn.Module, batch: Batch, task: str = "causal_lm", store: Datastore | None = None
+) -> float:
     """L2 norm over all parameters of the gradient of (loss + aux loss) on ``batch``.
 
     Gradients are computed with ``torch.autograd.grad``, so ``model``'s ``.grad`` fields are
@@ -196,9 +223,8 @@ def grad_norm_score(model: nn.Module, batch: Batch, task: str = "causal_lm") -> 
     was_training = model.training
     model.train()
     try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            output = task_forward(task)(model, batch, None)
+        with seeded(0):
+            output = _run(model, batch, task, store)
         logits = output.logits
         loss = F.cross_entropy(
             logits.reshape(-1, logits.shape[-1]).float(),
@@ -212,7 +238,9 @@ def grad_norm_score(model: nn.Module, batch: Batch, task: str = "causal_lm") -> 
     return math.sqrt(squares)
 
 
-def jacob_cov_score(model: nn.Module, batch: Batch, task: str = "causal_lm") -> float:
+def jacob_cov_score(
+    model: nn.Module, batch: Batch, task: str = "causal_lm", store: Datastore | None = None
+) -> float:
     """``-sum(log(l + k) + 1/(l + k))`` over eigenvalues of the examples' Jacobian correlation.
 
     NaN when an example's Jacobian is constant (its correlation is undefined).
@@ -220,20 +248,25 @@ def jacob_cov_score(model: nn.Module, batch: Batch, task: str = "causal_lm") -> 
     captured: list[torch.Tensor] = []
 
     def keep(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+        if inputs[0] is not batch.inputs and inputs[0] is not batch.source:
+            return output  # retrieved neighbours: not an input of the example
         output = output.detach().requires_grad_(True)
         captured.append(output)
         return output
 
-    handle = model.embed.register_forward_hook(keep)
+    embeddings = [model.embed]
+    if getattr(model, "source_embed", None) is not None:  # an encoder of its own width
+        embeddings.append(model.source_embed)
+    handles = [embedding.register_forward_hook(keep) for embedding in embeddings]
     was_training = model.training
     model.eval()
     try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            output = task_forward(task)(model, batch, None)
+        with seeded(0):
+            output = _run(model, batch, task, store)
         grads = torch.autograd.grad(output.logits.sum(), captured, allow_unused=True)
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()
         model.train(was_training)
     rows = batch.inputs.shape[0]
     jacobian = torch.cat(
@@ -251,13 +284,17 @@ def jacob_cov_score(model: nn.Module, batch: Batch, task: str = "causal_lm") -> 
     return float(-(shifted.log() + 1.0 / shifted).sum())
 
 
-def _ones_instead_of_embedding(model: nn.Module) -> torch.utils.hooks.RemovableHandle:
-    """Replace the embedding table's output by ones: synflow's all-ones input for tokens."""
+def _ones_instead_of_embedding(model: nn.Module) -> list[torch.utils.hooks.RemovableHandle]:
+    """Replace the embedding tables' outputs by ones: synflow's all-ones input for tokens (a
+    seq2seq encoder of its own width has its own table)."""
 
     def ones(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
         return torch.ones_like(output)
 
-    return model.embed.table.register_forward_hook(ones)
+    tables = [model.embed.table]
+    if getattr(model, "source_embed", None) is not None:
+        tables.append(model.source_embed.table)
+    return [table.register_forward_hook(ones) for table in tables]
 
 
 def _no_flow(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,11 @@ Optional keys, each off unless given:
 - ``blend``: ``{proxy, weight}``: a training recipe's score becomes ``val_bpb - weight * proxy``
   (the proxy of the untrained model; every proxy is higher-is-better, so a higher proxy lowers
   the score). Brief training favours what learns fast; a proxy such as synflow grows with depth
-  and capacity, which long training rewards. The training itself is unchanged.
+  and capacity, which long training rewards. The training itself is unchanged;
+- ``selection``: ``{pool, by}``: active data selection. Each step's batch is chosen from
+  ``pool`` x ``batch_size`` candidate sequences by the model's current loss (``by: loss``: the
+  highest-loss ones) or uniformly at random (``by: random``, the control that reads as much
+  text without the loss). Validation is unchanged (selection.py).
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ PROXY_NAMES = ("params", "synflow", "grad_norm", "jacob_cov")
 # cuts Performer's query and key paths (archsearch/evaluate/proxies.py).
 PROXY_REVISIONS = {"params": 1, "synflow": 2, "grad_norm": 1, "jacob_cov": 1}
 OPTIMIZERS = ("adamw",)
+SELECTION_CRITERIA = ("loss", "random")
 # What a proxy recipe's left-out training keys mean: lm_brief's settings (they matter only for
 # building the model the proxy scores, and for ``archsearch train`` if it is trained later).
 PROXY_TRAINING_DEFAULTS: dict[str, Any] = {
@@ -139,6 +144,24 @@ class Blend:
 
 
 @dataclass(frozen=True)
+class Selection:
+    """``selection``: train each step on ``batch_size`` of ``pool`` x ``batch_size`` candidate
+    sequences, chosen ``by`` the model's current loss (highest first) or at random."""
+
+    pool: int
+    by: str = "loss"
+
+    def __post_init__(self) -> None:
+        _integer(self, "pool", minimum=1)
+        if self.pool == 1:
+            raise InputError(
+                "a pool of 1 batch leaves nothing to choose; use 2 or more, or leave out selection",
+                key="pool",
+            )
+        _choice(self, "by", SELECTION_CRITERIA)
+
+
+@dataclass(frozen=True)
 class SupernetSettings:
     """``supernet``: score candidates by the inherited weights of a weight-sharing supernet
     (archsearch/supernet/) trained once for ``token_budget`` tokens per sub-network slot with the
@@ -158,8 +181,23 @@ class SupernetSettings:
     # each step's sub-networks get per-layer families dealt from a shuffled deck (every family
     # of a layer trained as often as the step's sub-networks allow), not drawn independently
     cover_families: bool = False
+    # the second scoring stage (archsearch/supernet/finetune.py): a candidate's inherited
+    # weights fine-tuned for ``finetune_steps`` steps at ``finetune_lr`` before it is scored,
+    # which repairs most of what shared weights get wrong for a family (LSRA); ``shortlist`` is
+    # how many raw-scored candidates `run` re-scores so before picking its finalists (0: none)
+    finetune_steps: int = 0
+    finetune_lr: float = 1e-3
+    shortlist: int = 0
 
     def __post_init__(self) -> None:
+        _integer(self, "finetune_steps", minimum=0)
+        _number(self, "finetune_lr", low=0.0, low_open=True)
+        _integer(self, "shortlist", minimum=0)
+        if self.shortlist and not self.finetune_steps:
+            raise InputError(
+                "re-scores candidates by fine-tuning them: set finetune_steps > 0 too",
+                key="shortlist",
+            )
         if not isinstance(self.cover_families, bool):
             raise InputError(
                 f"must be true or false, got {self.cover_families!r}", key="cover_families"
@@ -202,6 +240,7 @@ class Recipe:
     proxy: str | None = None
     blend: Blend | None = None
     supernet: SupernetSettings | None = None
+    selection: Selection | None = None
     source: str | None = dataclasses.field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -243,6 +282,8 @@ class Recipe:
                         f"{self.batch_size * self.seq_len}, got {getattr(self.supernet, name)}",
                         key=f"supernet.{name}",
                     )
+        if self.selection is not None:
+            self._check_selection()
         if self.data_scheme == "synthetic":
             _refuse_text_options(self)
         if self.curriculum is not None:
@@ -272,6 +313,22 @@ class Recipe:
                 f"must be at most the number of training steps ({self.steps}), "
                 f"got {self.eval_points}",
                 key="eval_points",
+            )
+
+    def _check_selection(self) -> None:
+        if not isinstance(self.selection, Selection):
+            raise InputError("must be a mapping with pool (and by)", key="selection")
+        if self.proxy is not None:
+            raise InputError(
+                "chooses training batches; a proxy recipe does not train (leave out proxy or "
+                "selection)",
+                key="selection",
+            )
+        if self.supernet is not None:
+            raise InputError(
+                "chooses training batches; the supernet's sandwich training does not (leave "
+                "out supernet or selection)",
+                key="selection",
             )
 
     @property
@@ -347,6 +404,10 @@ class Recipe:
         out = dataclasses.asdict(self)
         out.pop("source")
         out["optimizer"]["betas"] = list(self.optimizer.betas)
+        if out["selection"] is None:
+            # absent when off, so that what was keyed by recipes before it (fidelity journals,
+            # supernet caches, studies, checkpoints) keeps its key
+            out.pop("selection")
         return out
 
     def to_yaml_dict(self) -> dict[str, Any]:
@@ -354,7 +415,7 @@ class Recipe:
         out = self.to_dict()
         for key, default in OPTIONAL_DEFAULTS.items():
             if out.get(key) == default:
-                out.pop(key)
+                out.pop(key, None)
         if self.tokenizer == "bytes":
             out.pop("vocab_size")
         return out
@@ -380,6 +441,7 @@ class Recipe:
             ("curriculum", Curriculum),
             ("blend", Blend),
             ("supernet", SupernetSettings),
+            ("selection", Selection),
         ):
             if values[key] is None:
                 continue
@@ -401,6 +463,7 @@ OPTIONAL_DEFAULTS: dict[str, Any] = {
     "proxy": None,
     "blend": None,
     "supernet": None,
+    "selection": None,
 }
 
 

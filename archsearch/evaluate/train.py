@@ -14,6 +14,9 @@ bytes those tokens decode to, over ln 2. For bytes this is the same number as be
 
 ``fit`` can stop at any step and start again from a ``TrainState`` (checkpoint.py saves one), and
 a resumed run takes exactly the steps an uninterrupted one would.
+
+A recipe's ``selection`` (selection.py) trains each step on the sequences it picks from a larger
+pool; without it, the loop below is exactly what it was before selection existed.
 """
 
 from __future__ import annotations
@@ -45,6 +48,10 @@ from archsearch.evaluate.data import (
     token_byte_lengths,
 )
 from archsearch.evaluate.recipe import Recipe
+from archsearch.evaluate.retrieval import Datastore, datastore_for, training_windows
+from archsearch.evaluate.selection import Selector, scoring_macs, take_rows
+from archsearch.families.retrieval import retrieves
+from archsearch.seeding import seeded
 
 LN2 = math.log(2.0)
 Report = Callable[[dict[str, Any]], None]
@@ -57,7 +64,9 @@ class EvalResult:
     ``diverged`` is True when training finished with finite losses but the model ended worse
     than a uniform guess over the vocabulary (NaN or inf raise ``CandidateFailed`` instead).
     ``curve`` holds every intermediate report, in order. ``val_accuracy`` is set for tasks
-    scored on answer positions only (synthetic tasks).
+    scored on answer positions only (synthetic tasks). With a recipe's ``selection``,
+    ``selection_tokens`` and ``selection_macs`` are what scoring the candidate pools cost beyond
+    training (forward passes only), and ``selection_s`` the wall time choosing took.
     """
 
     val_bpb: float
@@ -70,6 +79,9 @@ class EvalResult:
     data_fingerprint: str
     curve: tuple[dict[str, Any], ...] = ()
     val_accuracy: float | None = None
+    selection_tokens: int = 0
+    selection_macs: int = 0
+    selection_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -102,14 +114,14 @@ def evaluate(
     torch.set_num_threads(threads)
     try:
         batches = make_batches(recipe)
-        # Seed a private copy of the global generator: weights, dropout and random features
-        # draw from it, and the caller's random stream is left as it was.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(recipe.seed)
-            from archsearch.models import build_model
+        selector = Selector(recipe, batches) if recipe.selection is not None else None
+        from archsearch.models import build_model
 
+        # The run's own stream: the weights draw first (build_model(config, seed=recipe.seed)'s
+        # weights), then dropout and random features; the caller's stream is left as it was.
+        with seeded(recipe.seed):
             model = build_model(config)
-            curve = fit(model, recipe, report=report, batches=batches)
+            curve = fit(model, recipe, report=report, batches=batches, selector=selector)
     finally:
         torch.set_num_threads(previous_threads)
     last = curve[-1]
@@ -124,7 +136,20 @@ def evaluate(
         data_fingerprint=batches.fingerprint,
         curve=tuple(curve),
         val_accuracy=last.get("val_accuracy"),
+        **_selection_costs(config, recipe, selector, last["step"]),
     )
+
+
+def _selection_costs(
+    config: ArchConfig, recipe: Recipe, selector: Selector | None, steps: int
+) -> dict[str, Any]:
+    if selector is None:
+        return {}
+    return {
+        "selection_tokens": selector.scored_tokens,
+        "selection_macs": scoring_macs(config, recipe, steps),
+        "selection_s": selector.seconds,
+    }
 
 
 def check_compatible(config: ArchConfig, recipe: Recipe) -> None:
@@ -139,6 +164,17 @@ def check_compatible(config: ArchConfig, recipe: Recipe) -> None:
             f"the {recipe.tokenizer} tokenizer needs vocab_size >= {recipe.vocab_size}, "
             f"got {config.vocab_size}",
             key="vocab_size",
+        )
+    if retrieves(config) and recipe.data_scheme == "synthetic":
+        raise InputError(
+            "retrieval needs text data to build its datastore from, not a synthetic task",
+            key="retrieval_chunk",
+        )
+    if retrieves(config) and recipe.selection is not None:
+        raise InputError(
+            "retrieval skips the text a training row comes from, which rows picked from a "
+            "selection pool do not say; drop selection for retrieving models",
+            key="selection",
         )
     if config.max_seq_len < recipe.seq_len:
         raise InputError(
@@ -156,9 +192,11 @@ def validation_bpb(model: nn.Module, valid: torch.Tensor, recipe: Recipe) -> flo
     return validate(model, streams, recipe)["val_bpb"]
 
 
-def validate(model: nn.Module, batches: Batches, recipe: Recipe) -> dict[str, float]:
+def validate(
+    model: nn.Module, batches: Batches, recipe: Recipe, store: Datastore | None = None
+) -> dict[str, float]:
     """Validation loss in bits per byte (per answer token for answer-only tasks, with their
-    accuracy).
+    accuracy). A retrieving model reads its neighbours from ``store`` (the training split's).
 
     Text batches are all the same size, so the mean of the batch means is the loss per token,
     and tokens per byte of the scored targets turns it into the loss per byte (exactly 1 for
@@ -166,7 +204,7 @@ def validate(model: nn.Module, batches: Batches, recipe: Recipe) -> dict[str, fl
     """
     was_training = model.training
     model.eval()
-    forward = task_forward(recipe.task)
+    forward = retrieving_forward(model, store) or task_forward(recipe.task)
     total, answers, correct, state = 0.0, 0, 0, None
     try:
         with torch.no_grad():
@@ -245,6 +283,8 @@ class TrainState:
     since_eval: int = 0
     curve: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     rng: torch.Tensor | None = None
+    # with selection: the pool rows trained on at each step since the last validation point
+    chosen: list[list[int]] = dataclasses.field(default_factory=list)
 
 
 def fit(
@@ -256,6 +296,7 @@ def fit(
     resume: TrainState | None = None,
     stop_at: int | None = None,
     checkpoint: Callable[[TrainState], None] | None = None,
+    selector: Selector | None = None,
 ) -> list[dict[str, Any]]:
     """Train a built model for the recipe's budget; returns the validation points it reported.
 
@@ -264,15 +305,24 @@ def fit(
     a saved state (the model must already hold its weights); ``stop_at`` ends after that many
     steps in all; ``checkpoint`` receives the state at each validation point and where training
     stops. A recipe's ``curriculum`` shortens the early training segments (curriculum.py); the
-    reported ``tokens`` are those actually trained on.
+    reported ``tokens`` are those actually trained on. A recipe's ``selection`` picks each
+    step's batch from a pool (``selector``, made from ``batches`` when not given).
     """
-    batches = with_curriculum(make_batches(recipe) if batches is None else batches, recipe)
+    source = make_batches(recipe) if batches is None else batches
+    if selector is None and recipe.selection is not None:
+        selector = Selector(recipe, source)
+    batches = with_curriculum(source, recipe)
+    store = datastore_for_model(model, source)
     trained = cumulative_tokens(recipe)  # tokens after each step (fewer with a curriculum)
     optimizer = _optimizer(model, recipe)
     parameters = [p for p in model.parameters() if p.requires_grad]
-    forward = task_forward(recipe.task)
+    forward = retrieving_forward(model, store, source) or task_forward(recipe.task)
     eval_at = {k * recipe.steps // recipe.eval_points for k in range(1, recipe.eval_points + 1)}
-    run = TrainState() if resume is None else dataclasses.replace(resume, curve=list(resume.curve))
+    run = (
+        TrainState()
+        if resume is None
+        else dataclasses.replace(resume, curve=list(resume.curve), chosen=list(resume.chosen))
+    )
     if resume is not None:
         if resume.optimizer is not None:
             optimizer.load_state_dict(resume.optimizer)
@@ -284,8 +334,15 @@ def fit(
 
     def window_ratio() -> float:
         """Tokens per byte of the steps since the last validation point (re-read, so a
-        resumed run needs nothing more in its checkpoint)."""
+        resumed run needs nothing more in its checkpoint than, with selection, the rows
+        chosen)."""
         steps = range(run.step - run.since_eval, run.step)
+        if selector is not None:  # the rows trained on, out of each step's pool
+            pools = (
+                take_rows(selector.pool(i), rows).targets
+                for i, rows in zip(steps, run.chosen, strict=True)
+            )
+            return tokens_per_byte(pools, lengths)
         return tokens_per_byte((batches.train(i).targets for i in steps), lengths)
 
     def snapshot() -> TrainState:
@@ -297,7 +354,11 @@ def fit(
     for step in range(run.step, end):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(recipe, step)
-        batch = batches.train(step)
+        if selector is None:
+            batch = batches.train(step)
+        else:
+            batch, rows = selector.choose(model, step, forward)
+            run.chosen.append(rows)
         output = forward(model, batch, None if batch.fresh else run.memory)
         loss = _loss(output.logits, batch.targets)
         # memory is context, not a path for gradients into old segments
@@ -318,13 +379,14 @@ def fit(
             point = {
                 "step": step + 1,
                 "tokens": trained[step],
-                **_renamed(validate(model, batches, recipe)),
+                **_renamed(validate(model, batches, recipe, store)),
                 "train_bpb": run.loss_sum / run.since_eval * window_ratio() / LN2,
             }
             run.curve.append(point)
             if report is not None:
                 report(dict(point))
             run.since_eval, run.loss_sum = 0, 0.0
+            run.chosen = []
             if checkpoint is not None:
                 checkpoint(snapshot())
         elif step + 1 == end and checkpoint is not None:
@@ -361,6 +423,40 @@ def task_forward(task: str) -> Forward:
 
 def _causal_lm_forward(model: nn.Module, batch: Batch, state: Any) -> Any:
     return model(batch.inputs, state=state)
+
+
+def datastore_for_model(model: nn.Module, batches: Batches) -> Datastore | None:
+    """The training split's datastore when ``model`` retrieves (None otherwise)."""
+    arch = getattr(model, "arch", None)
+    if arch is None or not retrieves(arch):
+        return None
+    return datastore_for(batches, arch.retrieval_chunk, arch.vocab_size)
+
+
+def retrieving_forward(
+    model: nn.Module, store: Datastore | None, training: Batches | None = None
+) -> Forward | None:
+    """A forward that looks up each batch's neighbours in ``store`` (None when the model does
+    not retrieve). With ``training`` (the source the batches are cut from), neighbours that
+    overlap the row being trained on are skipped."""
+    arch = getattr(model, "arch", None)
+    if arch is None or not retrieves(arch):
+        return None
+    if store is None:
+        raise ValueError("a retrieving model needs the training split's datastore")
+    k = arch.retrieval_k
+
+    def forward(model: nn.Module, batch: Batch, state: Any) -> Any:
+        windows = None
+        if training is not None:
+            if batch.start is None:
+                raise ValueError("training batches for retrieval must say where they start")
+            rows, length = batch.inputs.shape
+            windows = training_windows(training, batch.start, rows, length)
+        neighbours = store.neighbours(batch.inputs, k, windows)
+        return model(batch.inputs, state=state, neighbours=neighbours)
+
+    return forward
 
 
 def _seq2seq_forward(model: nn.Module, batch: Batch, state: Any) -> Any:

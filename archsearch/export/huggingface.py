@@ -21,6 +21,7 @@ from archsearch.config import ArchConfig
 from archsearch.errors import InputError
 from archsearch.export.provenance import headline
 from archsearch.export.weights import initial_model
+from archsearch.families.retrieval import retrieves
 
 EXTRA_HINT = "pip install 'archsearch[export]'"
 REMOTE_CODE = Path(__file__).with_name("hf_remote")
@@ -35,6 +36,12 @@ def write_hf(config: ArchConfig, prov: dict[str, Any], folder: Path, seed: int) 
     if config.task != "causal_lm":
         raise InputError(
             f"the hf export covers causal_lm models (AutoModelForCausalLM), not {config.task}",
+            key="--format",
+        )
+    if retrieves(config):
+        raise InputError(
+            "the hf export covers models without retrieval (their neighbours come from a "
+            "datastore that generate() does not have)",
             key="--format",
         )
     try:

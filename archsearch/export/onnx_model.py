@@ -5,11 +5,16 @@ The graph's inputs and outputs by task:
 - causal LM: ``input_ids`` [batch, seq] -> ``logits`` [batch, seq, vocab];
 - seq2seq: ``input_ids`` (decoder, teacher-forced) and ``source_ids`` -> ``logits``; one graph
   runs the encoder and the decoder;
-- recurrent memory (Transformer-XL, compressive): ``input_ids`` plus the memory state as
-  explicit inputs ``state.<layer>[.compressed|.memory]`` -> ``logits`` and the next state under
-  the same names with a ``next_`` prefix. The graph is the steady-state step: its state inputs
-  have the shapes a stream reaches once the memory is full (the first segments of a stream,
-  while the memory fills, run in PyTorch or pass through ``warm_state``).
+- recurrent memory (Transformer-XL, compressive, infinity-former): ``input_ids`` plus the
+  memory state as explicit inputs ``state.<layer>[.compressed|.coefficients|.memory]`` ->
+  ``logits`` and the next state under the same names with a ``next_`` prefix. The graph is
+  the steady-state step: its state inputs have the shapes a stream reaches once the memory is
+  full (the first segments of a stream, while the memory fills, run in PyTorch or pass through
+  ``warm_state``);
+- retrieval (RETRO): ``input_ids`` [batch, max_seq_len] and ``neighbours`` [batch, chunks, k,
+  2 * retrieval_chunk] (token ids, as ``archsearch.evaluate.retrieval`` looks them up) ->
+  ``logits``: the model given its neighbours; the datastore and its nearest-neighbour search
+  stay outside the graph.
 
 torch.onnx's dynamo exporter (``torch.export``) is used: the older TorchScript tracer bakes the
 example's sequence length into some families (local attention) and exports the sparse FFN's
@@ -20,8 +25,8 @@ every expert on every token, masked to the routed one). Shape-dependent code is 
 longest length, where it takes its general path, and every graph is run in onnxruntime on other
 lengths and batch sizes and compared with PyTorch; a graph that disagrees is deleted and
 reported, never handed out. Graphs whose family spec names ``onnx_fixed_length`` (LSH) and
-models with recurrent memory take exactly ``max_seq_len`` tokens per call. Weights are embedded
-(no external data), which limits a graph to 2 GB.
+models with recurrent memory or retrieval take exactly ``max_seq_len`` tokens per call. Weights
+are embedded (no external data), which limits a graph to 2 GB.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from archsearch.config import ArchConfig
 from archsearch.errors import InputError
 from archsearch.export.weights import initial_model
 from archsearch.families import all_specs
+from archsearch.families.retrieval import retrieved_chunks, retrieves
 
 EXTRA_HINT = "pip install 'archsearch[export]'"
 # (kind, family) -> why it does not export: each family's spec says (``onnx_refusal``).
@@ -76,13 +82,25 @@ class Seq2SeqLogits(nn.Module):
         return self.model(input_ids, source_ids).logits
 
 
+class RetrievalLogits(nn.Module):
+    """Token ids and their retrieved neighbours' ids -> logits: the model given its neighbours
+    (the datastore lookup that finds them stays outside the graph)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, neighbours: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids, neighbours=neighbours).logits
+
+
 class MemoryStep(nn.Module):
     """One segment with the recurrent state as a flat list of tensors in and out."""
 
     def __init__(self, model: nn.Module, per_layer: int):
         super().__init__()
         self.model = model
-        self.per_layer = per_layer  # tensors per layer: 1 (XL) or 2 (compressive)
+        self.per_layer = per_layer  # tensors per layer: 1 (XL) or 2 (compressive, infinity)
 
     def forward(
         self, input_ids: torch.Tensor, state: list[torch.Tensor]
@@ -105,9 +123,17 @@ def nest_state(flat: list[torch.Tensor], per_layer: int) -> tuple[Any, ...]:
     return tuple(tuple(flat[i : i + per_layer]) for i in range(0, len(flat), per_layer))
 
 
+# The tensors of one layer's state, in the order the memory module keeps them (XL: one).
+STATE_PARTS = {"compressive": ("compressed", "memory"), "infinity": ("coefficients", "memory")}
+
+
+def state_parts(config: ArchConfig) -> tuple[str, ...]:
+    return STATE_PARTS.get(config.memory, ("",))
+
+
 def state_names(config: ArchConfig) -> list[str]:
     """Graph input names of the state, layer by layer (outputs add the ``next_`` prefix)."""
-    parts = ("compressed", "memory") if config.memory == "compressive" else ("",)
+    parts = state_parts(config)
     return [f"state.{i}{'.' + p if p else ''}" for i in range(config.n_layers) for p in parts]
 
 
@@ -134,6 +160,8 @@ def fixed_length_reason(config: ArchConfig) -> str | None:
     """Why this model's graph takes exactly ``max_seq_len`` tokens; None: any length."""
     if config.memory != "none":
         return f"memory '{config.memory}' keeps a state whose shapes follow the segment length"
+    if retrieves(config):
+        return "retrieval: the neighbours' chunk count follows the sequence length"
     for layer in (*config.layers, *config.encoder_layers):
         for kind in ("attention", "ffn"):
             reason = FIXED_LENGTH.get((kind, getattr(layer, kind)))
@@ -143,6 +171,11 @@ def fixed_length_reason(config: ArchConfig) -> str | None:
 
 
 def check_exportable(config: ArchConfig) -> None:
+    if retrieves(config) and config.memory != "none":
+        raise InputError(
+            "ONNX export covers retrieval or recurrent memory, not both in one model",
+            key="--format",
+        )
     if config.max_seq_len < 2:
         raise InputError("ONNX export needs max_seq_len >= 2", key="--format")
     for layer in (*config.layers, *config.encoder_layers):
@@ -199,8 +232,22 @@ def graph_for(model: nn.Module, config: ArchConfig) -> Graph:
             {"input_ids": {0: batch, 1: seq}, "source_ids": {0: batch, 1: source}},
             checks,
         )
+    if retrieves(config):
+        shape = (retrieved_chunks(config, longest), config.retrieval_k, 2 * config.retrieval_chunk)
+
+        def near(b: int) -> torch.Tensor:
+            return torch.randint(0, config.vocab_size, (b, *shape), generator=generator)
+
+        return Graph(
+            RetrievalLogits(model),
+            (ids(2, longest), near(2)),
+            ["input_ids", "neighbours"],
+            ["logits"],
+            {"input_ids": {0: batch}, "neighbours": {0: batch}},
+            [[{"input_ids": ids(b, longest), "neighbours": near(b)}] for b, _ in runs],
+        )
     if config.memory != "none":
-        per_layer = 2 if config.memory == "compressive" else 1
+        per_layer = len(state_parts(config))
         names = state_names(config)
         example = flat_state(warm_state(model, config, 2))
         checks = []

@@ -12,8 +12,8 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from archsearch import __version__
-from archsearch.report import trials as select
 from archsearch.search import trial_attrs as attrs
+from archsearch.search import trials as select
 
 TRAINING_ATTRS = ("train_bpb", "tokens", "steps", attrs.WALL_S, attrs.CPU_S, attrs.DIVERGED)
 COST_ATTRS = (attrs.MACS, attrs.PARAMS, attrs.TOTAL_PARAMS, attrs.MACS_BY_PART)

@@ -6,7 +6,8 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from archsearch.errors import InputError
-from archsearch.report.trials import best_trial, quality
+from archsearch.search import trial_attrs as attrs
+from archsearch.search.trials import best_trial, quality
 
 BEST = "best"
 
@@ -41,6 +42,6 @@ def select_trial(study: optuna.Study, spec: str | int) -> FrozenTrial:
         last = len(trials) - 1
         raise InputError(f"no trial {number} (trials are 0..{last})", key="--trial")
     trial = trials[number]
-    if not isinstance(trial.user_attrs.get("arch"), dict):
+    if not isinstance(trial.user_attrs.get(attrs.ARCH), dict):
         raise InputError(f"trial {number} has no architecture to export", key="--trial")
     return trial

@@ -33,7 +33,8 @@ class BlockContext:
 
     @property
     def d_model(self) -> int:
-        return self.arch.d_model
+        """The width of this block's stack (a seq2seq encoder may have its own)."""
+        return self.arch.encoder_width if self.encoder else self.arch.d_model
 
 
 def resolve(target: str) -> Any:
@@ -98,6 +99,8 @@ class FamilySpec:
     dispatch_units: Callable[[BlockContext], float] = _one
     reads_memory: bool = False  # can attend to recurrent memory (Transformer-XL, compressive)
     kv_cache: bool = False  # has an incremental decoding path (costs.incremental)
+    # Honours ArchConfig.bias: every linear it owns takes a bias, counted in ``params``.
+    bias: bool = False
     onnx_refusal: str | None = None  # why it does not export to ONNX; None: it does
     # Why its ONNX graph takes sequences of exactly ``max_seq_len`` tokens (shape-dependent
     # Python in its forward); None: the graph takes any length up to ``max_seq_len``.
@@ -106,6 +109,9 @@ class FamilySpec:
     # int8 (``archsearch compress``; one scale and zero point per tensor): every Linear except
     # those its module reads ``.weight`` of directly (``reads_weights``). The rest stays float.
     int8_weights: Callable[[BlockContext], tuple[int, int]] = _no_int8
+    # An attention module that returns ``(y, aux_loss)`` like a feed-forward one (a loss that
+    # trains a part of its own, SparseFinder's predictor); False: it returns ``y`` alone.
+    aux_loss: bool = False
     # Supernet: parameter names (under the block's ``attn.``) that are the shared projections.
     supernet_aliases: Mapping[str, str] = field(default_factory=dict)
     # Supernet: settings that change the shapes of its own tensors beyond the layer's widths;
@@ -142,6 +148,10 @@ def _no_weight(arch: ArchConfig) -> int:
     return 0
 
 
+def _no_memory_int8(arch: ArchConfig) -> tuple[int, int]:
+    return 0, 0
+
+
 @dataclass(frozen=True)
 class MemorySpec:
     """One kind of recurrent memory (``ArchConfig.memory``): its analytic costs and bytes."""
@@ -150,7 +160,7 @@ class MemorySpec:
     # Keys each layer's attention sees beyond the segment, once the memory is full.
     extra_keys: Callable[[ArchConfig], int]
     params: Callable[[ArchConfig], int]  # parameters the memory owns, all layers
-    macs: Callable[[ArchConfig, int], int]  # MACs per layer for a segment of ``tokens``
+    macs: Callable[[ArchConfig, int], int]  # MACs of all layers for a segment of ``tokens``
     kind: str = "memory"
     # import string of the nn.Module class, built as ``cls.for_arch(arch)``
     implementation: str = ""
@@ -161,6 +171,14 @@ class MemorySpec:
     # Bytes the memory's own training keeps for backward, all layers (``batch`` x ``tokens``).
     training_bytes: Callable[[ArchConfig, int, int], int] = _no_bytes
     largest_weight: Callable[[ArchConfig], int] = _no_weight  # elements of its largest tensor
+    # Rows of [batch, rows, d_model] each layer's state holds (None: ``extra_keys``).
+    state_rows: Callable[[ArchConfig], int] | None = None
+    # A read of the memory beside attention (infinity-former): its bytes for one layer,
+    # ``(arch, layer, batch, tokens) -> ActivationBytes`` (None: the memory is only keys).
+    read_bytes: Callable[[ArchConfig, LayerConfig, int, int], ActivationBytes] | None = None
+    # (elements, tensors) of its nn.Linear weights, all layers, that ``compress --int8``
+    # stores as int8 (a compressive memory's convolutions stay float).
+    int8_weights: Callable[[ArchConfig], tuple[int, int]] = _no_memory_int8
 
     def build(self, arch: ArchConfig) -> Any:
         """The memory module for ``arch`` (imports torch)."""

@@ -34,6 +34,7 @@ SPEC = FamilySpec(
     macs=full_attention_macs,
     params=projection_params,
     int8_weights=projection_int8,
+    bias=True,
     activations=full_activations,
     reads_memory=True,
     kv_cache=True,

@@ -104,6 +104,7 @@ SPEC = FamilySpec(
     macs=linformer_macs,
     params=linformer_params,
     int8_weights=projection_int8,  # E and F stay float
+    bias=True,
     activations=linformer_activations,
     settings=(Setting("linformer_k", "int", 64, integer(1), "projected sequence length"),),
     largest_weight=linformer_largest,

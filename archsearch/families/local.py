@@ -180,6 +180,7 @@ SPEC = FamilySpec(
     macs=local_macs,
     params=projection_params,
     int8_weights=projection_int8,
+    bias=True,
     activations=local_activations,
     settings=(
         Setting(

@@ -1,4 +1,5 @@
-"""Recurrent memory across segments (``ArchConfig.memory``): none, Transformer-XL, compressive.
+"""Recurrent memory across segments (``ArchConfig.memory``): none, Transformer-XL, compressive,
+infinity-former.
 
 The analytic side only: keys each layer sees beyond its segment, parameters and MACs of the
 memory itself. The modules are ``archsearch.models.memory``.
@@ -10,6 +11,16 @@ from typing import TYPE_CHECKING
 
 from archsearch.families.activations import F32
 from archsearch.families.base import MemorySpec
+from archsearch.families.infinity import (
+    infinity_int8,
+    infinity_keys,
+    infinity_largest,
+    infinity_macs,
+    infinity_params,
+    infinity_read_bytes,
+    infinity_rows,
+    infinity_update,
+)
 
 if TYPE_CHECKING:
     from archsearch.config import ArchConfig
@@ -48,13 +59,13 @@ def compressive_params(arch: ArchConfig) -> int:
 def compressive_macs(arch: ArchConfig, tokens: int) -> int:
     """Steady state: the segment evicts ``tokens`` states, ``tokens // compress_rate`` whole
     groups (at most ``compress_len`` are kept and compressed). The conv makes ``d * d * rate``
-    MACs per slot; mean pooling counts none (element-wise), as does the training-only
-    reconstruction loss (like the backward pass)."""
+    MACs per slot, every layer; mean pooling counts none (element-wise), as does the
+    training-only reconstruction loss (like the backward pass)."""
     if arch.compress_fn != "conv":
         return 0
     slots = min(tokens // arch.compress_rate, arch.compress_len)
     d = arch.d_model
-    return slots * d * d * arch.compress_rate
+    return arch.n_layers * slots * d * d * arch.compress_rate
 
 
 def xl_update(arch: ArchConfig, batch: int, tokens: int) -> tuple[int, int]:
@@ -140,6 +151,28 @@ SPECS = (
                 "compress_fn": "conv",
             },
             "benchmark": {"memory": "compressive", "mem_len": 32, "compress_len": 8},
+        },
+    ),
+    MemorySpec(
+        name="infinity",
+        extra_keys=infinity_keys,
+        params=infinity_params,
+        macs=infinity_macs,
+        update_bytes=infinity_update,
+        implementation="archsearch.models.infinity:InfinityMemory",
+        largest_weight=infinity_largest,
+        state_rows=infinity_rows,
+        read_bytes=infinity_read_bytes,
+        int8_weights=infinity_int8,
+        examples={
+            "tests": {"memory": "infinity", "mem_len": 16, "ltm_basis": 8, "ltm_samples": 8},
+            "calibration": {
+                "memory": "infinity",
+                "mem_len": 64,
+                "ltm_basis": 32,
+                "ltm_samples": 32,
+            },
+            "benchmark": {"memory": "infinity", "mem_len": 32, "ltm_basis": 16, "ltm_samples": 16},
         },
     ),
 )

@@ -129,6 +129,7 @@ SPEC = FamilySpec(
     macs=performer_macs,
     params=projection_params,
     int8_weights=projection_int8,
+    bias=True,
     activations=performer_activations,
     settings=(Setting("performer_features", "int", 64, integer(1), "random features per head"),),
     buffers=performer_buffers,

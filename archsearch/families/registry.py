@@ -18,6 +18,8 @@ FAMILY_MODULES = (
     "performer",
     "lsh",
     "lsra",
+    "sparsefinder",
+    "sparse_qkv",
     "dense",
     "switch_moe",
     "sparse",

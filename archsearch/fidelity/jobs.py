@@ -35,6 +35,7 @@ class FidelityResult:
     proxies: dict[str, float] = field(default_factory=dict)
     failed: list[str] = field(default_factory=list)
     supernet_bpb: float = math.nan  # inherited-weights score, for a supernet recipe
+    finetuned_bpb: float = math.nan  # the same after the recipe's fine-tuning (finetune_steps)
 
 
 @dataclass(frozen=True, eq=False)  # identity: a recipe holds unhashable parts

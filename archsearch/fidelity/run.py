@@ -103,6 +103,8 @@ def correlations(
     out = {}
     if supernet:
         out["supernet"] = correlation([r.supernet_bpb for r in results], long_loss)
+        if any(math.isfinite(r.finetuned_bpb) for r in results):
+            out["supernet_finetuned"] = correlation([r.finetuned_bpb for r in results], long_loss)
     out["brief_training"] = correlation([r.short_score for r in results], long_loss)
     if blended:
         out["brief_val_bpb"] = correlation([r.short_bpb for r in results], long_loss)
@@ -205,17 +207,25 @@ def _score_by_supernet(
     say: Progress,
 ) -> None:
     """Each configuration's inherited-weights score from the space's supernet (trained now
-    with ``workers`` threads unless cached): what a supernet search ranks candidates by."""
+    with ``workers`` threads unless cached): what a supernet search ranks candidates by; and,
+    when the recipe fine-tunes (``finetune_steps``), its score after that, which a search's
+    shortlist is re-ranked by."""
+    from archsearch.supernet.finetune import finetuned_from_file
     from archsearch.supernet.scoring import score_from_file
     from archsearch.supernet.store import ensure_supernet
 
+    assert recipe.supernet is not None
     path = ensure_supernet(space, recipe, threads=workers, log=say)
     for index, result in enumerate(results, 1):
+        config = ArchConfig.from_dict(result.arch)
         try:
-            result.supernet_bpb = score_from_file(path, ArchConfig.from_dict(result.arch), recipe)
+            result.supernet_bpb = score_from_file(path, config, recipe)
+            if recipe.supernet.finetune_steps:
+                result.finetuned_bpb = finetuned_from_file(path, config, recipe)
         except (RuntimeError, ValueError) as exc:  # outside the supernet: recorded, not fatal
             result.failed.append(f"supernet: {type(exc).__name__}: {exc}")
-        say(f"supernet #{index} ({result.macs:,} MACs): {result.supernet_bpb:.4f} bpb")
+        tuned = f", fine-tuned {result.finetuned_bpb:.4f}" if recipe.supernet.finetune_steps else ""
+        say(f"supernet #{index} ({result.macs:,} MACs): {result.supernet_bpb:.4f} bpb{tuned}")
 
 
 def _checked_inputs(

@@ -1,8 +1,10 @@
-"""Recurrent memory across consecutive segments (Transformer-XL, compressive memory).
+"""Recurrent memory across consecutive segments (Transformer-XL, compressive memory; the
+infinity-former's is ``archsearch.models.infinity``).
 
-The language model asks its memory for each layer's extra keys (``context``) and hands it each
-layer's input hidden states (``update``), which returns that layer's new state and an auxiliary
-loss (zero unless the memory has something to train). State is a tuple with one entry per
+The language model asks its memory for each layer's extra keys (``context``) and for a read
+beside attention (``reader``; None for these kinds), and hands it each layer's input hidden
+states (``update``), which returns that layer's new state and an auxiliary loss (zero unless
+the memory has something to train). State is a tuple with one entry per
 layer; no gradient flows into it (Transformer-XL's stop-gradient).
 """
 
@@ -28,6 +30,9 @@ class NoMemory(nn.Module):
     def context(self, state: Any, layer: int) -> torch.Tensor | None:
         return None
 
+    def reader(self, state: Any, layer: int) -> Any:
+        return None
+
     def update(self, state: Any, layer: int, hidden: torch.Tensor) -> tuple[Any, torch.Tensor]:
         return None, hidden.new_zeros(())
 
@@ -48,6 +53,9 @@ class XLMemory(nn.Module):
 
     def context(self, state: Any, layer: int) -> torch.Tensor | None:
         return None if state is None else state[layer]
+
+    def reader(self, state: Any, layer: int) -> Any:
+        return None
 
     def update(
         self, state: Any, layer: int, hidden: torch.Tensor
@@ -103,6 +111,9 @@ class CompressiveMemory(nn.Module):
             return None
         compressed, memory = state[layer]
         return torch.cat((compressed, memory), 1)
+
+    def reader(self, state: Any, layer: int) -> Any:
+        return None
 
     def update(
         self, state: Any, layer: int, hidden: torch.Tensor
@@ -168,6 +179,11 @@ def steady_state(arch: ArchConfig, batch: int = 1) -> Any:
     d = arch.d_model
     if arch.memory == "xl":
         return tuple(torch.randn(batch, arch.mem_len, d) for _ in range(arch.n_layers))
+    if arch.memory == "infinity":  # coefficients, short-term memory
+        return tuple(
+            (torch.randn(batch, arch.ltm_basis, d), torch.randn(batch, arch.mem_len, d))
+            for _ in range(arch.n_layers)
+        )
     return tuple(
         (torch.randn(batch, arch.compress_len, d), torch.randn(batch, arch.mem_len, d))
         for _ in range(arch.n_layers)
@@ -185,5 +201,5 @@ def memory_params(arch: ArchConfig) -> int:
 
 
 def memory_macs(arch: ArchConfig, tokens: int) -> int:
-    """MACs per layer the memory spends on a segment of ``tokens`` in steady state."""
+    """MACs the memory spends, all layers, on a segment of ``tokens`` in steady state."""
     return memory_spec(arch.memory).macs(arch, tokens)

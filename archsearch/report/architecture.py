@@ -11,7 +11,18 @@ from __future__ import annotations
 from typing import Any
 
 # the wide form's keys, in the order a reader scans them
-WIDE_KEYS = ("heads", "attention", "ffn", "ffn_ratio", "ffn_dim", "embed_dim", "memory")
+WIDE_KEYS = (
+    "encoder_d_model",
+    "heads",
+    "cross_heads",
+    "cross_layers",
+    "attention",
+    "ffn",
+    "ffn_ratio",
+    "ffn_dim",
+    "embed_dim",
+    "memory",
+)
 
 _ATTENTION = {"linformer": "lin", "performer": "perf"}
 
@@ -36,7 +47,9 @@ def compact_arch(arch: dict[str, Any]) -> str:
     if arch.get("share_layers"):
         parts.append("shared")
     if arch.get("n_encoder_layers"):
-        parts.append("enc " + _stack(arch, int(arch["n_encoder_layers"]), "encoder_"))
+        width = arch.get("encoder_d_model")
+        enc = "enc" if width in (None, arch.get("d_model")) else f"enc d{width}"
+        parts.append(f"{enc} " + _stack(arch, int(arch["n_encoder_layers"]), "encoder_"))
         parts.append("dec")
     if arch.get("n_layers") is not None:
         parts.append(_stack(arch, int(arch["n_layers"]), ""))

@@ -17,7 +17,6 @@ from typing import Any
 import optuna
 from rich.table import Table
 
-from archsearch.report import trials as select
 from archsearch.report.footprint import (
     Assumptions,
     Footprint,
@@ -26,7 +25,9 @@ from archsearch.report.footprint import (
 )
 from archsearch.report.formatting import MISSING, format_value, objective_label, short_number
 from archsearch.report.markdown import markdown_table
-from archsearch.search.quality import LEGACY, Quality
+from archsearch.search import trial_attrs as attrs
+from archsearch.search import trials as select
+from archsearch.search.quality import DEFAULT_QUALITY, Quality
 
 # Baselines the table always lists, in order, as (trial attr ``baseline``, display name).
 BASELINES = (("transformer", "Transformer"), ("lite_transformer", "Lite Transformer"))
@@ -114,7 +115,7 @@ class Comparison:
     rows: list[ComparisonRow]
     assumptions: Assumptions = field(default_factory=Assumptions)
     notes: list[str] = field(default_factory=list)
-    quality: Quality = LEGACY
+    quality: Quality = DEFAULT_QUALITY
 
     @property
     def headers(self) -> tuple[str, ...]:
@@ -268,8 +269,8 @@ def _trial_row(study: optuna.Study, name: str, trial: optuna.trial.FrozenTrial) 
     return ComparisonRow(
         name,
         trial=trial.number,
-        params=trial.user_attrs.get("params"),
-        macs=trial.user_attrs.get("macs"),
+        params=trial.user_attrs.get(attrs.PARAMS),
+        macs=trial.user_attrs.get(attrs.MACS),
         quality=values.get(quality) if usable else None,
         note="" if usable else select.status(trial),
         quality_name=quality,

@@ -10,10 +10,10 @@ from rich.table import Table
 
 from archsearch.report.architecture import compact_arch, wide_arch
 from archsearch.report.formatting import format_value, objective_label
-from archsearch.report.trials import (
+from archsearch.search import trial_attrs as attrs
+from archsearch.search.trials import (
     baseline_name,
-    is_usable,
-    losses,
+    front_trials,
     objective_directions,
     objective_names,
 )
@@ -30,17 +30,6 @@ class FrontRow:
     supernet_bpb: float | None = None  # a finalist's score in the supernet study
 
 
-def front_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """Non-dominated trials among those evaluated in full within budget, best quality first
-    (lowest val_bpb, or highest proxy score: Optuna's front follows the study's directions).
-
-    ``study.best_trials`` already leaves out infeasible trials; the filter below keeps that true
-    even for trials whose constraints were written by an older archsearch.
-    """
-    front = [trial for trial in study.best_trials if is_usable(trial)]
-    return sorted(front, key=lambda trial: (list(losses(study, trial).values()), trial.number))
-
-
 def pareto_front(study: optuna.Study) -> list[FrontRow]:
     """The front as rows (see ``front_trials``)."""
     names = objective_names(study)
@@ -48,11 +37,11 @@ def pareto_front(study: optuna.Study) -> list[FrontRow]:
         FrontRow(
             number=trial.number,
             values=dict(zip(names, trial.values, strict=True)),
-            arch=trial.user_attrs.get("arch", {}),
-            params=trial.user_attrs.get("params"),
-            wall_s=trial.user_attrs.get("wall_s"),
+            arch=trial.user_attrs.get(attrs.ARCH, {}),
+            params=trial.user_attrs.get(attrs.PARAMS),
+            wall_s=trial.user_attrs.get(attrs.WALL_S),
             baseline=baseline_name(trial),
-            supernet_bpb=trial.user_attrs.get("supernet_bpb"),
+            supernet_bpb=trial.user_attrs.get(attrs.SUPERNET_BPB),
         )
         for trial in front_trials(study)
     ]

@@ -16,11 +16,12 @@ from pathlib import Path
 import optuna
 
 from archsearch.errors import InputError
-from archsearch.report import trials as select
 from archsearch.report.architecture import wide_arch
 from archsearch.report.formatting import format_value
-from archsearch.report.front import front_trials
-from archsearch.search.quality import LEGACY, Quality
+from archsearch.search import trial_attrs as attrs
+from archsearch.search import trials as select
+from archsearch.search.quality import DEFAULT_QUALITY, Quality
+from archsearch.search.trials import front_trials
 
 EXTRA_HINT = "pip install 'archsearch[report]'"
 
@@ -46,7 +47,7 @@ class Panel:
     points: list[Point]
     frontier: list[Point]  # non-dominated in (cost, quality), by increasing cost
     budget: float | None
-    quality: Quality = LEGACY  # the study's quality objective: the y axis and its direction
+    quality: Quality = DEFAULT_QUALITY  # the study's quality objective: y axis, direction
 
 
 def cost_axes(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> list[str]:
@@ -54,7 +55,7 @@ def cost_axes(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> li
     from archsearch.profiles import COST_METRICS
 
     objectives = select.objective_names(study)[1:]
-    axes = list(dict.fromkeys([*objectives, "macs"]))
+    axes = list(dict.fromkeys([*objectives, attrs.MACS]))
     for name in COST_METRICS:
         if name in axes or name in ("params", "total_params"):
             continue
@@ -81,7 +82,7 @@ def panels(study: optuna.Study) -> list[Panel]:
             shown = format_value(quality.name, value)
             text = (
                 f"trial {trial.number}: {quality.name} {shown}, {metric} {cost:,.0f}"
-                f"<br>{wide_arch(trial.user_attrs.get('arch', {}))}"
+                f"<br>{wide_arch(trial.user_attrs.get(attrs.ARCH, {}))}"
             )
             points.append(
                 Point(

@@ -12,9 +12,10 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
-from archsearch.report import trials as select
-from archsearch.report.front import front_trials
+from archsearch.search import trial_attrs as attrs
+from archsearch.search import trials as select
 from archsearch.search.quality import Quality
+from archsearch.search.trials import front_trials
 
 
 @dataclass(frozen=True)
@@ -33,17 +34,17 @@ class TrialRow:
 
     @classmethod
     def of(cls, study: optuna.Study, trial: FrozenTrial) -> TrialRow:
-        attrs = trial.user_attrs
+        recorded = trial.user_attrs
         return cls(
             number=trial.number,
             status=select.status(trial),
             baseline=select.baseline_name(trial),
             values=select.objective_values(study, trial),
-            macs=attrs.get("macs"),
-            params=attrs.get("params"),
-            total_params=attrs.get("total_params"),
-            arch=dict(attrs.get("arch", {})),
-            supernet_bpb=attrs.get("supernet_bpb"),
+            macs=recorded.get(attrs.MACS),
+            params=recorded.get(attrs.PARAMS),
+            total_params=recorded.get(attrs.TOTAL_PARAMS),
+            arch=dict(recorded.get(attrs.ARCH, {})),
+            supernet_bpb=recorded.get(attrs.SUPERNET_BPB),
         )
 
     @property
@@ -118,31 +119,31 @@ class StudySummary:
 
 
 def search_cost(study: optuna.Study) -> SearchCost:
-    attrs = study.user_attrs
-    cpu_s = float(attrs.get("search_cpu_s", 0.0))
+    recorded = study.user_attrs
+    cpu_s = float(recorded.get("search_cpu_s", 0.0))
     return SearchCost(
         cpu_s=cpu_s,
-        wall_s=float(attrs.get("search_wall_s", 0.0)),
-        trial_cpu_s=float(attrs.get("search_trial_cpu_s", cpu_s)),
-        trial_wall_s=float(attrs.get("search_trial_wall_s", 0.0)),
+        wall_s=float(recorded.get("search_wall_s", 0.0)),
+        trial_cpu_s=float(recorded.get("search_trial_cpu_s", cpu_s)),
+        trial_wall_s=float(recorded.get("search_trial_wall_s", 0.0)),
         counts=dict(sorted(select.status_counts(study).items())),
     )
 
 
 def summarize(study: optuna.Study) -> StudySummary:
-    attrs = study.user_attrs
+    recorded = study.user_attrs
     return StudySummary(
         study=study.study_name,
         objectives=select.objective_names(study),
         directions=select.objective_directions(study),
         quality=select.quality(study),
-        profile=dict(attrs.get("profile", {})),
-        evaluator=dict(attrs.get("evaluator", {})),
-        data_fingerprint=attrs.get("data_fingerprint"),
-        archsearch_version=attrs.get("archsearch_version"),
+        profile=dict(recorded.get("profile", {})),
+        evaluator=dict(recorded.get("evaluator", {})),
+        data_fingerprint=recorded.get("data_fingerprint"),
+        archsearch_version=recorded.get("archsearch_version"),
         front=[TrialRow.of(study, t) for t in front_trials(study)],
         baselines={n: TrialRow.of(study, t) for n, t in select.baseline_trials(study).items()},
         best={n: TrialRow.of(study, t) for n, t in select.best_per_objective(study).items()},
         cost=search_cost(study),
-        lost=list((attrs.get("confirmed") or {}).get("lost", [])),
+        lost=list((recorded.get("confirmed") or {}).get("lost", [])),
     )

@@ -27,10 +27,10 @@ from typing import Any
 import optuna
 
 from archsearch.profiles import Profile
+from archsearch.search import trial_attrs as attrs
 from archsearch.search.verdict import Verdict, judge
 from archsearch.space import ENCODER_PREFIX, SearchSpace
 
-USER_ATTR = "baseline"  # trial user attribute naming the reference
 STUDY_ATTR = "baselines"  # study user attribute: name -> what was enqueued
 LITE_KERNELS = (3, 7, 15, 31, 31, 31)  # Lite Transformer's per-layer convolution kernels
 RELAXATIONS = 3  # try the 1st, 2nd, 3rd nearest value of a soft preference before giving up
@@ -131,12 +131,12 @@ def enqueue_baselines(study: optuna.Study, make: Callable[[], list[Baseline]]) -
             b.name: {"params": b.params, "arch": b.values, "macs": b.macs} for b in baselines
         }
         study.set_user_attr(STUDY_ATTR, planned)
-    present = {t.user_attrs.get(USER_ATTR) for t in study.get_trials(deepcopy=False)}
+    present = {t.user_attrs.get(attrs.BASELINE) for t in study.get_trials(deepcopy=False)}
     enqueued = []
     for name, record in planned.items():
         if name in present:
             continue
-        study.enqueue_trial(record["params"], user_attrs={USER_ATTR: name})
+        study.enqueue_trial(record["params"], user_attrs={attrs.BASELINE: name})
         enqueued.append(Baseline(name, record["params"], record["arch"], record["macs"]))
     return enqueued
 

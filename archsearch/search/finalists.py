@@ -5,25 +5,26 @@ The supernet scores hundreds of candidates by inherited weights; its ranking is 
 proven. The finalists (the better-scored half of the supernet front, spread over its MACs, its
 best score always among them) and the baselines are then trained briefly like any candidate of
 a training search, so the front a user reads, plots, exports and confirms is made of trained
-models. Each finalist carries its supernet score and trial number (``supernet_bpb``,
-``supernet_trial``), and each study names the other (study attributes ``finalists`` and
+models. With a ``shortlist`` in the recipe, the finalists are picked the same way from a
+shortlist re-scored by fine-tuning (``shortlist.py``). Each finalist carries its supernet score
+and trial number (``supernet_bpb``, ``supernet_trial``, and ``finetuned_bpb`` from a
+shortlist), and each study names the other (study attributes ``finalists`` and
 ``supernet_study``), so the dashboard shows how candidates moved from one stage to the next.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import optuna
 
-from archsearch.report.front import front_trials
-from archsearch.report.trials import baseline_name, is_usable, losses
 from archsearch.search import trial_attrs as attrs
+from archsearch.search.inputs import check_finalist_recipe, load_inputs
+from archsearch.search.trials import baseline_name, front_trials, is_usable, losses, spread_pick
 
 FINALISTS_ATTR = "finalists"  # on the supernet study: the companion's name and the evaluator
 SUPERNET_STUDY_ATTR = "supernet_study"  # on the companion: the supernet study's name
-SCORE_ATTR, SOURCE_ATTR = "supernet_bpb", "supernet_trial"  # on each finalist
+SCORE_ATTR, SOURCE_ATTR = attrs.SUPERNET_BPB, attrs.SUPERNET_TRIAL  # on each finalist
 
 
 def companion_name(study_name: str) -> str:
@@ -31,38 +32,23 @@ def companion_name(study_name: str) -> str:
 
 
 def pick_finalists(study: optuna.Study, count: int) -> list[optuna.trial.FrozenTrial]:
-    """``count`` candidates of the supernet study, baselines left out (they are trained anyway):
-    the better-scored half of the front, spread over its MACs, its best score included; when
-    the front has fewer, the best-scored of the rest fill in."""
-    from archsearch.confirm.selection import spread
-
+    """``count`` candidates of the supernet study, baselines left out (they are trained anyway),
+    by ``spread_pick`` over the study's front."""
     front = [t for t in front_trials(study) if baseline_name(t) is None]
-    # The better-scored half of the front (at least ``count``): its cheap end holds the tiniest
-    # models, which are there for being cheap, not for their score.
-    front.sort(key=lambda t: (list(losses(study, t).values()), t.number))
-    front = front[: max(count, (len(front) + 1) // 2)]
-    front.sort(key=lambda t: (t.user_attrs.get(attrs.MACS, math.inf), t.number))
-    chosen: list[optuna.trial.FrozenTrial] = []
-    if front:
-        best = min(range(len(front)), key=lambda i: list(losses(study, front[i]).values()))
-        chosen = [front[i] for i in spread(len(front), count, best)]
-    if len(chosen) < count:
-        taken = {t.number for t in chosen}
-        rest = [
-            t
-            for t in study.get_trials(deepcopy=False)
-            if is_usable(t) and baseline_name(t) is None and t.number not in taken
-        ]
-        rest.sort(key=lambda t: (list(losses(study, t).values()), t.number))
-        chosen += rest[: count - len(chosen)]
-    return chosen
+    rest = [
+        t for t in study.get_trials(deepcopy=False) if is_usable(t) and baseline_name(t) is None
+    ]
+    return spread_pick(front, rest, count, lambda t: list(losses(study, t).values()))
 
 
 def queue_finalists(
-    companion: optuna.Study, finalists: list[optuna.trial.FrozenTrial]
+    companion: optuna.Study,
+    finalists: list[optuna.trial.FrozenTrial],
+    finetuned: dict[int, float] | None = None,
 ) -> list[dict[str, Any]]:
     """Enqueue each finalist not yet in the companion study (a resumed run enqueues none
-    twice); returns the parameters enqueued by this call."""
+    twice), with its supernet score and, from a shortlist, its fine-tuned one; returns the
+    parameters enqueued by this call."""
     present = set()
     for trial in companion.get_trials(deepcopy=False):
         present.add(trial.user_attrs.get(SOURCE_ATTR))
@@ -70,34 +56,12 @@ def queue_finalists(
     for trial in finalists:
         if trial.number in present:
             continue
-        companion.enqueue_trial(
-            trial.params, user_attrs={SCORE_ATTR: trial.values[0], SOURCE_ATTR: trial.number}
-        )
+        scores = {SCORE_ATTR: trial.values[0], SOURCE_ATTR: trial.number}
+        if finetuned and trial.number in finetuned:
+            scores[attrs.FINETUNED_BPB] = finetuned[trial.number]
+        companion.enqueue_trial(trial.params, user_attrs=scores)
         enqueued.append(trial.params)
     return enqueued
-
-
-def finalist_recipe_name(recipe: Any) -> str:
-    return str(recipe.supernet.finalist_evaluator)
-
-
-def check_finalist_recipe(recipe: Any) -> Any:
-    """The finalists' recipe, which must train (InputError naming the key otherwise)."""
-    from archsearch.errors import InputError
-    from archsearch.evaluate.recipe import load_recipe
-
-    try:
-        finalist = load_recipe(finalist_recipe_name(recipe))
-    except InputError as exc:
-        raise InputError(
-            f"names a recipe that cannot be read: {exc}", key="supernet.finalist_evaluator"
-        ) from None
-    if not finalist.trains_candidates or finalist.task != recipe.task:
-        raise InputError(
-            f"'{finalist.name}' must be a {recipe.task} training recipe (no proxy, no supernet)",
-            key="supernet.finalist_evaluator",
-        )
-    return finalist
 
 
 def run_finalists(options: Any, inputs: Any, study_name: str, count: int, console: Any) -> Any:
@@ -107,11 +71,20 @@ def run_finalists(options: Any, inputs: Any, study_name: str, count: int, consol
 
     from archsearch.search.baselines import design_baselines
     from archsearch.search.driver import run_search
-    from archsearch.search.inputs import load_inputs
     from archsearch.search.storage import open_storage
 
     study = optuna.load_study(study_name=study_name, storage=open_storage(options.storage))
-    finalists = pick_finalists(study, count)
+    finetuned: dict[int, float] = {}
+    if inputs.recipe.supernet.shortlist:
+        from archsearch.search.shortlist import pick_by_finetuning
+
+        finalists, finetuned = pick_by_finetuning(
+            study, inputs, count, options.workers, console.print
+        )
+        how = f"the fine-tuned shortlist's {len(finalists)} finalists"
+    else:
+        finalists = pick_finalists(study, count)
+        how = f"the supernet front's {len(finalists)} finalists"
     if not finalists:
         return None
     name = companion_name(study_name)
@@ -127,10 +100,9 @@ def run_finalists(options: Any, inputs: Any, study_name: str, count: int, consol
 
     def queue(companion: optuna.Study) -> None:
         companion.set_user_attr(SUPERNET_STUDY_ATTR, study_name)
-        queue_finalists(companion, finalists)
+        queue_finalists(companion, finalists, finetuned)
 
     console.print(
-        f"training the supernet front's {len(finalists)} finalists and the baselines from "
-        f"scratch with {recipe.name} (study '{name}')"
+        f"training {how} and the baselines from scratch with {recipe.name} (study '{name}')"
     )
     return run_search(trained_options, console=console, inputs=trained_inputs, queue=queue)

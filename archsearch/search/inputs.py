@@ -67,7 +67,6 @@ def load_inputs(options: SearchOptions) -> Inputs:
     recipe = load_recipe(options.evaluator)
     recipe.check_space(space)
     if recipe.supernet is not None:
-        from archsearch.search.finalists import check_finalist_recipe
         from archsearch.supernet.sharing import check_shareable
 
         try:
@@ -83,6 +82,26 @@ def load_inputs(options: SearchOptions) -> Inputs:
 
         grid_size(space)  # a continuous or huge space is an input error before anything starts
     return Inputs(space=space, profile=profile, recipe=recipe)
+
+
+def finalist_recipe_name(recipe: Recipe) -> str:
+    return str(recipe.supernet.finalist_evaluator)
+
+
+def check_finalist_recipe(recipe: Recipe) -> Recipe:
+    """The finalists' recipe, which must train (InputError naming the key otherwise)."""
+    try:
+        finalist = load_recipe(finalist_recipe_name(recipe))
+    except InputError as exc:
+        raise InputError(
+            f"names a recipe that cannot be read: {exc}", key="supernet.finalist_evaluator"
+        ) from None
+    if not finalist.trains_candidates or finalist.task != recipe.task:
+        raise InputError(
+            f"'{finalist.name}' must be a {recipe.task} training recipe (no proxy, no supernet)",
+            key="supernet.finalist_evaluator",
+        )
+    return finalist
 
 
 def default_trials(evaluator: str) -> int:

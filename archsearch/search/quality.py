@@ -96,7 +96,6 @@ class Quality:
 # The default quality: validation bits per byte, minimised. Studies that recorded no quality
 # (written before it was recorded) measured it too.
 DEFAULT_QUALITY = Quality()
-LEGACY = DEFAULT_QUALITY  # its former name, which report/ still reads
 
 
 def quality_of(recipe: Recipe) -> Quality:

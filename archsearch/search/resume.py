@@ -20,12 +20,10 @@ import optuna
 from optuna.trial import TrialState
 
 from archsearch.search import trial_attrs as attrs
-from archsearch.search.baselines import USER_ATTR as BASELINE
 from archsearch.search.internals import trial_id
 
 TRAINED = (attrs.COMPLETE, attrs.FAILED, attrs.STOPPED)
 WORKER_STATUSES = (attrs.TRAINING, *TRAINED)  # statuses of trials a worker has run
-RETRY_OF = "retry_of"
 KILLED = "the search was interrupted while this trial ran"
 # Its worker process died under it (its Ray node lost, or the process killed): not the
 # candidate's fault, so it is queued again, once; lost a second time, it is recorded as failed.
@@ -34,11 +32,11 @@ LOST = "the worker running this trial was lost (its Ray node or process died)"
 
 def lost_before(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> bool:
     """Whether ``frozen`` is the retry of a trial whose worker was lost."""
-    original = frozen.user_attrs.get(RETRY_OF)
+    original = frozen.user_attrs.get(attrs.RETRY_OF)
     if original is None:
         return False
     return any(
-        t.number == original and t.user_attrs.get("reason") == LOST
+        t.number == original and t.user_attrs.get(attrs.REASON) == LOST
         for t in study.get_trials(deepcopy=False)
     )
 
@@ -70,10 +68,10 @@ def close_interrupted(
     was = frozen.user_attrs.get(attrs.STATUS) or "sampling"
     # A worker had it: still training, or finished with its result not yet told to Optuna.
     if was in WORKER_STATUSES:
-        if not any(t.user_attrs.get(RETRY_OF) == frozen.number for t in study.get_trials()):
-            retry: dict[str, Any] = {RETRY_OF: frozen.number}
-            if BASELINE in frozen.user_attrs:
-                retry[BASELINE] = frozen.user_attrs[BASELINE]
+        if not any(t.user_attrs.get(attrs.RETRY_OF) == frozen.number for t in study.get_trials()):
+            retry: dict[str, Any] = {attrs.RETRY_OF: frozen.number}
+            if attrs.BASELINE in frozen.user_attrs:
+                retry[attrs.BASELINE] = frozen.user_attrs[attrs.BASELINE]
             study.enqueue_trial(frozen.params, user_attrs=retry)
         queued = True
     for key, value in (partial or {}).items():

@@ -6,8 +6,9 @@ does not have: it would train a 2-layer model once per value of the unused ``hea
 ``BruteForceSampler`` walks the suggested tree instead, but it breaks on a trial with partial
 parameters (a driver killed between ``ask`` and the last ``suggest``) and ends the search with
 ``study.stop()``, which only works inside ``study.optimize``. So the grid here lists the
-space's configurations itself, by replaying ``SearchSpace.suggest`` along every branch, and
-hands each trial the next one no trial has taken yet.
+space's configurations itself, by walking every branch of the space's draws
+(``SearchSpace.branches``, the same enumeration the space's load-time check uses), and hands
+each trial the next one no trial has taken yet.
 """
 
 from __future__ import annotations
@@ -105,11 +106,8 @@ def configurations(space: SearchSpace, limit: int = GRID_LIMIT) -> list[dict[str
                 key="--sampler",
             )
     found: list[dict[str, Any]] = []
-    path: list[list[int]] = []
-    while True:
-        walker = _BranchWalker(path)
-        space.suggest(walker)
-        found.append(walker.params)
+    for _, params in space.branches():
+        found.append(params)
         if len(found) > limit:
             raise InputError(
                 f"grid over space '{space.name}' has more than {limit} configurations "
@@ -117,11 +115,7 @@ def configurations(space: SearchSpace, limit: int = GRID_LIMIT) -> list[dict[str
                 "tpe, nsga2 or random",
                 key="--sampler",
             )
-        while path and path[-1][0] + 1 >= path[-1][1]:
-            path.pop()
-        if not path:
-            return found
-        path[-1][0] += 1
+    return found
 
 
 def grid_size(space: SearchSpace, limit: int = GRID_LIMIT) -> int:
@@ -210,39 +204,3 @@ class GridSampler(PicklesWithoutLocks, optuna.samplers.BaseSampler):
 
 def _key(params: dict[str, Any]) -> Key:
     return tuple(sorted(params.items()))
-
-
-class _BranchWalker:
-    """A sampler that follows ``path`` ([index, size] per decision) and extends it with 0s."""
-
-    def __init__(self, path: list[list[int]]):
-        self.path = path
-        self.position = 0
-        self.params: dict[str, Any] = {}
-
-    def _pick(self, name: str, options: Sequence[Any]) -> Any:
-        if self.position == len(self.path):
-            self.path.append([0, len(options)])
-        value = options[self.path[self.position][0]]
-        self.position += 1
-        self.params[name] = value
-        return value
-
-    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
-        return self._pick(name, list(choices))
-
-    def suggest_int(
-        self, name: str, low: int, high: int, *, step: int = 1, log: bool = False
-    ) -> int:
-        return self._pick(name, range(low, high + 1, step))
-
-    def suggest_float(
-        self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False
-    ) -> float:
-        if step is None:
-            if high > low:
-                raise InputError(f"parameter '{name}' is continuous", key="--sampler")
-            self.params[name] = low
-            return low
-        count = round((high - low) / step) + 1
-        return self._pick(name, [low + k * step for k in range(count)])

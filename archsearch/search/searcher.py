@@ -28,7 +28,6 @@ from ray.tune.search.optuna import OptunaSearch
 
 from archsearch.profiles import Profile
 from archsearch.search import trial_attrs as attrs
-from archsearch.search.baselines import USER_ATTR as BASELINE
 from archsearch.search.constraints import record_constraints
 from archsearch.search.internals import live_trials, optuna_study, told_trials
 from archsearch.search.quality import BLEND_ATTR, DEFAULT_QUALITY, Quality
@@ -45,14 +44,22 @@ BLENDED_ATTRS = (DEFAULT_QUALITY.name, BLEND_ATTR)
 RESULT_ATTRS = (
     attrs.WALL_S,
     attrs.CPU_S,
-    "train_bpb",
-    "val_accuracy",
-    "tokens",
-    "steps",
-    "data_fingerprint",
-    "ray_node",
+    attrs.TRAIN_BPB,
+    attrs.VAL_ACCURACY,
+    attrs.TOKENS,
+    attrs.STEPS,
+    attrs.DATA_FINGERPRINT,
+    attrs.RAY_NODE,
+    attrs.SELECTION_TOKENS,  # a recipe's active selection: what scoring its pools cost
+    attrs.SELECTION_MACS,
+    attrs.SELECTION_S,
 )
-PARTIAL_ATTRS = (attrs.WALL_S, attrs.CPU_S, "tokens", "ray_node")  # kept from an interrupted trial
+PARTIAL_ATTRS = (
+    attrs.WALL_S,
+    attrs.CPU_S,
+    attrs.TOKENS,
+    attrs.RAY_NODE,
+)  # kept from an interrupted trial
 
 
 class ArchSearcher(OptunaSearch):
@@ -111,6 +118,8 @@ class ArchSearcher(OptunaSearch):
                 self.exhausted = True
                 return Searcher.FINISHED
             values = super().suggest(trial_id)["arch"]
+            if self.arch_space.task != "causal_lm":  # ArchConfig.from_dict's default task
+                values = {**values, "task": self.arch_space.task}
             trial = live_trials(self)[trial_id]
             verdict = judge(self.arch_space, self.profile, values)
             twin = self._trained_twin(values) if verdict.trainable else None
@@ -127,9 +136,9 @@ class ArchSearcher(OptunaSearch):
                 self._verdicts[trial_id] = verdict
                 self._record_known(trial, verdict, status=attrs.TRAINING)
                 config = {"arch": values, "objectives": self._cost_objectives(verdict)}
-                baseline = trial.user_attrs.get(BASELINE)
+                baseline = trial.user_attrs.get(attrs.BASELINE)
                 if baseline:
-                    config[BASELINE] = baseline
+                    config[attrs.BASELINE] = baseline
                 return config
             self._reject(trial, verdict)
             del live_trials(self)[trial_id]

@@ -107,6 +107,16 @@ def _training_figures(
         "diverged": result.diverged,
         "data_fingerprint": result.data_fingerprint,
         **_optional(val_accuracy=getattr(result, "val_accuracy", None)),
+        **(_selection_figures(result) if recipe.selection is not None else {}),
+    }
+
+
+def _selection_figures(result: Any) -> dict[str, Any]:
+    """What a recipe's active selection cost beyond training (scoring forward passes)."""
+    return {
+        "selection_tokens": result.selection_tokens,
+        "selection_macs": result.selection_macs,
+        "selection_s": result.selection_s,
     }
 
 

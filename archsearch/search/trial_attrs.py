@@ -23,6 +23,33 @@ DUPLICATE_OF = "duplicate_of"  # number of the trial already trained with the sa
 INTERRUPTED_WHILE = "interrupted_while"  # the status it had when the search stopped
 WALL_S = "wall_s"
 CPU_S = "cpu_s"
+TRAIN_BPB = "train_bpb"
+VAL_ACCURACY = "val_accuracy"
+TOKENS = "tokens"  # trained on
+STEPS = "steps"
+DATA_FINGERPRINT = "data_fingerprint"
+RAY_NODE = "ray_node"  # where it ran
+# a recipe with active selection (``selection:``): what scoring its candidate pools cost
+SELECTION_TOKENS = "selection_tokens"
+SELECTION_MACS = "selection_macs"
+SELECTION_S = "selection_s"
+BASELINE = "baseline"  # on an enqueued reference design: "transformer" or "lite_transformer"
+RETRY_OF = "retry_of"  # number of the interrupted trial this one runs again
+SUPERNET_BPB = "supernet_bpb"  # on a finalist: its inherited-weights score in the supernet study
+SUPERNET_TRIAL = "supernet_trial"  # on a finalist: its trial number in the supernet study
+# on a finalist (and, as {trial number: score}, on the supernet study): its score after its
+# inherited weights were fine-tuned (supernet.finetune_steps, the shortlist stage)
+FINETUNED_BPB = "finetuned_bpb"
+
+# ---- user attributes of a confirm run (study ``<study>.confirm``) ----------------------------
+# besides ARCH, MACS, BASELINE, STATUS, REASON, CURVE, WALL_S, STEPS, TOKENS, DATA_FINGERPRINT
+
+SOURCE_TRIAL = "source_trial"  # the trial of the searched study it retrains
+SEED = "seed"
+FACTOR = "factor"  # times the study recipe's token budget
+MODEL = "model"  # how reports name it
+TOKEN_BUDGET = "token_budget"
+RESUMED = "resumed"  # continued from a checkpoint
 
 # ---- values of STATUS ------------------------------------------------------------------------
 

@@ -28,25 +28,43 @@ def scoring_recipe(recipe: Recipe) -> Recipe:
     return recipe.replace(eval_tokens=recipe.supernet.score_tokens)
 
 
-def inherited_bpb(supernet: Supernet, config: ArchConfig, recipe: Recipe) -> float:
-    """Validation bpb of ``config``'s sub-network with the supernet's weights."""
-    check_compatible(config, recipe)
+def scoring_batches(recipe: Recipe) -> Batches:
+    """The fixed validation batches every candidate is scored on (made once per process)."""
     scoring = scoring_recipe(recipe)
     key = repr(scoring.to_dict())
     if key not in _BATCHES:
         _BATCHES[key] = make_batches(scoring)
+    return _BATCHES[key]
+
+
+def training_batches(recipe: Recipe) -> Batches:
+    """The recipe's training batches (made once per process), for fine-tuning candidates."""
+    key = "train:" + repr(recipe.training.to_dict())
+    if key not in _BATCHES:
+        _BATCHES[key] = make_batches(recipe.training)
+    return _BATCHES[key]
+
+
+def loaded_supernet(path: Path) -> Supernet:
+    """The supernet saved at ``path``, loaded once per process."""
+    path = Path(path)
+    if path not in _LOADED:
+        _LOADED[path] = load_supernet(path)[0]
+    return _LOADED[path]
+
+
+def inherited_bpb(supernet: Supernet, config: ArchConfig, recipe: Recipe) -> float:
+    """Validation bpb of ``config``'s sub-network with the supernet's weights."""
+    check_compatible(config, recipe)
     model = supernet.extract(config)
-    return validate(model, _BATCHES[key], scoring)["val_bpb"]
+    return validate(model, scoring_batches(recipe), scoring_recipe(recipe))["val_bpb"]
 
 
 def score_from_file(path: Path, config: ArchConfig, recipe: Recipe, threads: int = 1) -> float:
     """``inherited_bpb`` with the supernet saved at ``path`` (loaded once per process)."""
-    path = Path(path)
-    if path not in _LOADED:
-        _LOADED[path] = load_supernet(path)[0]
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return inherited_bpb(_LOADED[path], config, recipe)
+        return inherited_bpb(loaded_supernet(path), config, recipe)
     finally:
         torch.set_num_threads(previous)

@@ -93,6 +93,12 @@ def check_shareable(space: SearchSpace) -> None:
             "shared forward over fixed batches cannot score; fix memory: none",
         ),
         (
+            "retrieval_chunk",
+            0,
+            "retrieval reads neighbours that the evaluator looks up per batch in a "
+            "datastore, which the supernet's shared forward does not; fix retrieval_chunk: 0",
+        ),
+        (
             "share_layers",
             False,
             "ALBERT cross-layer sharing ties the layers a supernet keeps "

@@ -25,6 +25,7 @@ from archsearch.config import ArchConfig
 from archsearch.costs import estimate_costs
 from archsearch.evaluate.data import data_fingerprint
 from archsearch.evaluate.recipe import Recipe
+from archsearch.seeding import seeded
 from archsearch.space import SearchSpace
 from archsearch.supernet.model import Supernet, probe_configs, storage_name
 from archsearch.supernet.sharing import check_shareable
@@ -57,15 +58,24 @@ def supernet_key(space: SearchSpace, recipe: Recipe) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+# settings of what happens after the supernet is trained (how candidates are scored, how many,
+# which finalists): they leave its weights, and so its cache key, unchanged
+SCORING_KEYS = (
+    "candidates",
+    "finalists",
+    "finalist_evaluator",
+    "score_tokens",
+    "finetune_steps",
+    "finetune_lr",
+    "shortlist",
+)
+
+
 def _training_part(recipe: Recipe) -> dict[str, Any]:
     """The recipe less what does not change the supernet's weights (names, and what happens
     after it is trained: how many candidates, which finalists)."""
     out = {k: v for k, v in recipe.to_dict().items() if k not in ("name", "description")}
-    out["supernet"] = {
-        k: v
-        for k, v in out["supernet"].items()
-        if k not in ("candidates", "finalists", "finalist_evaluator", "score_tokens")
-    }
+    out["supernet"] = {k: v for k, v in out["supernet"].items() if k not in SCORING_KEYS}
     if not out["supernet"].get("cover_families"):  # off: the key of supernets made before it
         out["supernet"].pop("cover_families", None)
     return out
@@ -112,8 +122,7 @@ def ensure_supernet(
     try:
         # A private random stream (sub-networks that draw during forward, e.g. LSH hashing,
         # read it), seeded by the recipe and saved with each checkpoint.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(recipe.seed)
+        with seeded(recipe.seed):
             supernet = Supernet.for_configs(probes, seed=recipe.seed)
             resume = None
             if (folder / CHECKPOINT).exists():

@@ -31,15 +31,15 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
 
 
 class Projections(nn.Module):
-    """Query, key, value and output projections (no biases) of width ``attn_dim``."""
+    """Query, key, value and output projections of width ``attn_dim`` (biases when asked)."""
 
-    def __init__(self, d_model: int, attn_dim: int, heads: int):
+    def __init__(self, d_model: int, attn_dim: int, heads: int, bias: bool = False):
         super().__init__()
         self.heads = heads
-        self.q = nn.Linear(d_model, attn_dim, bias=False)
-        self.k = nn.Linear(d_model, attn_dim, bias=False)
-        self.v = nn.Linear(d_model, attn_dim, bias=False)
-        self.out = nn.Linear(attn_dim, d_model, bias=False)
+        self.q = nn.Linear(d_model, attn_dim, bias=bias)
+        self.k = nn.Linear(d_model, attn_dim, bias=bias)
+        self.v = nn.Linear(d_model, attn_dim, bias=bias)
+        self.out = nn.Linear(attn_dim, d_model, bias=bias)
 
     def qkv(
         self, x: torch.Tensor, memory: torch.Tensor | None, positional: bool = True

@@ -19,7 +19,9 @@ class FullAttention(nn.Module):
     def __init__(self, ctx: BlockContext):
         super().__init__()
         self.causal = ctx.causal
-        self.proj = Projections(ctx.d_model, ctx.layer.qkv_dim(ctx.d_model), ctx.layer.heads)
+        self.proj = Projections(
+            ctx.d_model, ctx.layer.qkv_dim(ctx.d_model), ctx.layer.heads, bias=ctx.arch.bias
+        )
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor | None = None) -> torch.Tensor:
         q, k, v = self.proj.qkv(x, memory)

@@ -42,7 +42,9 @@ class LinformerAttention(nn.Module):
         self.k = layer.linformer_k
         self.max_seq_len = ctx.arch.max_seq_len
         self.causal = ctx.causal
-        self.proj = Projections(ctx.d_model, layer.qkv_dim(ctx.d_model), layer.heads)
+        self.proj = Projections(
+            ctx.d_model, layer.qkv_dim(ctx.d_model), layer.heads, bias=ctx.arch.bias
+        )
         # std 1/sqrt(max_seq_len) keeps a slot, a sum over up to max_seq_len keys, at key scale
         std = self.max_seq_len**-0.5
         self.e = nn.Parameter(torch.randn(self.k, self.max_seq_len) * std)

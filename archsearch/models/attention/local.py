@@ -148,7 +148,9 @@ class LocalAttention(nn.Module):
         self.window, self.dilation = layer.window, layer.dilation
         self.global_tokens = layer.global_tokens
         self.causal = ctx.causal
-        self.proj = Projections(ctx.d_model, layer.qkv_dim(ctx.d_model), layer.heads)
+        self.proj = Projections(
+            ctx.d_model, layer.qkv_dim(ctx.d_model), layer.heads, bias=ctx.arch.bias
+        )
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor | None = None) -> torch.Tensor:
         q, k, v = self.proj.qkv(x, memory)

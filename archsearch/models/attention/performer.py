@@ -167,7 +167,7 @@ class PerformerAttention(nn.Module):
         super().__init__()
         width = ctx.layer.qkv_dim(ctx.d_model)
         self.causal = ctx.causal
-        self.proj = Projections(ctx.d_model, width, ctx.layer.heads)
+        self.proj = Projections(ctx.d_model, width, ctx.layer.heads, bias=ctx.arch.bias)
         # The chunk a traced graph uses at every length (the one chosen for the longest).
         self.export_chunk = causal_chunk(
             ctx.arch.max_seq_len, ctx.layer.performer_features, width // ctx.layer.heads

@@ -19,9 +19,9 @@ class DenseFFN(nn.Module):
     def __init__(self, ctx: BlockContext):
         super().__init__()
         hidden = ctx.layer.hidden_dim(ctx.d_model)
-        self.up = nn.Linear(ctx.d_model, hidden, bias=False)
+        self.up = nn.Linear(ctx.d_model, hidden, bias=ctx.arch.bias)
         self.act = ACTIVATIONS[ctx.layer.activation]()
-        self.down = nn.Linear(hidden, ctx.d_model, bias=False)
+        self.down = nn.Linear(hidden, ctx.d_model, bias=ctx.arch.bias)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.down(self.act(self.up(x))), x.new_zeros(())

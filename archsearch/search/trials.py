@@ -1,26 +1,31 @@
-"""Which trials count for what (usable, baseline, best), defined once for reports and exports.
+"""Which trials count for what (usable, baseline, best, the front), defined once for the search's
+finalists, reports, exports and confirm.
 
 A trial is *usable* when it was evaluated in full (trained to the end, or scored by the study's
 zero-cost proxy) and meets every budget: Optuna state COMPLETE, archsearch status ``complete``
 (not ``infeasible``, whose quality is a placeholder, nor a stopped or failed run) and all
 constraints <= 0. *Best* is the usable trial with the best quality: the lowest ``val_bpb``, or
 the highest proxy score (the study records which, see ``archsearch.search.quality``); ties go
-to the better costs, then fewer MACs, then to the earlier trial.
+to the better costs, then fewer MACs, then to the earlier trial. The *front* is the usable
+trials no other dominates; ``spread`` picks K of them evenly over their costs, the best among
+them (finalists of a supernet search, models to confirm).
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from archsearch.search import trial_attrs as attrs
 from archsearch.search.constraints import is_feasible
-from archsearch.search.quality import LEGACY, MAXIMIZE, MINIMIZE, Quality, study_quality
+from archsearch.search.quality import DEFAULT_QUALITY, MAXIMIZE, MINIMIZE, Quality, study_quality
 
-QUALITY = LEGACY.name  # the quality of studies that recorded none (all of them measured it)
-BASELINE_ATTR = "baseline"  # user attr of enqueued reference designs: "transformer", ...
+QUALITY = DEFAULT_QUALITY.name  # the quality of studies that recorded none (they measured it)
 
 
 def quality(study: optuna.Study) -> Quality:
@@ -52,20 +57,20 @@ def objective_values(study: optuna.Study, trial: FrozenTrial) -> dict[str, float
 
 
 def baseline_name(trial: FrozenTrial) -> str | None:
-    name = trial.user_attrs.get(BASELINE_ATTR)
+    name = trial.user_attrs.get(attrs.BASELINE)
     return str(name) if name else None
 
 
 def status(trial: FrozenTrial) -> str:
     """archsearch's status attr, or Optuna's state for trials archsearch did not describe."""
-    return str(trial.user_attrs.get("status") or trial.state.name.lower())
+    return str(trial.user_attrs.get(attrs.STATUS) or trial.state.name.lower())
 
 
 def is_usable(trial: FrozenTrial) -> bool:
     """Trained to the end, within every budget, with a finite quality."""
     return (
         trial.state == TrialState.COMPLETE
-        and trial.user_attrs.get("status") == "complete"
+        and trial.user_attrs.get(attrs.STATUS) == attrs.COMPLETE
         and is_feasible(trial)
         and trial.values is not None
         and math.isfinite(trial.values[0])
@@ -127,7 +132,64 @@ def _best(study: optuna.Study, trials: list[FrozenTrial], name: str) -> FrozenTr
         # Ties go to the trial that is better on the other objectives (never a dominated one).
         values = losses(study, trial)
         rest = [values.get(other, math.inf) for other in others]
-        return (values.get(name, math.inf), *rest, trial.user_attrs.get("macs", math.inf))
+        return (values.get(name, math.inf), *rest, trial.user_attrs.get(attrs.MACS, math.inf))
 
     candidates = [t for t in trials if name in objective_values(study, t)]
     return min(candidates, key=key) if candidates else None
+
+
+def front_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Non-dominated trials among those evaluated in full within budget, best quality first
+    (lowest val_bpb, or highest proxy score: Optuna's front follows the study's directions).
+
+    ``study.best_trials`` already leaves out infeasible trials; the filter below keeps that true
+    even for trials whose constraints were written by an older archsearch.
+    """
+    front = [trial for trial in study.best_trials if is_usable(trial)]
+    return sorted(front, key=lambda trial: (list(losses(study, trial).values()), trial.number))
+
+
+def spread(count: int, top: int, best: int) -> list[int]:
+    """``top`` positions of ``count`` (sorted by cost) evenly spread, ``best`` always included.
+
+    Targets are evenly spaced over 0..count-1; each takes the nearest position not yet taken,
+    after ``best`` took its own. Returned in increasing order.
+    """
+    if top >= count:
+        return list(range(count))
+    chosen = {best}
+    targets = [0.0] if top == 1 else [k * (count - 1) / (top - 1) for k in range(top)]
+    # the target nearest to best is the one best stands for
+    stand_in = min(range(len(targets)), key=lambda k: abs(targets[k] - best))
+    for k, target in enumerate(targets):
+        if k == stand_in:
+            continue
+        free = [p for p in range(count) if p not in chosen]
+        chosen.add(min(free, key=lambda p: (abs(p - target), p)))
+    return sorted(chosen)
+
+
+def spread_pick(
+    front: list[FrozenTrial],
+    others: list[FrozenTrial],
+    count: int,
+    score: Callable[[FrozenTrial], Any],
+) -> list[FrozenTrial]:
+    """``count`` trials by the finalists' rule: the better-scored half of ``front`` (at least
+    ``count``), spread over its MACs, its best score included; when the front has fewer, the
+    best-scored of ``others`` fill in. Lower ``score`` is better. The front's cheap end holds
+    the tiniest models, which are there for being cheap, not for their score."""
+    front = sorted(front, key=lambda t: (score(t), t.number))
+    front = front[: max(count, (len(front) + 1) // 2)]
+    front.sort(key=lambda t: (t.user_attrs.get(attrs.MACS, math.inf), t.number))
+    chosen: list[FrozenTrial] = []
+    if front:
+        best = min(range(len(front)), key=lambda i: (score(front[i]), front[i].number))
+        chosen = [front[i] for i in spread(len(front), count, best)]
+    if len(chosen) < count:
+        taken = {t.number for t in chosen}
+        rest = sorted(
+            (t for t in others if t.number not in taken), key=lambda t: (score(t), t.number)
+        )
+        chosen += rest[: count - len(chosen)]
+    return chosen

@@ -1,6 +1,10 @@
-"""Analytic peak memory: inference, generation and training, from the config alone.
+"""Analytic peak bytes: inference, generation and training, from the config alone.
 
-Three workloads, each for ``batch`` sequences of ``tokens`` (float32 throughout):
+The metrics keep their public names (``inference_memory``, ``generation_memory``,
+``train_memory`` in profiles and studies); among modules, ``memory`` means recurrent memory
+(``families/memory.py``, ``models/memory.py``), hence this module's name.
+
+Three modes, each for ``batch`` sequences of ``tokens`` (float32 throughout):
 
 - **inference**: one forward over whole sequences (no gradients): weights, the recurrent
   memory state read and written (Transformer-XL, compressive), and the largest working set of
@@ -38,6 +42,7 @@ from archsearch.costs.activations import (
 from archsearch.costs.analytic import analytic_costs
 from archsearch.costs.convention import CountingConvention
 from archsearch.families import BlockContext, attention_spec, ffn_spec, memory_spec
+from archsearch.families.retrieval import encoder_layer, retrieved_chunks, retrieves
 
 ADAMW_MOMENTS = 2
 STEP_TEMPORARIES = 3  # single-tensor AdamW: sqrt, bias-corrected denominator, update
@@ -45,9 +50,9 @@ STEP_TEMPORARIES = 3  # single-tensor AdamW: sqrt, bias-corrected denominator, u
 
 @dataclass(frozen=True)
 class MemoryEstimate:
-    """Peak bytes of one workload and what it is made of (all in bytes)."""
+    """Peak bytes of one mode (inference, generation, training) and what they are made of."""
 
-    workload: str  # inference | generation | training
+    mode: str  # inference | generation | training (the profile's Workload is batch and tokens)
     batch: int
     tokens: int
     peak: int
@@ -63,7 +68,7 @@ class MemoryEstimate:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "workload": self.workload,
+            "mode": self.mode,
             "batch": self.batch,
             "tokens": self.tokens,
             "peak": self.peak,
@@ -102,12 +107,19 @@ def largest_parameter(config: ArchConfig) -> int:
     """Bytes of the largest single parameter tensor (what AdamW's per-tensor temporaries span)."""
     d, e, v = config.d_model, config.embedding_width, config.vocab_size
     sizes = [v * e, e * d if e != d else 0]
+    source_d = config.encoder_width
+    if config.task == "seq2seq" and source_d != d:  # the encoder's own table
+        source_e = config.embed_dim if config.embed_dim is not None else source_d
+        sizes += [v * source_e, source_e * source_d if source_e != source_d else 0]
     sizes.append(memory_spec(config.memory).largest_weight(config))
     for layers, causal, encoder in _stacks(config):
         for layer in layers:
             ctx = BlockContext(layer=layer, arch=config, causal=causal, encoder=encoder)
-            a, hidden = layer.qkv_dim(d), layer.hidden_dim(d)
-            sizes += [d * a, d * hidden, d * layer.experts]
+            width = ctx.d_model
+            a, hidden = layer.qkv_dim(width), layer.hidden_dim(width)
+            sizes += [width * a, width * hidden, width * layer.experts]
+            if config.task == "seq2seq" and not encoder:
+                sizes.append(source_d * a)  # cross-attention's key/value projections
             sizes.append(attention_spec(layer.attention).largest_weight(ctx))
             sizes.append(ffn_spec(layer.ffn).largest_weight(ctx))
     return max(sizes) * F32
@@ -122,16 +134,32 @@ def inference_memory(config: ArchConfig, tokens: int, batch: int = 1) -> MemoryE
     _check_sizes(tokens, batch)
     weights = parameter_bytes(config) + buffer_bytes(config)
     inputs = batch * tokens * I64 * (2 if config.task == "seq2seq" else 1)
+    inputs += _neighbour_ids(config, batch, tokens)
     state_in = _state_bytes(config, batch)
     fixed = weights + inputs + state_in
     d = config.d_model
     x = batch * tokens * d * F32
-    moments: dict[str, int] = {"embedding": _embedding_peak(config, batch, tokens)}
-    context = 0
+    moments: dict[str, int] = {}
+    encoded = 0  # the encoded neighbours, held from the encoder to the end of the decoder
+    if retrieves(config):
+        moments["retrieval"] = _encoder_peak(config, batch, tokens)
+        encoded = _encoded_bytes(config, batch, tokens)
+    moments["embedding"] = encoded + _embedding_peak(config, batch, tokens)
+    context = encoded
     if config.task == "seq2seq":
+        source = batch * tokens * config.encoder_width * F32  # one encoder layer's output
+        reads = _reads(config)
+        first_kept = config.n_encoder_layers - reads
         for index, layer in enumerate(config.encoder_layers):
-            moments[f"encoder.{index}"] = _block_peak(config, layer, batch, tokens, encoder=True)
-        context = x  # the encoder's normalised output, kept for cross-attention
+            kept = max(0, index - first_kept) * source  # earlier outputs cross-attention reads
+            block = _block_peak(config, layer, batch, tokens, encoder=True)
+            moments[f"encoder.{index}"] = kept + block
+        # the outputs cross-attention reads (pre-norm: normalised while the last is alive)
+        context = reads * source
+        if config.norm == "pre":
+            moments["encoder.norm"] = reads * source + source + source
+        moments["source_embedding"] = _embedding_peak(config, batch, tokens, encoder=True)
+        moments["embedding"] += context
     written = 0
     for index, layer in enumerate(config.layers):
         write, working = _memory_update(config, batch, tokens)
@@ -139,9 +167,10 @@ def inference_memory(config: ArchConfig, tokens: int, batch: int = 1) -> MemoryE
         moments[f"layer.{index}"] = context + written + write + max(x + working, block)
         written += write
     moments["head"] = context + written + _head_peak(config, batch, tokens)
+    context -= encoded  # what the decoder adds to its moments besides the encoded neighbours
     phase = max(moments, key=lambda k: moments[k])
     return MemoryEstimate(
-        workload="inference",
+        mode="inference",
         batch=batch,
         tokens=tokens,
         peak=fixed + moments[phase],
@@ -159,26 +188,45 @@ def _block_peak(
     config: ArchConfig, layer: LayerConfig, batch: int, tokens: int, *, encoder: bool
 ) -> int:
     """Most bytes held at once while a block runs, its input x (held by its caller) included."""
-    d = config.d_model
-    x = batch * tokens * d * F32
-    norm = x  # layer norm output (its statistics are dropped under no_grad)
     ctx = BlockContext(layer=layer, arch=config, causal=not encoder, encoder=encoder)
+    d = ctx.d_model
+    x = batch * tokens * d * F32
     extra = 0 if encoder else _extra_keys(config)
-    dims = _dims(config, layer, batch, tokens, extra)
+    dims = _dims(config, layer, batch, tokens, extra, encoder=encoder)
     attention = attention_activations(ctx, dims).peak
-    memory_context = 0
-    if extra:  # the memory, normalised like the segment (and concatenated, compressive)
-        memory_context = batch * extra * d * F32 * memory_spec(config.memory).context_copies
-    moments = [x + norm + memory_context + attention, x + norm + x + x + x]  # ... + x_out
+    copies = memory_spec(config.memory).context_copies
+    ffn = ffn_activations(ctx, batch, tokens).peak
+    cross = 0
     if config.task == "seq2seq" and not encoder:
         cross = _cross_activations(config, layer, batch, tokens).peak
+    if config.norm == "post":  # x -> norm(x + f(x)): no normalised copy beside the stream
+        # the memory is read as it is (concatenated further, compressive)
+        memory_context = batch * extra * d * F32 * (copies - 1) if extra else 0
+        moments = [x + memory_context + attention, x + x + x + x]  # y, x + y, its norm
+        if cross:
+            moments.append(x + x + cross)
+        moments.append(x + x + ffn)
+        return max(moments)
+    norm = x  # layer norm output (its statistics are dropped under no_grad)
+    memory_context = 0
+    if extra:  # the memory, normalised like the segment (and concatenated, compressive)
+        memory_context = batch * extra * d * F32 * copies
+    moments = [x + norm + memory_context + attention, x + norm + x + x + x]  # ... + x_out
+    read = _read_bytes(config, layer, batch, tokens) if not encoder else None
+    if read is not None:  # after attention: its output (x) is held while the memory is read
+        moments.append(x + norm + x + read.peak)
+    if cross:
         moments.append(x + norm + x + norm + cross)
-    moments.append(x + norm + x + norm + ffn_activations(ctx, batch, tokens).peak)
+    if not encoder and layer.retrieve and retrieves(config):
+        moments.append(x + norm + x + norm + _cca_bytes(config, layer, batch, tokens).peak)
+    moments.append(x + norm + x + norm + ffn)
     return max(moments)
 
 
-def _embedding_peak(config: ArchConfig, batch: int, tokens: int) -> int:
-    e, d = config.embedding_width, config.d_model
+def _embedding_peak(config: ArchConfig, batch: int, tokens: int, encoder: bool = False) -> int:
+    """Lookup and (factorized) projection to the stack's width."""
+    d = config.encoder_width if encoder else config.d_model
+    e = config.embed_dim if config.embed_dim is not None else d
     lookup = batch * tokens * e * F32
     return lookup + (batch * tokens * d * F32 if e != d else 0)
 
@@ -187,6 +235,11 @@ def _head_peak(config: ArchConfig, batch: int, tokens: int) -> int:
     """Final hidden state, its norm (or projection) and the logits."""
     bt = batch * tokens * F32
     x, logits = bt * config.d_model, bt * config.vocab_size
+    if config.norm == "post":  # no final norm: the last block's output goes on as it is
+        if config.embedding_width != config.d_model:
+            projected = bt * config.embedding_width
+            return max(x + projected, projected + logits)
+        return x + logits
     if config.embedding_width != config.d_model:
         projected = bt * config.embedding_width
         return max(x + x + projected, x + projected + logits)
@@ -201,7 +254,17 @@ def _memory_update(config: ArchConfig, batch: int, tokens: int) -> tuple[int, in
 
 def _state_bytes(config: ArchConfig, batch: int) -> int:
     """Recurrent memory state handed in: every layer's memory full (none without memory)."""
-    return config.n_layers * batch * _extra_keys(config) * config.d_model * F32
+    spec = memory_spec(config.memory)
+    rows = spec.extra_keys(config) if spec.state_rows is None else spec.state_rows(config)
+    return config.n_layers * batch * rows * config.d_model * F32
+
+
+def _read_bytes(
+    config: ArchConfig, layer: LayerConfig, batch: int, tokens: int
+) -> ActivationBytes | None:
+    """A memory read beside attention (infinity-former), None for memories that are keys."""
+    read = memory_spec(config.memory).read_bytes
+    return None if read is None else read(config, layer, batch, tokens)
 
 
 # ---- training ----------------------------------------------------------------------------------
@@ -214,6 +277,7 @@ def training_memory(config: ArchConfig, tokens: int, batch: int = 1) -> MemoryEs
     buffers = buffer_bytes(config)
     streams = 2 if config.task == "seq2seq" else 1
     inputs = batch * tokens * I64 * (streams + 1)  # tokens (and source) and targets
+    inputs += _neighbour_ids(config, batch, tokens)
     state_in = _state_bytes(config, batch)
     written = sum(_memory_update(config, batch, tokens)[0] for _ in config.layers)
     saved, forward = _saved_bytes(config, batch, tokens)
@@ -224,9 +288,16 @@ def training_memory(config: ArchConfig, tokens: int, batch: int = 1) -> MemoryEs
         "backward": fixed + params * (1 + ADAMW_MOMENTS) + saved + 2 * logits,
         "step": fixed + params * (2 + ADAMW_MOMENTS) + STEP_TEMPORARIES * largest_parameter(config),
     }
+    if retrieves(config):  # CCA's SDPA backward: gradients of q, k, v over k x 2m keys per chunk
+        grads = max(_cca_gradients(config, layer, batch, tokens) for layer in config.layers)
+        moments["backward.cca"] = moments["backward"] - 2 * logits + grads
+    reads = [_read_bytes(config, layer, batch, tokens) for layer in config.layers]
+    if any(reads):  # a memory read's backward (infinity-former: the density's gradient grids)
+        grads = max(read.transient for read in reads if read is not None)
+        moments["backward.read"] = moments["backward"] - 2 * logits + grads
     phase = max(moments, key=lambda k: moments[k])
     return MemoryEstimate(
-        workload="training",
+        mode="training",
         batch=batch,
         tokens=tokens,
         peak=moments[phase],
@@ -248,36 +319,59 @@ def _saved_bytes(config: ArchConfig, batch: int, tokens: int) -> tuple[int, int]
     largest module temporary at that point (or the logits at the end)."""
     d = config.d_model
     bt = batch * tokens
-    norm = bt * d * F32 + 2 * bt * F32  # layer norm input, mean and rstd
+    pre = config.norm == "pre"
     total = 0
     if config.embedding_width != d:
         total += bt * config.embedding_width * F32  # the lookup, kept by the projection
-    dropout = bt * d * F32 if config.dropout > 0 else 0  # a float keep-mask (CPU dropout)
-    streams = 2 if config.task == "seq2seq" else 1
-    total += streams * dropout  # after the embedding
+    source_d = config.encoder_width
+    if config.task == "seq2seq" and source_d != d:  # the encoder's own table
+        source_e = config.embed_dim if config.embed_dim is not None else source_d
+        total += bt * source_e * F32 if source_e != source_d else 0
     extra = _extra_keys(config)
     busiest = 0
+    if retrieves(config):  # the neighbour encoder runs first; its output is kept by every CCA
+        kept, transient = _encoder_saved(config, batch, tokens)
+        busiest = total + kept + transient
+        total += kept + _encoded_bytes(config, batch, tokens)
     for layers, causal, encoder in reversed(_stacks(config)):  # encoder first
+        width = source_d if encoder else d
+        # layer norm input, mean and rstd (pre-norm: the stream; post-norm: x + f(x))
+        norm = bt * width * F32 + 2 * bt * F32
+        dropout = bt * width * F32 if config.dropout > 0 else 0  # float keep-mask (CPU)
+        total += dropout  # after the embedding
         for layer in layers:
             ctx = BlockContext(layer=layer, arch=config, causal=causal, encoder=encoder)
             keys_extra = 0 if encoder else extra
-            dims = _dims(config, layer, batch, tokens, keys_extra)
+            dims = _dims(config, layer, batch, tokens, keys_extra, encoder=encoder)
             total += 2 * norm + 2 * dropout
-            total += attention_activations(ctx, dims).saved
+            attention = attention_activations(ctx, dims)
+            total += attention.saved
+            busiest = max(busiest, total + attention.transient)
+            read = None if encoder else _read_bytes(config, layer, batch, tokens)
+            if read is not None:
+                total += read.saved
             if keys_extra:
-                total += 2 * batch * keys_extra * F32  # statistics of the normalised memory
+                if pre:
+                    total += 2 * batch * keys_extra * F32  # statistics of the normalised memory
                 # further copies of the memory (compressive: cat(compressed, memory))
                 copies = memory_spec(config.memory).context_copies - 1
                 total += copies * batch * keys_extra * d * F32
             if config.task == "seq2seq" and not encoder:
                 total += norm + _cross_activations(config, layer, batch, tokens).saved + dropout
+            if not encoder and layer.retrieve and retrieves(config):
+                total += norm + _cca_bytes(config, layer, batch, tokens).saved + dropout
             ffn = ffn_activations(ctx, batch, tokens)
             total += ffn.saved
             busiest = max(busiest, total + ffn.transient)
         if config.task == "seq2seq" and encoder:
-            total += norm + bt * d * F32  # encoder's final norm; its output (kept by cross k, v)
+            output = bt * source_d * F32  # the last layer's output, kept by cross k, v
+            total += output
+            if pre:  # the encoder's final norm on each output read; earlier outputs' inputs
+                # are kept by the next block's norm already
+                total += norm + (_reads(config) - 1) * (output + 2 * bt * F32)
     total += memory_spec(config.memory).training_bytes(config, batch, tokens)
-    total += norm + bt * d * F32  # final norm, its output (kept by the logits layer)
+    # the last hidden state, kept by the logits layer (pre-norm: the final norm's output)
+    total += (norm if pre else 0) + bt * d * F32
     if config.embedding_width != d:
         total += bt * config.embedding_width * F32
     logits = bt * config.vocab_size * F32
@@ -302,12 +396,12 @@ def generation_memory(config: ArchConfig, context: int, batch: int = 1) -> Memor
         cache += attention_activations(ctx, dims).cache
     if config.task == "seq2seq":
         for layer in config.layers:  # cross-attention keys and values over the source
-            cache += 2 * batch * context * layer.qkv_dim(config.d_model) * F32
+            cache += _cross_activations(config, layer, batch, context).cache
     state = _state_bytes(config, batch)
     step = inference_memory(config.replace(memory="none", mem_len=0), 1, batch)
     one_token = step.peak - step.weights - step.inputs
     return MemoryEstimate(
-        workload="generation",
+        mode="generation",
         batch=batch,
         tokens=context,
         peak=weights + cache + state + one_token,
@@ -332,26 +426,124 @@ def approximated(config: ArchConfig) -> tuple[str, ...]:
     return tuple(sorted(missing))
 
 
+# ---- retrieval -----------------------------------------------------------------------------------
+
+
+def _neighbour_ids(config: ArchConfig, batch: int, tokens: int) -> int:
+    """The neighbours' token ids handed to a retrieving model: [B, R, k, 2m] int64."""
+    if not retrieves(config):
+        return 0
+    rows = batch * retrieved_chunks(config, tokens) * config.retrieval_k
+    return rows * 2 * config.retrieval_chunk * I64
+
+
+def _encoder_shape(config: ArchConfig, batch: int, tokens: int) -> tuple[int, int]:
+    """(sequences, tokens each) the neighbour encoder runs over: B x R x k of 2m."""
+    return batch * retrieved_chunks(config, tokens) * config.retrieval_k, 2 * config.retrieval_chunk
+
+
+def _encoded_bytes(config: ArchConfig, batch: int, tokens: int) -> int:
+    rows, n = _encoder_shape(config, batch, tokens)
+    return rows * n * config.d_model * F32
+
+
+def _encoder_peak(config: ArchConfig, batch: int, tokens: int) -> int:
+    """The encoder's inference moments: the neighbours' embedding, its block, then the block's
+    output and its norm (the norm's output is what the decoder keeps)."""
+    rows, n = _encoder_shape(config, batch, tokens)
+    if not rows:
+        return 0
+    block = _block_peak(config, encoder_layer(config), rows, n, encoder=True)
+    return max(_embedding_peak(config, rows, n), block, 2 * _encoded_bytes(config, batch, tokens))
+
+
+def _encoder_saved(config: ArchConfig, batch: int, tokens: int) -> tuple[int, int]:
+    """(kept for backward, the FFN's transient): the factorized lookup, the embedding dropout's
+    mask, the block as a decoder layer keeps it and the final norm's input and statistics."""
+    rows, n = _encoder_shape(config, batch, tokens)
+    if not rows:
+        return 0, 0
+    d, bt = config.d_model, rows * n
+    norm = bt * d * F32 + 2 * bt * F32
+    dropout = bt * d * F32 if config.dropout > 0 else 0
+    layer = encoder_layer(config)
+    ctx = BlockContext(layer=layer, arch=config, causal=False, encoder=True)
+    kept = bt * config.embedding_width * F32 if config.embedding_width != d else 0
+    kept += dropout + 2 * norm + 2 * dropout
+    kept += attention_activations(ctx, _dims(config, layer, rows, n, 0)).saved
+    ffn = ffn_activations(ctx, rows, n)
+    return kept + ffn.saved + norm, ffn.transient
+
+
+def _cca_bytes(config: ArchConfig, layer: LayerConfig, batch: int, tokens: int) -> ActivationBytes:
+    """One layer's chunked cross-attention (``ChunkedCrossAttention``), its norm aside.
+
+    Kept: the padded queries' input, q, k, v, SDPA's output and log-sum-exp (merging heads is
+    a view); the encoded neighbours k and v read are counted once for all layers. Peak: the
+    padded input, q, k, v, SDPA's output and the output projection, or, at the end, the padded
+    input, the projection, the zeros for chunk 0 and the concatenated result."""
+    d, a, heads = config.d_model, layer.qkv_dim(config.d_model), layer.heads
+    r, m = retrieved_chunks(config, tokens), config.retrieval_chunk
+    if not r:
+        return ActivationBytes(0, 0)
+    keys = config.retrieval_k * 2 * m
+    padded = batch * r * m * d * F32
+    q = batch * r * m * a * F32
+    kv = 2 * batch * r * keys * a * F32
+    out = q + batch * heads * r * m * F32
+    saved = padded + q + kv + out
+    whole = batch * tokens * d * F32
+    peak = max(padded + q + kv + out + padded, padded + padded + batch * m * d * F32 + whole)
+    return ActivationBytes(saved, peak)
+
+
+def _cca_gradients(config: ArchConfig, layer: LayerConfig, batch: int, tokens: int) -> int:
+    """The gradients of q, k and v CCA's SDPA backward allocates while (nearly) everything
+    saved is alive: counted as if nothing else were freed yet, a few percent high."""
+    if not (layer.retrieve and retrieves(config)):
+        return 0
+    a, r = layer.qkv_dim(config.d_model), retrieved_chunks(config, tokens)
+    m = config.retrieval_chunk
+    return batch * r * (m + 2 * config.retrieval_k * 2 * m) * a * F32
+
+
 # ---- helpers -----------------------------------------------------------------------------------
 
 
 def _cross_activations(
     config: ArchConfig, layer: LayerConfig, batch: int, tokens: int
 ) -> ActivationBytes:
-    """Cross-attention: full, non-causal, no rotary; keys and values over the source."""
+    """Cross-attention: full, non-causal, no rotary; keys and values over the encoder outputs
+    it reads (``cross_layers`` x source tokens, joined into one new tensor when more than one),
+    projected from the encoder's width."""
     d, a = config.d_model, layer.qkv_dim(config.d_model)
-    dims = Dims(batch, tokens, tokens, d, a, layer.heads)
-    qkv = 3 * dims.bt(a)
-    out = dims.bt(a) + batch * layer.heads * tokens * F32
+    heads = layer.cross_head_count
+    dims = Dims(batch, tokens, layer.cross_layers * tokens, d, a, heads)
+    joined = dims.bk(config.encoder_width) if layer.cross_layers > 1 else 0
+    qkv = dims.bt(a) + 2 * dims.bk(a)
+    out = dims.bt(a) + batch * heads * tokens * F32
     # SDPA lays its output out like the (head-split) query, so merging heads is a view
-    saved = dims.bt(d) + qkv + out
-    peak = qkv + out + dims.bt(d)
-    return ActivationBytes(saved, peak, 2 * dims.bt(a))
+    saved = dims.bt(d) + joined + qkv + out
+    peak = joined + qkv + out + dims.bt(d)
+    return ActivationBytes(saved, peak, 2 * dims.bk(a))
 
 
-def _dims(config: ArchConfig, layer: LayerConfig, batch: int, tokens: int, extra: int) -> Dims:
-    d = config.d_model
+def _dims(
+    config: ArchConfig,
+    layer: LayerConfig,
+    batch: int,
+    tokens: int,
+    extra: int,
+    *,
+    encoder: bool = False,
+) -> Dims:
+    d = config.encoder_width if encoder else config.d_model
     return Dims(batch, tokens, tokens + extra, d, layer.qkv_dim(d), layer.heads)
+
+
+def _reads(config: ArchConfig) -> int:
+    """Encoder layers whose outputs the decoder's cross-attention reads (the last ones)."""
+    return max(layer.cross_layers for layer in config.layers)
 
 
 def _stacks(config: ArchConfig) -> list[tuple[tuple[LayerConfig, ...], bool, bool]]:
