@@ -130,14 +130,28 @@ def test_weights_load_from_a_float_file_compress_wrote(tmp_path: Path) -> None:
         assert torch.equal(ours, theirs[name]), name
 
 
-def test_the_int8_onnx_graph_agrees_with_the_pytorch_int8_model(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"tie_embeddings": False, "ffn": "switch_moe", "experts": 2},
+        # batched constants in the graph (the finder's projections, never int8) and the
+        # neighbours as a second input; finder_k = max_seq_len, as with fewer keys int8 noise
+        # flips the finder's picks (measured: as far from PyTorch's int8 model as int8 from
+        # float, up to 1.3x the logits' spread)
+        {"attention": "sparsefinder", "finder_k": 32, "retrieval_chunk": 8, "retrieve": True},
+    ],
+)
+def test_the_int8_onnx_graph_agrees_with_the_pytorch_int8_model(
+    changes: dict[str, Any], tmp_path: Path
+) -> None:
     import onnx
     import onnxruntime
 
     from archsearch.compress.onnx_int8 import write_int8_onnx
     from archsearch.export.onnx_model import export_graph
+    from archsearch.families.retrieval import retrieved_chunks
 
-    model, config = _model(tie_embeddings=False, ffn="switch_moe", experts=2)
+    model, config = _model(**changes)
     float_path = export_graph(model, config, tmp_path / "float.onnx")
     path = write_int8_onnx(float_path, tmp_path / "int8.onnx", model)
     quantized = quantize_int8(model)
@@ -145,10 +159,19 @@ def test_the_int8_onnx_graph_agrees_with_the_pytorch_int8_model(tmp_path: Path) 
     assert len(integer) == len(int8_modules(quantized))  # the same layers are int8
     assert _weight_bytes(path) < 0.5 * _weight_bytes(float_path)  # (nodes carry debug text)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    tokens = torch.randint(0, 256, (2, 24), generator=torch.Generator().manual_seed(6))
+    generator = torch.Generator().manual_seed(6)
+    length = config.max_seq_len if config.retrieval_chunk else 24  # (retrieval: a fixed length)
+    tokens = torch.randint(0, 256, (2, length), generator=generator)
+    feed, kwargs = {"input_ids": tokens}, {}
+    if config.retrieval_chunk:
+        chunks = retrieved_chunks(config, length)
+        shape = (2, chunks, config.retrieval_k, 2 * config.retrieval_chunk)
+        feed["neighbours"] = kwargs["neighbours"] = torch.randint(
+            0, 256, shape, generator=generator
+        )
     with torch.no_grad():
-        ours, reference = quantized(tokens).logits, model(tokens).logits
-    theirs = torch.from_numpy(session.run(None, {"input_ids": tokens.numpy()})[0])
+        ours, reference = quantized(tokens, **kwargs).logits, model(tokens, **kwargs).logits
+    theirs = torch.from_numpy(session.run(None, {k: v.numpy() for k, v in feed.items()})[0])
     spread = float(reference.std())
     difference = (theirs - ours).abs()
     assert float(difference.mean()) <= INT8_ONNX_MEAN * spread

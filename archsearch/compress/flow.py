@@ -31,6 +31,7 @@ from archsearch.compress.store import load_compressed, save_compressed
 from archsearch.config import ArchConfig
 from archsearch.errors import InputError, RunAborted
 from archsearch.evaluate.recipe import Recipe
+from archsearch.families.retrieval import retrieved_chunks, retrieves
 from archsearch.profiles import Profile
 from archsearch.seeding import seeded
 
@@ -172,7 +173,7 @@ def measure(
     profile: Profile,
 ) -> Measured:
     from archsearch.evaluate.data import make_batches
-    from archsearch.evaluate.train import validate
+    from archsearch.evaluate.train import datastore_for_model, validate
     from archsearch.measure import MeasureOptions, forward_timings
 
     workload = profile.workload
@@ -186,7 +187,8 @@ def measure(
         model=model,
     )
     clock = "cpu" if "cpu" in timings else "wall"
-    bpb = validate(model, make_batches(recipe), recipe)["val_bpb"]
+    batches = make_batches(recipe)
+    bpb = validate(model, batches, recipe, datastore_for_model(model, batches))["val_bpb"]
     return Measured(
         name=name,
         path=path,
@@ -207,8 +209,13 @@ def check_rebuilt(model: nn.Module, path: Path, config: ArchConfig) -> None:
         0, config.vocab_size, (2, min(16, config.max_seq_len)), generator=generator
     )
     args = (tokens, tokens.flip(1)) if config.task == "seq2seq" else (tokens,)
+    kwargs = {}
+    if retrieves(config):  # any neighbours will do: the two models must read them alike
+        chunks = retrieved_chunks(config, tokens.shape[1])
+        shape = (2, chunks, config.retrieval_k, 2 * config.retrieval_chunk)
+        kwargs["neighbours"] = torch.randint(0, config.vocab_size, shape, generator=generator)
     with torch.no_grad():
-        if not torch.equal(model(*args).logits, rebuilt(*args).logits):
+        if not torch.equal(model(*args, **kwargs).logits, rebuilt(*args, **kwargs).logits):
             raise RunAborted(f"the model rebuilt from {path} differs from the one saved")
 
 

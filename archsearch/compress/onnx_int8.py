@@ -45,6 +45,8 @@ def _chosen(proto: Any, wanted: dict[tuple[int, ...], list[torch.Tensor]]) -> li
         if name not in constants:
             return False
         value = torch.from_numpy(numpy_helper.to_array(constants[name]).copy())
+        if value.dim() != 2:  # a batched constant (SparseFinder's finder, infinity's placement)
+            return False
         value = value.t() if transposed else value
         return any(torch.equal(value, w) for w in wanted.get(tuple(value.shape), []))
 
