@@ -157,7 +157,7 @@ def test_encoder_window_looks_both_ways_and_global_tokens_see_everything() -> No
     flat = {**flat, "attention": "local", "window": 2, "dilation": 2, "encoder_global_tokens": 1}
     model = _one_layer(flat).eval()
     source = torch.randint(0, 30, (1, 32))
-    run = lambda x: model.encode(x)[0]  # noqa: E731
+    run = lambda x: model.encode(x)[0][0]  # noqa: E731  (the last encoder layer's output)
     probe = 15
     assert _effect(run, source, probe + 4, probe) > 0.0  # ahead, inside the reach
     assert _effect(run, source, probe + 5, probe) == 0.0  # ahead, outside it

@@ -148,10 +148,11 @@ def test_encoder_is_bidirectional() -> None:
     )
     model = build_model(arch).eval()
     source = torch.randint(0, 40, (1, 12))
-    context, _ = model.encode(source)
+    (context,), _ = model.encode(source)  # the last encoder layer's output
     changed = source.clone()
     changed[0, -1] = (source[0, -1] + 1) % 40
-    assert (model.encode(changed)[0][0, 0] - context[0, 0]).abs().max() > 1e-5
+    (moved,), _ = model.encode(changed)
+    assert (moved[0, 0] - context[0, 0]).abs().max() > 1e-5
 
 
 def test_gradients_reach_every_parameter() -> None:
