@@ -228,16 +228,11 @@ def test_the_supernet_refuses_it_in_one_line() -> None:
     assert caught.value.key == "retrieval_chunk" and "fix retrieval_chunk: 0" in str(caught.value)
 
 
-def test_hf_export_refuses_it_and_onnx_only_beside_memory(tmp_path: Path) -> None:
-    """ONNX takes the neighbours as an input (tests/test_family_registry.py runs the graph);
-    the hf export has no such input, and one ONNX graph does not take both neighbours and a
-    memory state."""
+def test_hf_export_refuses_it(tmp_path: Path) -> None:
+    """ONNX takes the neighbours as an input (tests/test_family_registry.py runs the graph,
+    alone and beside a memory state); the hf export has no such input."""
     from archsearch.export.huggingface import write_hf
-    from archsearch.export.onnx_model import check_exportable
 
-    check_exportable(config())
-    with pytest.raises(InputError, match="not both"):
-        check_exportable(config(memory="xl", mem_len=8))
     with pytest.raises(InputError, match="without retrieval"):
         write_hf(config(), {}, tmp_path / "hf", seed=0)
 

@@ -14,7 +14,7 @@ The graph's inputs and outputs by task:
 - retrieval (RETRO): ``input_ids`` [batch, max_seq_len] and ``neighbours`` [batch, chunks, k,
   2 * retrieval_chunk] (token ids, as ``archsearch.evaluate.retrieval`` looks them up) ->
   ``logits``: the model given its neighbours; the datastore and its nearest-neighbour search
-  stay outside the graph.
+  stay outside the graph. With recurrent memory too, ``neighbours`` follows the state inputs.
 
 torch.onnx's dynamo exporter (``torch.export``) is used: the older TorchScript tracer bakes the
 example's sequence length into some families (local attention) and exports the sparse FFN's
@@ -103,9 +103,16 @@ class MemoryStep(nn.Module):
         self.per_layer = per_layer  # tensors per layer: 1 (XL) or 2 (compressive, infinity)
 
     def forward(
-        self, input_ids: torch.Tensor, state: list[torch.Tensor]
+        self,
+        input_ids: torch.Tensor,
+        state: list[torch.Tensor],
+        neighbours: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, ...]:
-        out = self.model(input_ids, state=nest_state(state, self.per_layer))
+        nested = nest_state(state, self.per_layer)
+        if neighbours is None:
+            out = self.model(input_ids, state=nested)
+        else:
+            out = self.model(input_ids, state=nested, neighbours=neighbours)
         return (out.logits, *flat_state(out.state))
 
 
@@ -138,8 +145,9 @@ def state_names(config: ArchConfig) -> list[str]:
 
 
 def warm_state(model: nn.Module, config: ArchConfig, batch: int, seed: int = 0) -> Any:
-    """The state after enough random segments of ``max_seq_len`` tokens that its shapes stop
-    changing: what the memory graph's state inputs look like."""
+    """The state after enough random segments of ``max_seq_len`` tokens (with random
+    neighbours, when the model retrieves) that its shapes stop changing: what the memory graph's
+    state inputs look like."""
     generator = torch.Generator().manual_seed(seed)
     state: Any = None
     shapes: list[tuple[int, ...]] = []
@@ -148,7 +156,10 @@ def warm_state(model: nn.Module, config: ArchConfig, batch: int, seed: int = 0) 
             tokens = torch.randint(
                 0, config.vocab_size, (batch, config.max_seq_len), generator=generator
             )
-            state = model(tokens, state=state).state
+            extra = {}
+            if retrieves(config):
+                extra["neighbours"] = random_neighbours(config, batch, generator)
+            state = model(tokens, state=state, **extra).state
             now = [tuple(t.shape) for t in flat_state(state)]
             if now == shapes:
                 return state
@@ -170,12 +181,14 @@ def fixed_length_reason(config: ArchConfig) -> str | None:
     return None
 
 
+def random_neighbours(config: ArchConfig, batch: int, generator: torch.Generator) -> torch.Tensor:
+    """Neighbour ids [batch, chunks, k, 2m] for ``max_seq_len`` tokens (graph examples, checks)."""
+    chunks = retrieved_chunks(config, config.max_seq_len)
+    shape = (batch, chunks, config.retrieval_k, 2 * config.retrieval_chunk)
+    return torch.randint(0, config.vocab_size, shape, generator=generator)
+
+
 def check_exportable(config: ArchConfig) -> None:
-    if retrieves(config) and config.memory != "none":
-        raise InputError(
-            "ONNX export covers retrieval or recurrent memory, not both in one model",
-            key="--format",
-        )
     if config.max_seq_len < 2:
         raise InputError("ONNX export needs max_seq_len >= 2", key="--format")
     for layer in (*config.layers, *config.encoder_layers):
@@ -232,12 +245,12 @@ def graph_for(model: nn.Module, config: ArchConfig) -> Graph:
             {"input_ids": {0: batch, 1: seq}, "source_ids": {0: batch, 1: source}},
             checks,
         )
-    if retrieves(config):
-        shape = (retrieved_chunks(config, longest), config.retrieval_k, 2 * config.retrieval_chunk)
+    retrieval = retrieves(config)
 
-        def near(b: int) -> torch.Tensor:
-            return torch.randint(0, config.vocab_size, (b, *shape), generator=generator)
+    def near(b: int) -> torch.Tensor:
+        return random_neighbours(config, b, generator)
 
+    if retrieval and config.memory == "none":
         return Graph(
             RetrievalLogits(model),
             (ids(2, longest), near(2)),
@@ -255,13 +268,18 @@ def graph_for(model: nn.Module, config: ArchConfig) -> Graph:
             state = flat_state(warm_state(model, config, b, seed=1 + number))
             calls = [{"input_ids": ids(b, longest)} for _ in range(2)]  # chained segments
             calls[0].update(zip(names, state, strict=True))
+            for call in calls if retrieval else ():
+                call["neighbours"] = near(b)
             checks.append(calls)
+        shapes: dict[str, Any] = {"input_ids": {0: batch}, "state": [{0: batch} for _ in names]}
+        if retrieval:  # the neighbours come last, after the state
+            shapes["neighbours"] = {0: batch}
         return Graph(
             MemoryStep(model, per_layer),
-            (ids(2, longest), example),
-            ["input_ids", *names],
+            (ids(2, longest), example, *((near(2),) if retrieval else ())),
+            ["input_ids", *names, *(["neighbours"] if retrieval else [])],
             ["logits", *(f"next_{name}" for name in names)],
-            {"input_ids": {0: batch}, "state": [{0: batch} for _ in names]},
+            shapes,
             checks,
         )
     return Graph(
@@ -367,8 +385,8 @@ def run_pairs(graph: Graph, path: Path) -> Iterator[tuple[torch.Tensor, torch.Te
 
 def _torch_outputs(graph: Graph, feed: dict[str, torch.Tensor]) -> list[torch.Tensor]:
     if isinstance(graph.module, MemoryStep):
-        state = [feed[name] for name in graph.input_names[1:]]
-        return list(graph.module(feed["input_ids"], state))
+        state = [feed[name] for name in graph.input_names if name.startswith("state.")]
+        return list(graph.module(feed["input_ids"], state, feed.get("neighbours")))
     out = graph.module(*(feed[name] for name in graph.input_names))
     return [out]
 
