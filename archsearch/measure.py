@@ -61,14 +61,23 @@ def _predicted(
     return predictor.predict(config, tokens, batch).to_dict()
 
 
-def _forward_timings(
-    config: ArchConfig, tokens: int, batch: int, threads: int, timing: TimingOptions
+def forward_timings(
+    config: ArchConfig,
+    tokens: int,
+    batch: int,
+    threads: int,
+    timing: TimingOptions,
+    model: Any = None,
 ) -> dict[str, Any]:
+    """Forward latency on the wall clock (and the CPU clock on one thread); ``model`` times a
+    given module (``compress``) instead of a fresh one."""
     clocks = ("wall", "cpu") if threads == 1 else ("wall",)
     out = {}
     for clock in clocks:
         options = TimingOptions(**{**timing.__dict__, "clock": clock})
-        out[clock] = measure_forward(config, tokens, batch, threads=threads, options=options)
+        out[clock] = measure_forward(
+            config, tokens, batch, threads=threads, options=options, model=model
+        )
     return {clock: stats.to_dict() for clock, stats in out.items()}
 
 
@@ -102,7 +111,7 @@ def measure_arch(
     if workload.device is not None:
         report["latency"]["device"] = _device_predicted(workload.device, config, tokens, batch)
     if options.latency:
-        report["latency"]["forward"] = _forward_timings(
+        report["latency"]["forward"] = forward_timings(
             config, tokens, batch, threads, options.timing
         )
         if config.task == "causal_lm":
@@ -244,7 +253,7 @@ def remeasure_latency(
     tokens, threads = workload.tokens_for(profile.convention), workload.threads
     predictor = load_predictor(threads)
     timing = timing or TimingOptions(min_time_s=0.5, max_time_s=5.0)
-    timings = _forward_timings(config, tokens, workload.batch_size, threads, timing)
+    timings = forward_timings(config, tokens, workload.batch_size, threads, timing)
     clock = predictor.machine.get("clock", "wall") if predictor is not None else "wall"
     clock = clock if clock in timings else "wall"
     predicted = _predicted(predictor, config, tokens, workload.batch_size)

@@ -135,6 +135,14 @@ def _memory(kind: str, config: ArchConfig, tokens: int, batch: int) -> int:
     return estimate(config, tokens, batch).peak
 
 
+def _int8_bytes(inputs: MetricInputs) -> float:
+    from archsearch.costs.int8 import int8_weight_bytes
+
+    if inputs.config is None:
+        raise ValueError("this metric needs the architecture: pass config=")
+    return int8_weight_bytes(inputs.config)
+
+
 def latency_predictor(workload: Workload) -> Any:
     """The predictor a profile's latency comes from: its device's, or this machine's for its
     thread count (an ``InputError`` saying how to make it when there is none)."""
@@ -162,6 +170,13 @@ COST_METRICS: dict[str, Metric] = {
     ),
     "total_params": Metric(lambda m: m.costs.params, "parameters", "all parameters"),
     "weight_bytes": Metric(lambda m: m.costs.weight_bytes, "bytes", "bytes of float32 weights"),
+    "weight_bytes_int8": Metric(
+        _int8_bytes,
+        "bytes",
+        "bytes a dynamic-int8 file stores (int8 linears with their scales, float rest, "
+        "buffers; archsearch compress --int8)",
+        needs="config",
+    ),
     "inference_memory": Metric(
         lambda m: _memory("inference", m.arch, m.tokens, m.batch),
         "bytes",

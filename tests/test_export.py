@@ -121,7 +121,7 @@ def test_onnx_export_matches_pytorch_in_onnxruntime(capsys, study_db, tmp_path):
     import onnx
     import onnxruntime
 
-    from archsearch.export.onnx_model import LogitsOnly, verify
+    from archsearch.export.onnx_model import graph_for, verify
 
     onnx_path, config_path = export(capsys, study_db, tmp_path, "onnx")
     _, weights_path = export(capsys, study_db, tmp_path / "pt", "pytorch")
@@ -139,9 +139,9 @@ def test_onnx_export_matches_pytorch_in_onnxruntime(capsys, study_db, tmp_path):
 
     # The exporter's own check passes this graph and fails it against other weights.
     config = ArchConfig.from_yaml(config_path)
-    assert verify(LogitsOnly(model), onnx_path, config)[0] <= 1.0
+    assert verify(graph_for(model, config), onnx_path)[0] <= 1.0
     other = build_model(config).eval()  # freshly initialised: other weights
-    assert verify(LogitsOnly(other), onnx_path, config)[0] > 1.0
+    assert verify(graph_for(other, config), onnx_path)[0] > 1.0
 
     metadata = {p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props}
     assert json.loads(metadata["archsearch.provenance"])["study"] == "micro"
@@ -150,21 +150,17 @@ def test_onnx_export_matches_pytorch_in_onnxruntime(capsys, study_db, tmp_path):
     )
 
 
-@pytest.mark.parametrize(
-    ("changes", "fragment"),
-    [
-        ({"attention": "performer"}, "performer"),
-        ({"attention": "lsh"}, "lsh"),
-        ({"ffn": "switch_moe", "experts": 2}, "switch_moe"),
-        ({"memory": "xl", "mem_len": 4}, "memory"),
-    ],
-)
-def test_onnx_refuses_what_it_cannot_export(changes, fragment):
-    from archsearch.export.onnx_model import check_exportable
+def test_onnx_refuses_a_family_whose_spec_gives_a_reason(monkeypatch):
+    """Every registered family exports today (test_family_registry); one whose spec sets
+    ``onnx_refusal`` is refused up front with that reason."""
+    from archsearch.export import onnx_model
 
-    config = ArchConfig.from_dict({"d_model": 16, "n_layers": 1, "heads": 2, **changes})
-    with pytest.raises(InputError, match=fragment) as caught:
-        check_exportable(config)
+    monkeypatch.setitem(onnx_model.UNSUPPORTED, ("attention", "performer"), "a stated reason")
+    config = ArchConfig.from_dict(
+        {"d_model": 16, "n_layers": 1, "heads": 2, "attention": "performer"}
+    )
+    with pytest.raises(InputError, match=r"performer.*a stated reason") as caught:
+        onnx_model.check_exportable(config)
     assert caught.value.key == "--format"
 
 

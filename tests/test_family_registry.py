@@ -2,7 +2,8 @@
 
 A family added to ``archsearch.families`` is picked up here without editing this file; a part
 it lacks (a wrong MAC or parameter formula, no activation bytes, a leak from the future, no
-gradient, an ONNX export that neither works nor says why not) fails its case.
+gradient, an ONNX graph that onnxruntime runs differently, unless its spec says why it cannot
+export) fails its case.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch.nn.functional as F
 from conftest import FAMILY_BASE, FAMILY_BATCH, FAMILY_CASES, FAMILY_TOKENS
 from test_memory_costs import TOLERANCE, measured
 
-from archsearch import ArchConfig, InputError, build_model
+from archsearch import ArchConfig, InputError, build_model, estimate_costs
 from archsearch.config import LAYER_KEYS, LayerConfig
 from archsearch.costs.peak_bytes import approximated, inference_memory, training_memory
 from archsearch.costs.reference import measured_macs
@@ -130,20 +131,154 @@ def test_one_training_step_lowers_the_loss(case: str) -> None:
     assert torch.isfinite(before) and after < before, (float(before), float(after))
 
 
-@pytest.mark.parametrize("case", CASES)
-def test_exports_to_onnx_or_refuses_with_its_reason(case: str, tmp_path: Any) -> None:
-    from archsearch.export.onnx_model import check_exportable, write_onnx
+ONNX_ATOL = ONNX_RTOL = 1e-4  # |onnxruntime - PyTorch| <= atol + rtol * |PyTorch|, float32
+# The family cases plus what only the graph exports and int8 need apart: RETRO retrieval, whose
+# forward takes its neighbours (the registry's other checks run it in tests/test_retrieval.py).
+EXPORT_CASES = {
+    **FAMILY_CASES,
+    "retrieval": {"retrieval_chunk": 8, "retrieval_k": 2, "retrieve": True},
+    "retrieval+xl": {
+        "retrieval_chunk": 8,
+        "retrieval_k": 2,
+        "retrieve": True,
+        "memory": "xl",
+        "mem_len": 16,
+    },
+}
 
-    spec = SPECS[case]
+
+def _onnx_case(case: str) -> tuple[FamilySpec | None, ArchConfig]:
+    spec = SPECS.get(case)
     small = {"max_seq_len": 32, "n_layers": 1}
-    config = ArchConfig.from_dict({**FAMILY_BASE, **FAMILY_CASES[case], **small})
-    if spec.onnx_refusal is not None:
+    return spec, ArchConfig.from_dict({**FAMILY_BASE, **EXPORT_CASES[case], **small})
+
+
+def _neighbours(config: ArchConfig, batch: int, generator: torch.Generator) -> torch.Tensor:
+    from archsearch.families.retrieval import retrieved_chunks
+
+    chunks = retrieved_chunks(config, config.max_seq_len)
+    shape = (batch, chunks, config.retrieval_k, 2 * config.retrieval_chunk)
+    return torch.randint(0, config.vocab_size, shape, generator=generator)
+
+
+@pytest.mark.parametrize("case", sorted(EXPORT_CASES))
+def test_exports_to_onnx_and_onnxruntime_agrees(case: str, tmp_path: Any) -> None:
+    """Every family, memory kind and task exports (or its spec says why not), and the graph's
+    outputs equal PyTorch's within ONNX_ATOL/RTOL, at a length and batch it was not traced at
+    (memory: two chained segments from a full state, next states compared too; retrieval: the
+    neighbours are an input)."""
+    import onnxruntime
+
+    from archsearch.export.onnx_model import check_exportable, flat_state, warm_state, write_onnx
+
+    spec, config = _onnx_case(case)
+    if spec is not None and spec.onnx_refusal is not None:
         with pytest.raises(InputError) as caught:
             check_exportable(config)
         assert spec.onnx_refusal in str(caught.value)
         return
     path = write_onnx(config, {"test": case}, tmp_path / "model.onnx", seed=0)
-    assert path.exists()  # written only when onnxruntime agrees with PyTorch
+    torch.manual_seed(0)
+    model = build_model(config).eval()  # the seed write_onnx uses
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    fixed = session.get_inputs()[0].shape[1] == config.max_seq_len  # a static length
+    tokens = 32 if fixed else 13
+    generator = torch.Generator().manual_seed(5)
+    ids = torch.randint(0, config.vocab_size, (3, tokens), generator=generator)
+    source = torch.randint(0, config.vocab_size, (3, 9), generator=generator)
+
+    def close(ours: torch.Tensor, theirs: Any) -> None:
+        torch.testing.assert_close(torch.from_numpy(theirs), ours, atol=ONNX_ATOL, rtol=ONNX_RTOL)
+
+    with torch.no_grad():
+        if config.task == "seq2seq":
+            assert names == ["input_ids", "source_ids"]
+            got = session.run(None, {"input_ids": ids.numpy(), "source_ids": source.numpy()})
+            close(model(ids, source).logits, got[0])
+        elif config.retrieval_chunk and config.memory == "none":
+            assert names == ["input_ids", "neighbours"]
+            near = _neighbours(config, 3, generator)
+            got = session.run(None, {"input_ids": ids.numpy(), "neighbours": near.numpy()})
+            close(model(ids, neighbours=near).logits, got[0])
+        elif config.memory != "none":
+            warm = warm_state(model, config, 3, seed=9)
+            per_layer = len(warm[0]) if isinstance(warm[0], tuple) else 1
+            ours = theirs = flat_state(warm)
+            for _ in range(2):
+                feed = dict(zip(names, [ids.numpy(), *(t.numpy() for t in theirs)], strict=False))
+                extra = {}
+                if config.retrieval_chunk:  # the neighbours follow the state
+                    assert names[-1] == "neighbours"
+                    extra["neighbours"] = _neighbours(config, 3, generator)
+                    feed["neighbours"] = extra["neighbours"].numpy()
+                assert list(feed) == names
+                got = session.run(None, feed)
+                out = model(ids, state=_nest(ours, per_layer), **extra)
+                close(out.logits, got[0])
+                ours = flat_state(out.state)
+                for mine, other in zip(ours, got[1:], strict=True):
+                    close(mine, other)
+                theirs = [torch.from_numpy(t) for t in got[1:]]
+        else:
+            assert names == ["input_ids"]
+            close(model(ids).logits, session.run(None, {"input_ids": ids.numpy()})[0])
+
+
+def _nest(flat: list[torch.Tensor], per_layer: int) -> Any:
+    if per_layer > 1:
+        return tuple(tuple(flat[i : i + per_layer]) for i in range(0, len(flat), per_layer))
+    return tuple(flat)
+
+
+INT8_HEADER_PER_TENSOR = 160  # JSON bytes per tensor entry at most, on top of the arch header
+
+
+@pytest.mark.parametrize("case", sorted(EXPORT_CASES))
+def test_int8_file_stores_what_weight_bytes_int8_says_and_rebuilds(
+    case: str, tmp_path: Any
+) -> None:
+    """Every family's ``int8_weights`` (through the ``weight_bytes_int8`` objective) equals the
+    tensor data of the int8 file ``compress`` writes, byte for byte; the header on top stays
+    within INT8_HEADER_PER_TENSOR per tensor plus the metadata; the model rebuilt from the file
+    gives the quantized model's logits exactly."""
+    from safetensors import safe_open
+
+    from archsearch.compress.quantize import quantize_int8
+    from archsearch.compress.store import data_bytes, load_compressed, save_compressed
+    from archsearch.costs.int8 import int8_weight_bytes
+    from archsearch.profiles import load_profile
+
+    config = ArchConfig.from_dict({**FAMILY_BASE, **EXPORT_CASES[case]})
+    model = quantize_int8(build_model(config, seed=0))
+    path = save_compressed(model, config, tmp_path / "int8.safetensors")
+    assert data_bytes(path) == int8_weight_bytes(config)
+    profile = load_profile("mobile_100M")
+    costs = estimate_costs(config)
+    assert profile.metric("weight_bytes_int8", costs, config) == data_bytes(path)
+    with safe_open(str(path), framework="pt") as handle:
+        tensors = len(list(handle.keys()))
+        metadata = sum(len(k) + len(v) for k, v in (handle.metadata() or {}).items())
+    header = path.stat().st_size - data_bytes(path)
+    assert header <= INT8_HEADER_PER_TENSOR * tensors + 2 * metadata + 64, (header, tensors)
+
+    rebuilt, rebuilt_config, _ = load_compressed(path)
+    assert rebuilt_config == config
+    generator = torch.Generator().manual_seed(4)
+    ids = torch.randint(0, config.vocab_size, (FAMILY_BATCH, FAMILY_TOKENS), generator=generator)
+    args = (ids, ids.flip(1)) if config.task == "seq2seq" else (ids,)
+    kwargs = {}
+    if config.retrieval_chunk:
+        from archsearch.families.retrieval import retrieved_chunks
+
+        shape = (
+            retrieved_chunks(config, FAMILY_TOKENS),
+            config.retrieval_k,
+            2 * config.retrieval_chunk,
+        )
+        kwargs["neighbours"] = torch.randint(0, config.vocab_size, (FAMILY_BATCH, *shape))
+    with torch.no_grad():
+        assert torch.equal(model(*args, **kwargs).logits, rebuilt(*args, **kwargs).logits)
 
 
 def test_memory_kinds_have_examples_and_costs() -> None:

@@ -18,6 +18,7 @@ import yaml
 from conftest import FAMILY_BASE, FAMILY_CASES
 
 from archsearch import ArchConfig, estimate_costs, load_profile
+from archsearch.costs.int8 import int8_weight_bytes
 from archsearch.costs.peak_bytes import generation_memory, inference_memory, training_memory
 from archsearch.costs.predictor import Sample, cache_path, fit_predictor, latency_features
 
@@ -48,6 +49,7 @@ CHILD = (
     + """
 import json
 from archsearch import ArchConfig, estimate_costs, load_profile
+from archsearch.costs.int8 import int8_weight_bytes
 from archsearch.costs.peak_bytes import generation_memory, inference_memory, training_memory
 from archsearch.search.verdict import judge
 from archsearch.space import SearchSpace
@@ -68,6 +70,7 @@ for name, (arch, space_data, values) in cases.items():
             for estimate in (inference_memory, training_memory, generation_memory)
         ],
         "verdicts": verdicts,
+        "weight_bytes_int8": int8_weight_bytes(config),
     }
 out["torch_loaded"] = "torch" in sys.modules
 print(json.dumps(out))
@@ -156,6 +159,7 @@ def test_costs_and_verdicts_of_every_family_run_without_torch(tmp_path: Path) ->
             for estimate in (inference_memory, training_memory, generation_memory)
         ]
         assert child[name]["memory"] == expected, name
+        assert child[name]["weight_bytes_int8"] == int8_weight_bytes(config), name
         space_data, values = _space(arch)
         space = SearchSpace.from_dict(space_data)
         for profile in profiles:

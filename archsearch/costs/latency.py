@@ -219,10 +219,12 @@ def measure_forward(
     threads: int = 1,
     options: TimingOptions | None = None,
     seed: int = 0,
+    model: torch.nn.Module | None = None,
 ) -> LatencyStats:
     """Latency of one inference forward over ``batch`` sequences of ``tokens`` (seq2seq: as many
-    source tokens; recurrent memory: full, as in steady state)."""
-    model = _built(config, seed)
+    source tokens; recurrent memory: full, as in steady state). ``model`` times that module
+    (e.g. a compressed one, built for ``config``) instead of a fresh ``config`` model."""
+    model = _built(config, seed) if model is None else model.eval()
     with seeded(seed):
         args, kwargs = _inputs(config, tokens, batch)
 

@@ -63,6 +63,10 @@ def _one(ctx: BlockContext) -> float:
     return 1.0
 
 
+def _no_int8(ctx: BlockContext) -> tuple[int, int]:
+    return 0, 0
+
+
 @dataclass(frozen=True)
 class FamilySpec:
     """One attention or feed-forward family.
@@ -98,6 +102,13 @@ class FamilySpec:
     # Honours ArchConfig.bias: every linear it owns takes a bias, counted in ``params``.
     bias: bool = False
     onnx_refusal: str | None = None  # why it does not export to ONNX; None: it does
+    # Why its ONNX graph takes sequences of exactly ``max_seq_len`` tokens (shape-dependent
+    # Python in its forward); None: the graph takes any length up to ``max_seq_len``.
+    onnx_fixed_length: str | None = None
+    # (elements, tensors) of its nn.Linear weights that dynamic int8 quantization stores as
+    # int8 (``archsearch compress``; one scale and zero point per tensor): every Linear except
+    # those its module reads ``.weight`` of directly (``reads_weights``). The rest stays float.
+    int8_weights: Callable[[BlockContext], tuple[int, int]] = _no_int8
     # An attention module that returns ``(y, aux_loss)`` like a feed-forward one (a loss that
     # trains a part of its own, SparseFinder's predictor); False: it returns ``y`` alone.
     aux_loss: bool = False
@@ -137,6 +148,10 @@ def _no_weight(arch: ArchConfig) -> int:
     return 0
 
 
+def _no_memory_int8(arch: ArchConfig) -> tuple[int, int]:
+    return 0, 0
+
+
 @dataclass(frozen=True)
 class MemorySpec:
     """One kind of recurrent memory (``ArchConfig.memory``): its analytic costs and bytes."""
@@ -161,6 +176,9 @@ class MemorySpec:
     # A read of the memory beside attention (infinity-former): its bytes for one layer,
     # ``(arch, layer, batch, tokens) -> ActivationBytes`` (None: the memory is only keys).
     read_bytes: Callable[[ArchConfig, LayerConfig, int, int], ActivationBytes] | None = None
+    # (elements, tensors) of its nn.Linear weights, all layers, that ``compress --int8``
+    # stores as int8 (a compressive memory's convolutions stay float).
+    int8_weights: Callable[[ArchConfig], tuple[int, int]] = _no_memory_int8
 
     def build(self, arch: ArchConfig) -> Any:
         """The memory module for ``arch`` (imports torch)."""

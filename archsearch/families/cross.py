@@ -25,8 +25,15 @@ def cross_attention_macs(ctx: BlockContext, tokens: int, source_tokens: int) -> 
     return projections + 2 * tokens * keys * width
 
 
-def cross_attention_params(ctx: BlockContext) -> int:
+def cross_attention_weights(ctx: BlockContext) -> int:
+    """Elements of the four projections' weight matrices (what int8 stores; no biases)."""
     d, source_d = ctx.arch.d_model, ctx.arch.encoder_width
     width = ctx.layer.qkv_dim(d)
+    return 2 * d * width + 2 * source_d * width
+
+
+def cross_attention_params(ctx: BlockContext) -> int:
+    d = ctx.arch.d_model
+    width = ctx.layer.qkv_dim(d)
     biases = 3 * width + d if ctx.arch.bias else 0
-    return 2 * d * width + 2 * source_d * width + biases
+    return cross_attention_weights(ctx) + biases

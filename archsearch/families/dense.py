@@ -11,6 +11,11 @@ def dense_params(ctx: BlockContext) -> int:
     return 2 * d * hidden + (hidden + d if ctx.arch.bias else 0)
 
 
+def dense_int8(ctx: BlockContext) -> tuple[int, int]:
+    """Both projections' weights, stored as int8 by ``compress`` (biases stay float)."""
+    return 2 * ctx.d_model * ctx.layer.hidden_dim(ctx.d_model), 2
+
+
 def dense_macs(ctx: BlockContext, tokens: int, extra_keys: int) -> int:
     """Two matrix products per token (biases add no MACs, as FlopCounterMode counts them)."""
     return tokens * 2 * ctx.d_model * ctx.layer.hidden_dim(ctx.d_model)
@@ -27,6 +32,7 @@ SPEC = FamilySpec(
     implementation="archsearch.models.ffn.dense:DenseFFN",
     macs=dense_macs,
     params=dense_params,
+    int8_weights=dense_int8,
     activations=dense_activations,
     bias=True,
     examples={"tests": {}},

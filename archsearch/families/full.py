@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from archsearch.families.activations import ActivationBytes, Dims, dense_attention
 from archsearch.families.base import BlockContext, FamilySpec
-from archsearch.families.projections import projection_macs, projection_params
+from archsearch.families.projections import (
+    projection_int8,
+    projection_macs,
+    projection_params,
+)
 
 
 def full_attention_macs(ctx: BlockContext, tokens: int, extra_keys: int) -> int:
@@ -29,6 +33,7 @@ SPEC = FamilySpec(
     implementation="archsearch.models.attention.full:FullAttention",
     macs=full_attention_macs,
     params=projection_params,
+    int8_weights=projection_int8,
     bias=True,
     activations=full_activations,
     reads_memory=True,

@@ -66,6 +66,12 @@ def update_macs(arch: ArchConfig, tokens: int) -> int:
     return n * (n + tokens) * arch.d_model
 
 
+def infinity_int8(arch: ArchConfig) -> tuple[int, int]:
+    """Each layer's query, key, value and output projections (the placement stays float)."""
+    d = arch.d_model
+    return sum(4 * d * layer.qkv_dim(d) for layer in arch.layers), 4 * arch.n_layers
+
+
 def infinity_macs(arch: ArchConfig, tokens: int) -> int:
     return sum(read_macs(arch, layer, tokens) + update_macs(arch, tokens) for layer in arch.layers)
 

@@ -20,7 +20,11 @@ from archsearch.families.activations import (
 )
 from archsearch.families.base import BlockContext, FamilySpec
 from archsearch.families.full import full_activations
-from archsearch.families.projections import projection_macs, projection_params
+from archsearch.families.projections import (
+    projection_int8,
+    projection_macs,
+    projection_params,
+)
 from archsearch.families.settings import Setting, integer
 
 
@@ -99,6 +103,7 @@ SPEC = FamilySpec(
     implementation="archsearch.models.attention.linformer:LinformerAttention",
     macs=linformer_macs,
     params=linformer_params,
+    int8_weights=projection_int8,  # E and F stay float
     bias=True,
     activations=linformer_activations,
     settings=(Setting("linformer_k", "int", 64, integer(1), "projected sequence length"),),

@@ -23,7 +23,11 @@ from archsearch.families.activations import (
     projections_saved,
 )
 from archsearch.families.base import BlockContext, FamilySpec
-from archsearch.families.projections import projection_macs, projection_params
+from archsearch.families.projections import (
+    projection_int8,
+    projection_macs,
+    projection_params,
+)
 from archsearch.families.settings import Setting, integer
 
 if TYPE_CHECKING:
@@ -175,6 +179,7 @@ SPEC = FamilySpec(
     implementation="archsearch.models.attention.local:LocalAttention",
     macs=local_macs,
     params=projection_params,
+    int8_weights=projection_int8,
     bias=True,
     activations=local_activations,
     settings=(

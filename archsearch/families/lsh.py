@@ -120,13 +120,14 @@ SPEC = FamilySpec(
     implementation="archsearch.models.attention.lsh:LSHAttention",
     macs=lsh_macs,
     params=lsh_params,
+    int8_weights=lambda ctx: (lsh_params(ctx), 3),  # query (= key), value, output
     activations=lsh_activations,
     settings=(
         Setting("lsh_bucket_size", "int", 32, integer(1), "tokens per hash bucket"),
         Setting("lsh_hashes", "int", 1, integer(1), "rounds of hashing"),
     ),
     buffers=lsh_buffers,
-    onnx_refusal="its bucket sort does not convert to ONNX",
+    onnx_fixed_length="its bucket count, and so its hashing, follows the sequence length",
     supernet_aliases=PROJECTION_ALIASES,
     examples={
         "tests": {"lsh_bucket_size": 8, "lsh_hashes": 2},

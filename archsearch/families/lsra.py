@@ -51,6 +51,18 @@ def lsra_params(ctx: BlockContext) -> int:
     return 4 * a * a + (conv if c else 0)
 
 
+def lsra_int8(ctx: BlockContext) -> tuple[int, int]:
+    """The four projections, the GLU and output projections and a dynamic convolution's kernel
+    predictor are int8; lightweight kernels stay float."""
+    a, c = branch_widths(ctx)
+    if not c:
+        return 4 * a * a, 4
+    layer = ctx.layer
+    if layer.conv_type == "dynamic":
+        return 4 * a * a + 3 * c * c + c * layer.heads * layer.conv_kernel, 7
+    return 4 * a * a + 3 * c * c, 6
+
+
 def lsra_macs(ctx: BlockContext, tokens: int, extra_keys: int) -> int:
     """Attention branch: four a x a projections per token and Q.K^T, A.V over the whole
     (dense-kernel, even when causal) tokens x tokens score matrix: 4*T*a^2 + 2*T^2*a.
@@ -162,6 +174,7 @@ SPEC = FamilySpec(
     implementation="archsearch.models.attention.lsra:LongShortRangeAttention",
     macs=lsra_macs,
     params=lsra_params,
+    int8_weights=lsra_int8,
     activations=lsra_activations,
     settings=(
         Setting(

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from archsearch.families.activations import F32
 from archsearch.families.base import MemorySpec
 from archsearch.families.infinity import (
+    infinity_int8,
     infinity_keys,
     infinity_largest,
     infinity_macs,
@@ -162,6 +163,7 @@ SPECS = (
         largest_weight=infinity_largest,
         state_rows=infinity_rows,
         read_bytes=infinity_read_bytes,
+        int8_weights=infinity_int8,
         examples={
             "tests": {"memory": "infinity", "mem_len": 16, "ltm_basis": 8, "ltm_samples": 8},
             "calibration": {

@@ -18,7 +18,11 @@ from archsearch.families.activations import (
     rotary_tables,
 )
 from archsearch.families.base import BlockContext, FamilySpec
-from archsearch.families.projections import projection_macs, projection_params
+from archsearch.families.projections import (
+    projection_int8,
+    projection_macs,
+    projection_params,
+)
 from archsearch.families.settings import Setting, integer
 
 CHUNK_CANDIDATES = (16, 32, 64, 128)  # causal chunk lengths tried (the sequence length is too)
@@ -124,11 +128,11 @@ SPEC = FamilySpec(
     implementation="archsearch.models.attention.performer:PerformerAttention",
     macs=performer_macs,
     params=projection_params,
+    int8_weights=projection_int8,
     bias=True,
     activations=performer_activations,
     settings=(Setting("performer_features", "int", 64, integer(1), "random features per head"),),
     buffers=performer_buffers,
-    onnx_refusal="its causal prefix sums use cummax, which ONNX lacks",
     probe_cuts_query_key=True,
     examples={
         "tests": {"performer_features": 16},

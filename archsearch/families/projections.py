@@ -12,6 +12,11 @@ def projection_params(ctx: BlockContext) -> int:
     return 4 * d * width + biases
 
 
+def projection_int8(ctx: BlockContext) -> tuple[int, int]:
+    """The four projections' weights, stored as int8 by ``compress`` (biases stay float)."""
+    return 4 * ctx.d_model * ctx.layer.qkv_dim(ctx.d_model), 4
+
+
 def projection_macs(ctx: BlockContext, tokens: int, extra_keys: int) -> int:
     """q and output over the queries, k and v over memory + queries (biases add no MACs)."""
     width = ctx.d_model * ctx.layer.qkv_dim(ctx.d_model)

@@ -22,7 +22,11 @@ from dataclasses import fields, replace
 from typing import TYPE_CHECKING, Any, cast
 
 from archsearch.families.base import BlockContext
-from archsearch.families.cross import cross_attention_macs, cross_attention_params
+from archsearch.families.cross import (
+    cross_attention_macs,
+    cross_attention_params,
+    cross_attention_weights,
+)
 from archsearch.families.registry import attention_spec, ffn_spec
 
 if TYPE_CHECKING:
@@ -77,6 +81,24 @@ def cca_params(arch: ArchConfig, layer: LayerConfig) -> int:
     if not (arch.retrieval_chunk > 0 and layer.retrieve):
         return 0
     return 2 * arch.d_model + cross_attention_params(_cca_context(arch, layer))
+
+
+def encoder_int8(arch: ArchConfig) -> tuple[int, int]:
+    """(elements, tensors) of the neighbour encoder that ``compress --int8`` stores as int8:
+    its attention's and FFN's weights (norms and biases stay float)."""
+    if not retrieves(arch):
+        return 0, 0
+    ctx = _encoder_context(arch)
+    attention, attention_tensors = attention_spec("full").int8_weights(ctx)
+    ffn, ffn_tensors = ffn_spec("dense").int8_weights(ctx)
+    return attention + ffn, attention_tensors + ffn_tensors
+
+
+def cca_int8(arch: ArchConfig, layer: LayerConfig) -> tuple[int, int]:
+    """One retrieving layer's CCA: its q, k, v and out weights as int8."""
+    if not (arch.retrieval_chunk > 0 and layer.retrieve):
+        return 0, 0
+    return cross_attention_weights(_cca_context(arch, layer)), 4
 
 
 def encoder_macs(arch: ArchConfig, tokens: int) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from archsearch.errors import InputError
 from archsearch.families.activations import F32, I64, ActivationBytes, dense_ffn_parts
 from archsearch.families.base import BlockContext, FamilySpec
-from archsearch.families.dense import dense_macs, dense_params
+from archsearch.families.dense import dense_int8, dense_macs, dense_params
 from archsearch.families.settings import Setting, integer
 
 # Gathered weight rows per chunk of tokens (floats): small enough to stay in cache, which makes
@@ -42,6 +42,14 @@ def controller_params(ctx: BlockContext) -> int:
 def sparse_params(ctx: BlockContext) -> int:
     """The dense FFN's weights plus the controller (none at sparsity 1)."""
     return dense_params(ctx) + controller_params(ctx)
+
+
+def sparse_int8(ctx: BlockContext) -> tuple[int, int]:
+    """At sparsity 1, both dense projections. Above it, the FFN reads ``up`` and ``down``'s
+    weights by picked units (they stay float) and only the controller's two linears are int8."""
+    if ctx.layer.sparsity == 1:
+        return dense_int8(ctx)
+    return controller_params(ctx), 2
 
 
 def sparse_macs(ctx: BlockContext, tokens: int, extra_keys: int) -> int:
@@ -83,6 +91,7 @@ SPEC = FamilySpec(
     implementation="archsearch.models.ffn.sparse:SparseFFN",
     macs=sparse_macs,
     params=sparse_params,
+    int8_weights=sparse_int8,
     activations=sparse_activations,
     settings=(
         Setting(

@@ -44,6 +44,16 @@ def sparse_qkv_params(ctx: BlockContext) -> int:
     return projection_params(ctx) + qkv_controller_params(ctx)
 
 
+def sparse_qkv_int8(ctx: BlockContext) -> tuple[int, int]:
+    """At sparsity 1, the four projections. Above it, the module reads ``proj.q/k/v``'s
+    weights by picked rows (they stay float): the output projection and the controller's four
+    linears are int8."""
+    d, width = ctx.d_model, ctx.layer.qkv_dim(ctx.d_model)
+    if ctx.layer.qkv_sparsity == 1:
+        return 4 * d * width, 4
+    return width * d + qkv_controller_params(ctx), 5
+
+
 def sparse_qkv_macs(ctx: BlockContext, tokens: int, extra_keys: int) -> int:
     """Controller, q/k/v over ``width / qkv_sparsity`` units each, the dense output
     projection, and Q.K^T and A.V over the whole (dense-kernel) score matrix. Gathers, the
@@ -86,6 +96,7 @@ SPEC = FamilySpec(
     implementation="archsearch.models.attention.sparse_qkv:SparseQKVAttention",
     macs=sparse_qkv_macs,
     params=sparse_qkv_params,
+    int8_weights=sparse_qkv_int8,
     activations=sparse_qkv_activations,
     settings=(
         Setting(

@@ -20,7 +20,7 @@ from archsearch.families.activations import (
     projections_saved,
 )
 from archsearch.families.base import BlockContext, FamilySpec
-from archsearch.families.projections import projection_macs, projection_params
+from archsearch.families.projections import projection_int8, projection_macs, projection_params
 from archsearch.families.settings import Setting, integer
 
 # Weight of the finder's loss (KL from the dense attention to the projected scores' softmax).
@@ -96,6 +96,7 @@ SPEC = FamilySpec(
     implementation="archsearch.models.attention.sparsefinder:SparseFinderAttention",
     macs=finder_macs,
     params=finder_params,
+    int8_weights=projection_int8,  # the finder's projections are parameters: float
     activations=finder_activations,
     settings=(
         Setting("finder_dim", "int", 4, integer(1), "width of the finder's projection per head"),

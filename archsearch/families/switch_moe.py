@@ -74,6 +74,7 @@ SPEC = FamilySpec(
     implementation="archsearch.models.ffn.moe:SwitchFFN",
     macs=switch_macs,
     params=switch_params,
+    int8_weights=lambda ctx: (switch_params(ctx), 1 + 2 * ctx.layer.experts),  # router, experts
     activations=switch_activations,
     settings=(
         Setting("experts", "int", 1, integer(1), "number of experts"),
@@ -86,7 +87,6 @@ SPEC = FamilySpec(
         ),
     ),
     dispatch_units=switch_units,
-    onnx_refusal="its token routing is data-dependent (torch.export cannot trace it)",
     examples={
         "tests": {"experts": 4, "capacity_factor": 4.0},
         "calibration": {"experts": 4, "capacity_factor": 2.0},

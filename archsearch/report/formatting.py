@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 # Counts, shown in millions; ``proxy_params`` is the parameter-count proxy's score.
-COUNTS = ("macs", "params", "total_params", "weight_bytes", "proxy_params")
+COUNTS = ("macs", "params", "total_params", "weight_bytes", "weight_bytes_int8", "proxy_params")
 MISSING = "-"
 
 

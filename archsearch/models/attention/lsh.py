@@ -71,7 +71,7 @@ def lsh_attention(
     rounds = buckets.shape[2]
     keys = q / q.norm(dim=-1, keepdim=True).clamp_min(1e-6)
     positions = torch.arange(tokens, device=q.device)
-    order = (buckets * tokens + positions).argsort(dim=-1, stable=True)  # by bucket, then position
+    order = _ascending(buckets * tokens + positions)  # by bucket, then position
 
     def sort(x: torch.Tensor) -> torch.Tensor:  # [B, H, T, f] -> [B, H, R, T, f]
         shape = (b, h, rounds, tokens, x.shape[-1])
@@ -102,10 +102,10 @@ def lsh_attention(
         allowed = k_pos < tokens
     scores = scores.masked_fill(~allowed, -math.inf)
     scores = torch.where(k_pos == q_pos, SELF_SCORE, scores)
-    mass = scores.logsumexp(-1, keepdim=True)
+    mass = _logsumexp(scores)
     out = torch.exp(scores - mass) @ window(vs)  # [B, H, R, n, c, d]
 
-    inverse = order.argsort(dim=-1)
+    inverse = _inverse(order)
     out = out.reshape(b, h, rounds, n * chunk, d)[:, :, :, :tokens]
     out = out.gather(3, inverse.unsqueeze(-1).expand(b, h, rounds, tokens, d))
     if rounds == 1:
@@ -113,6 +113,32 @@ def lsh_attention(
     mass = mass.reshape(b, h, rounds, n * chunk)[..., :tokens].gather(3, inverse)
     weights = torch.softmax(mass, dim=2).unsqueeze(-1)
     return (weights * out).sum(2)
+
+
+def _ascending(keys: torch.Tensor) -> torch.Tensor:
+    """Indices that sort distinct integer ``keys`` along the last axis. ONNX has no (stable)
+    sort: while exporting, a full top-k, which gives the same order for distinct keys."""
+    if not torch.compiler.is_exporting():
+        return keys.argsort(dim=-1, stable=True)
+    return torch.topk(keys, keys.shape[-1], dim=-1, largest=False, sorted=True).indices
+
+
+def _logsumexp(scores: torch.Tensor) -> torch.Tensor:
+    """logsumexp over the last axis, keeping it. The exporter's ReduceLogSumExp subtracts no
+    maximum, so a query whose only key is itself (-1e5) would get log(0): while exporting,
+    the maximum is subtracted here."""
+    if not torch.compiler.is_exporting():
+        return scores.logsumexp(-1, keepdim=True)
+    peak = scores.amax(-1, keepdim=True)
+    return peak + torch.exp(scores - peak).sum(-1, keepdim=True).log()
+
+
+def _inverse(order: torch.Tensor) -> torch.Tensor:
+    """The permutation that undoes ``order`` (a scatter while exporting: no sort in ONNX)."""
+    if not torch.compiler.is_exporting():
+        return order.argsort(dim=-1)
+    places = torch.arange(order.shape[-1], device=order.device).expand_as(order)
+    return torch.zeros_like(order).scatter(-1, order, places)
 
 
 class LSHAttention(nn.Module):

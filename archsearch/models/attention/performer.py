@@ -70,7 +70,9 @@ def favor_attention(
 ) -> torch.Tensor:
     """FAVOR+ estimate of softmax(q k^T / sqrt(d)) v for [B, H, T, d] heads.
 
-    ``features`` is [H, m, d]; ``chunk`` (causal only) defaults to ``causal_chunk``.
+    ``features`` is [H, m, d]; ``chunk`` (causal only) defaults to ``causal_chunk``. While
+    ``torch.export`` traces (ONNX), the sequence length is symbolic: the caller passes a fixed
+    chunk, and every shape-dependent branch takes its general path (same result, up to rounding).
     """
     scale = q.shape[-1] ** -0.25
     q_log = _log_features(q * scale, features)
@@ -104,6 +106,16 @@ def _log_features(x: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
     return torch.matmul(x, features.transpose(-1, -2)) - 0.5 * (x * x).sum(-1, keepdim=True)
 
 
+def running_max(x: torch.Tensor) -> torch.Tensor:
+    """Running maximum along the last axis. ONNX has no cummax: while exporting, the same
+    maxima come from a masked [T, T] max (exact, as max involves no rounding)."""
+    if not torch.compiler.is_exporting():
+        return x.cummax(-1).values
+    tokens = x.shape[-1]
+    lower = torch.ones(tokens, tokens, dtype=torch.bool, device=x.device).tril()
+    return torch.where(lower, x.unsqueeze(-2), -math.inf).amax(-1)
+
+
 def _causal_favor(
     phi_q: torch.Tensor, k_log: torch.Tensor, values: torch.Tensor, chunk: int
 ) -> torch.Tensor:
@@ -115,12 +127,13 @@ def _causal_favor(
     """
     b, h, tokens, m = phi_q.shape
     e = values.shape[-1]
+    exporting = torch.compiler.is_exporting()
     key_max = k_log.detach().amax(-1)
-    run_max = key_max.cummax(-1).values
+    run_max = running_max(key_max)
     phi_k = _key_features(k_log, key_max.unsqueeze(-1))
-    n = math.ceil(tokens / chunk)
+    n = (tokens + chunk - 1) // chunk
     pad = n * chunk - tokens
-    if pad:
+    if exporting or pad:
         phi_q = F.pad(phi_q, (0, 0, 0, pad))
         phi_k = F.pad(phi_k, (0, 0, 0, pad))
         values = F.pad(values, (0, 0, 0, pad))
@@ -135,11 +148,11 @@ def _causal_favor(
     lower = torch.ones(chunk, chunk, dtype=torch.bool, device=phi_q.device).tril()
     within = torch.where(lower, mc.unsqueeze(-2) - rc.unsqueeze(-1), -math.inf).exp()
     out = ((qc @ kc.transpose(-1, -2)) * within) @ vc
-    if n > 1:
+    if exporting or n > 1:
         chunk_max = mc.amax(-1)  # [B, H, n]
         local = (kc * (mc - chunk_max.unsqueeze(-1)).exp().unsqueeze(-1)).transpose(-1, -2) @ vc
         # before[c]: max key_max over chunks < c (the first key's for chunk 0, whose state is 0)
-        before = torch.cat((key_max[..., :1], chunk_max.cummax(-1).values[..., :-1]), dim=-1)
+        before = torch.cat((key_max[..., :1], running_max(chunk_max)[..., :-1]), dim=-1)
         earlier = torch.ones(n, n, dtype=torch.bool, device=phi_q.device).tril(-1)
         mix = torch.where(earlier, chunk_max.unsqueeze(-2) - before.unsqueeze(-1), -math.inf).exp()
         state = (mix @ local.flatten(-2)).view(b, h, n, m, e)
@@ -155,6 +168,10 @@ class PerformerAttention(nn.Module):
         width = ctx.layer.qkv_dim(ctx.d_model)
         self.causal = ctx.causal
         self.proj = Projections(ctx.d_model, width, ctx.layer.heads, bias=ctx.arch.bias)
+        # The chunk a traced graph uses at every length (the one chosen for the longest).
+        self.export_chunk = causal_chunk(
+            ctx.arch.max_seq_len, ctx.layer.performer_features, width // ctx.layer.heads
+        )
         seed = int(torch.randint(0, 2**62, ()).item())
         generator = torch.Generator().manual_seed(seed)
         features = orthogonal_features(
@@ -166,5 +183,6 @@ class PerformerAttention(nn.Module):
         if memory is not None:
             raise ValueError("performer attention does not attend to recurrent memory")
         q, k, v = self.proj.qkv(x, None)
-        y = favor_attention(q, k, v, self.features.to(q.dtype), self.causal)
+        chunk = self.export_chunk if torch.compiler.is_exporting() else None
+        y = favor_attention(q, k, v, self.features.to(q.dtype), self.causal, chunk)
         return self.proj.out(merge_heads(y))

@@ -61,8 +61,11 @@ class SparseQKVAttention(nn.Module):
         self.blocks = width // self.sparsity
         self.proj = Projections(ctx.d_model, width, ctx.layer.heads)
         self.controller: QKVController | None = None
+        # Weights forward reads directly (picked rows): compression keeps them float Linears.
+        self.reads_weights: tuple[str, ...] = ()
         if self.sparsity > 1:
             self.controller = QKVController(ctx.d_model, width)
+            self.reads_weights = tuple(f"proj.{part}" for part in PARTS)
 
     def pick(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Picked unit per block [N, blocks] of one projection's scores [N, width] and, in

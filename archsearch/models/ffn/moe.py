@@ -75,9 +75,14 @@ class SwitchFFN(nn.Module):
         flat = x.reshape(-1, x.shape[-1])
         probs = F.softmax(self.router(flat), dim=-1)
         gate, expert = probs.max(dim=-1)
-        capacity = expert_capacity(flat.shape[0], self.experts, self.capacity_factor)
+        capacity: int | torch.Tensor
+        if torch.compiler.is_exporting():  # the token count is symbolic: capacity in the graph
+            capacity = _traced_capacity(flat, self.experts, self.capacity_factor)
+            claims = _one_hot(expert, self.experts)
+        else:
+            capacity = expert_capacity(flat.shape[0], self.experts, self.capacity_factor)
+            claims = F.one_hot(expert, self.experts)  # [N, E], batch-major
         steps = x.shape[-2] if x.dim() > 1 else 1
-        claims = F.one_hot(expert, self.experts)  # [N, E], batch-major
         # Rank of each token within its expert, counting position-major across the batch.
         by_position = claims.view(-1, steps, self.experts).transpose(0, 1)  # [T, B, E]
         rank = by_position.reshape(-1, self.experts).cumsum(0).view_as(by_position)
@@ -85,6 +90,8 @@ class SwitchFFN(nn.Module):
         return Routing(probs=probs, expert=expert, gate=gate, kept=position <= capacity)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if torch.compiler.is_exporting():
+            return self._every_expert(x)
         flat = x.reshape(-1, x.shape[-1])
         routing = self.route(x)
         kept = routing.kept.nonzero().squeeze(1)
@@ -101,3 +108,32 @@ class SwitchFFN(nn.Module):
             y = y.index_copy(0, order, scaled)
         aux = BALANCE_WEIGHT * load_balancing_loss(routing.probs, routing.expert)
         return y.view_as(x), aux
+
+    def _every_expert(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The traced (ONNX) form: every expert runs on every token and a one-hot mask keeps the
+        chosen, in-capacity one. No data-dependent shapes, so torch.export can trace it; the
+        output equals ``forward``'s (the other experts' rows are multiplied by zero), at
+        ``experts`` times the FFN MACs."""
+        flat = x.reshape(-1, x.shape[-1])
+        routing = self.route(x)
+        weight = _one_hot(routing.expert, self.experts).to(flat.dtype)
+        weight = weight * (routing.gate * routing.kept.to(flat.dtype)).unsqueeze(-1)
+        y = flat.new_zeros(flat.shape)
+        for index, ffn in enumerate(self.ffns):
+            y = y + ffn(flat)[0] * weight[:, index : index + 1]
+        fraction = _one_hot(routing.expert, self.experts).to(flat.dtype).mean(0)
+        aux = BALANCE_WEIGHT * self.experts * torch.sum(fraction * routing.probs.mean(0))
+        return y.view_as(x), aux
+
+
+def _one_hot(expert: torch.Tensor, experts: int) -> torch.Tensor:
+    """[N] -> [N, E] int64 (a comparison, which every runtime has)."""
+    return (expert.unsqueeze(-1) == torch.arange(experts, device=expert.device)).long()
+
+
+def _traced_capacity(flat: torch.Tensor, experts: int, capacity_factor: float) -> torch.Tensor:
+    """``expert_capacity`` as tensor arithmetic (float64, rounded to 9 places like it), for a
+    graph whose token count is only known when it runs."""
+    tokens = torch.ones_like(flat[:, 0], dtype=torch.float64).sum()
+    share = torch.round(tokens * capacity_factor / experts * 1e9) / 1e9
+    return torch.ceil(share).clamp_min(1).to(torch.long)

@@ -126,6 +126,8 @@ class SparseFFN(nn.Module):
         self.act = ACTIVATIONS[ctx.layer.activation]()
         self.down = nn.Linear(hidden, d, bias=False)
         self.controller: nn.Sequential | None = None
+        # Children whose .weight forward reads directly: quantization must leave them float.
+        self.reads_weights: tuple[str, ...] = ("up", "down") if self.sparsity > 1 else ()
         if self.sparsity > 1:
             rank = controller_rank(d)
             self.controller = nn.Sequential(
