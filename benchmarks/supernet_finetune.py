@@ -10,7 +10,8 @@ fine-tuned for ``--steps`` steps (AdamW, lr 1e-3, batches the supernet never tra
 ways: only the convolution branch, everything but it, and everything; its score (the supernet's
 validation bytes) is printed before and after. If a few steps on the convolution branch alone
 closed the gap, the branch would simply be under-trained; if the other weights close it, the
-shared weights serve LSRA's block badly (they are trained mostly inside other families' blocks).
+shared weights serve LSRA's block badly (they are trained mostly inside other families' blocks);
+the last three ways say which of them.
 """
 
 from __future__ import annotations
@@ -76,6 +77,9 @@ def main() -> None:
         "convolution only": lambda name: ".attn.conv." in name,
         "all but it": lambda name: ".attn.conv." not in name,
         "everything": lambda name: True,
+        "projections only": lambda name: ".attn.proj." in name,
+        "feed-forward only": lambda name: ".ffn." in name,
+        "norms only": lambda name: "norm" in name,
     }
     print(f"supernet score before -> after {args.steps} fine-tuning steps")
     full = tuned(supernet_families.BASE, ways["everything"])
