@@ -97,13 +97,18 @@ def test_recall_and_sparsity_of_a_finder_that_keeps_everything() -> None:
     assert figures == pytest.approx({"sparsity": 0.0, "recall": 1.0, "mass": 1.0})
 
 
-def test_a_model_adds_the_finder_loss_in_training_only() -> None:
+@pytest.mark.parametrize("norm", ["pre", "post"])
+def test_a_model_adds_the_finder_loss_in_training_only(norm: str) -> None:
     config = ArchConfig.from_dict(
         {"n_layers": 2, "d_model": 32, "heads": 2, "attention": ["sparsefinder", "full"],
-         "finder_k": 4, "vocab_size": 64}
+         "finder_k": 4, "vocab_size": 64, "norm": norm}
     )  # fmt: skip
     torch.manual_seed(4)
     model = build_model(config)
     tokens = torch.randint(0, 64, (2, 16))
-    assert model.train()(tokens).aux_loss.item() > 0
+    output = model.train()(tokens)
+    assert output.aux_loss.item() > 0
+    output.aux_loss.backward()  # the finder loss reaches the finder, in either block layout
+    finder = [p for n, p in model.named_parameters() if n.startswith("blocks.0.attn.finder")]
+    assert finder and all(p.grad is not None and p.grad.abs().sum() > 0 for p in finder)
     assert model.eval()(tokens).aux_loss.item() == 0

@@ -98,9 +98,14 @@ class Block(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         # memory holds earlier inputs of this layer, already normalised by the block before
         y = self.attn(x) if memory is None else self.attn(x, memory)
+        attn_aux = None
+        if self.attn_aux:
+            y, attn_aux = y
         x = self.attn_norm(x + self.dropout(y))
         if self.cross is not None and self.cross_norm is not None:
             assert context is not None
             x = self.cross_norm(x + self.dropout(self.cross(x, context)))
         y, aux = self.ffn(x)
+        if attn_aux is not None:
+            aux = aux + attn_aux
         return self.ffn_norm(x + self.dropout(y)), aux
