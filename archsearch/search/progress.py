@@ -82,10 +82,9 @@ class SearchProgress(Callback):
             line = f"[yellow]stopped early[/] {shape}"
         else:
             done = "trained" if quality.trains else "scored"
-            line = (
-                f"[green]{done}[/] {shape} {value} "
-                f"MACs={result.get('macs', 0) / 1e6:.1f}M in {result.get('wall_s', 0):.1f}s"
-            )
+            # MACs are in the result only when the profile trades them (an objective)
+            macs = f"MACs={result['macs'] / 1e6:.1f}M " if "macs" in result else ""
+            line = f"[green]{done}[/] {shape} {value} {macs}in {result.get('wall_s', 0):.1f}s"
         self.console.print(line)
         self._refresh()
         if self.ledger is not None:
