@@ -20,6 +20,7 @@ import yaml
 from archsearch import ArchConfig, load_profile, load_space
 from archsearch.costs import device as D
 from archsearch.costs.device_data import HAT_FEATURES, read_table
+from archsearch.costs.stored import forget_loaded
 from archsearch.errors import InputError
 from archsearch.search.verdict import judge
 
@@ -38,7 +39,7 @@ ARTEFACT_LINES = set(range(2, 14))  # the synthetic file's first 12 rows: encode
 @pytest.fixture
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("ARCHSEARCH_CACHE_DIR", str(tmp_path / "cache"))
-    D._LOADED.clear()
+    forget_loaded()
     return tmp_path / "cache"
 
 

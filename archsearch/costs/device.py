@@ -55,6 +55,7 @@ from archsearch.cache import cache_root
 from archsearch.config import ArchConfig
 from archsearch.costs.device_data import DeviceTable, GenericRow, HatRow
 from archsearch.costs.predictor import Z90, Prediction, fit_relative, latency_features
+from archsearch.costs.stored import load_stored
 from archsearch.errors import InputError
 
 FORMAT = 1
@@ -586,30 +587,15 @@ def device_path(name: str) -> Path:
     return device_dir() / f"{check_device_name(name)}.json"
 
 
-_LOADED: dict[Path, tuple[float, DevicePredictor]] = {}
-
-
 def load_device_predictor(name: str) -> DevicePredictor | None:
     """The stored predictor of device ``name`` (None if never fitted); loaded once per process
     and reloaded when its file changes, so a search can ask per trial."""
-    path = device_path(name)
-    try:
-        stamp = path.stat().st_mtime
-    except OSError:
-        return None
-    cached = _LOADED.get(path)
-    if cached is not None and cached[0] == stamp:
-        return cached[1]
-    try:
-        predictor = DevicePredictor.load(path)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputError(
-            f"unreadable device latency predictor ({exc}); fit it again with `archsearch "
-            f"calibrate --from-csv CSV --device {name}`",
-            source=str(path),
-        ) from None
-    _LOADED[path] = (stamp, predictor)
-    return predictor
+    return load_stored(
+        device_path(name),
+        DevicePredictor.load,
+        "device latency predictor",
+        f"fit it again with `archsearch calibrate --from-csv CSV --device {name}`",
+    )
 
 
 def require_device_predictor(name: str) -> DevicePredictor:

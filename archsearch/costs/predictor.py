@@ -38,6 +38,7 @@ from archsearch.cache import cache_root
 from archsearch.config import ArchConfig
 from archsearch.costs.analytic import analytic_costs
 from archsearch.costs.convention import CountingConvention
+from archsearch.costs.stored import load_stored
 from archsearch.errors import InputError
 from archsearch.families import BlockContext, attention_spec, ffn_spec, memory_spec
 
@@ -357,31 +358,17 @@ def cache_path(threads: int) -> Path:
     return cache_dir() / f"{cache_key(threads)}.json"
 
 
-_LOADED: dict[Path, tuple[float, LatencyPredictor]] = {}
-
-
 def load_predictor(threads: int) -> LatencyPredictor | None:
     """This machine's predictor for ``threads`` threads, or None if never calibrated.
 
     Loaded once per process (reloaded when the file changes), so a search can ask per trial.
     """
-    path = cache_path(threads)
-    try:
-        stamp = path.stat().st_mtime
-    except OSError:
-        return None
-    cached = _LOADED.get(path)
-    if cached is not None and cached[0] == stamp:
-        return cached[1]
-    try:
-        predictor = LatencyPredictor.load(path)
-    except (OSError, ValueError, KeyError) as exc:
-        raise InputError(
-            f"unreadable latency predictor ({exc}); run `archsearch calibrate` again",
-            source=str(path),
-        ) from None
-    _LOADED[path] = (stamp, predictor)
-    return predictor
+    return load_stored(
+        cache_path(threads),
+        LatencyPredictor.load,
+        "latency predictor",
+        "run `archsearch calibrate` again",
+    )
 
 
 def require_predictor(threads: int) -> LatencyPredictor:
