@@ -78,8 +78,9 @@ def run_finalists(options: Any, inputs: Any, study_name: str, count: int, consol
     if inputs.recipe.supernet.shortlist:
         from archsearch.search.shortlist import pick_by_finetuning
 
+        shortlist = pick_finalists(study, inputs.recipe.supernet.shortlist)
         finalists, finetuned = pick_by_finetuning(
-            study, inputs, count, options.workers, console.print
+            study, shortlist, inputs, count, options.workers, console.print
         )
         how = f"the fine-tuned shortlist's {len(finalists)} finalists"
     else:

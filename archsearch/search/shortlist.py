@@ -25,7 +25,7 @@ import optuna
 
 from archsearch.config import ArchConfig
 from archsearch.search import trial_attrs as attrs
-from archsearch.search.trials import baseline_name, is_usable, spread_pick
+from archsearch.search.trials import spread_pick
 
 FINETUNED_ATTR = attrs.FINETUNED_BPB  # on the supernet study: {trial number: fine-tuned score}
 
@@ -52,13 +52,6 @@ def choose(trials: Sequence[Trial], count: int, score: Callable[[Trial], float])
     return spread_pick(front, list(trials), count, score)
 
 
-def candidates(study: optuna.Study) -> list[Trial]:
-    """The supernet study's scored candidates, baselines left out (they are trained anyway)."""
-    return [
-        t for t in study.get_trials(deepcopy=False) if is_usable(t) and baseline_name(t) is None
-    ]
-
-
 def finetuned_scores(
     study: optuna.Study,
     shortlist: Sequence[Trial],
@@ -71,14 +64,15 @@ def finetuned_scores(
     computed by ``workers`` processes of one torch thread for those the study lacks."""
     held = {int(k): float(v) for k, v in study.user_attrs.get(FINETUNED_ATTR, {}).items()}
     todo = [t for t in shortlist if t.number not in held]
-    if todo:
-        say(
-            f"fine-tuning {len(todo)} shortlisted candidate(s) for "
-            f"{recipe.supernet.finetune_steps} steps each before scoring them again"
-        )
+    if not todo:
+        return held
+    say(
+        f"fine-tuning {len(todo)} shortlisted candidate(s) for "
+        f"{recipe.supernet.finetune_steps} steps each before scoring them again"
+    )
     context = multiprocessing.get_context("spawn")  # fork after torch threads start is unsafe
     with ProcessPoolExecutor(
-        max(1, min(workers, len(todo) or 1)),
+        max(1, min(workers, len(todo))),
         mp_context=context,
         initializer=_start_worker,
         initargs=(os.getpid(),),
@@ -117,14 +111,17 @@ def _start_worker(parent_pid: int) -> None:
 
 
 def pick_by_finetuning(
-    study: optuna.Study, inputs: Any, count: int, workers: int, say: Callable[[str], None]
+    study: optuna.Study,
+    shortlist: Sequence[Trial],
+    inputs: Any,
+    count: int,
+    workers: int,
+    say: Callable[[str], None],
 ) -> tuple[list[Trial], dict[int, float]]:
-    """The finalists picked by fine-tuned scores from the recipe's shortlist, and the scores."""
+    """``count`` finalists picked by fine-tuned scores from ``shortlist`` (the supernet
+    study's candidates, picked by the finalists' rule on their raw scores), and the scores."""
     from archsearch.supernet.store import ensure_supernet
 
-    settings = inputs.recipe.supernet
-    pool = candidates(study)
-    shortlist = choose(pool, settings.shortlist, lambda t: t.values[0])
     supernet = ensure_supernet(inputs.space, inputs.recipe, log=say)
     scores = finetuned_scores(study, shortlist, supernet, inputs.recipe, workers, say)
     scored = [t for t in shortlist if math.isfinite(scores.get(t.number, math.nan))]
