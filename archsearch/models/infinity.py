@@ -30,6 +30,7 @@ from torch import nn
 
 from archsearch.config import ArchConfig, LayerConfig
 from archsearch.families.infinity import RIDGE
+from archsearch.models.memory import summary_and_recent
 
 
 def _midpoints(count: int) -> np.ndarray:
@@ -133,12 +134,7 @@ class InfinityMemory(nn.Module):
         self, state: Any, layer: int, hidden: torch.Tensor
     ) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
         hidden = hidden.detach()
-        if state is None:
-            coefficients = hidden.new_zeros(hidden.shape[0], 0, hidden.shape[2])
-            joined = hidden
-        else:
-            coefficients, memory = state[layer]
-            joined = torch.cat((memory, hidden), 1)
+        coefficients, joined = summary_and_recent(state, layer, hidden)
         cut = max(0, joined.shape[1] - self.mem_len)
         if cut:
             coefficients = self._refit(coefficients, joined[:, :cut])

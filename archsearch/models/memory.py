@@ -20,6 +20,18 @@ from archsearch.config import ArchConfig
 from archsearch.families import memory_spec
 
 
+def summary_and_recent(
+    state: Any, layer: int, hidden: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """For a memory whose layer state is (a long-term summary, the recent hidden states):
+    the summary, empty [B, 0, D] before the first segment, and the recent states with this
+    segment's ``hidden`` appended."""
+    if state is None:
+        return hidden.new_zeros(hidden.shape[0], 0, hidden.shape[2]), hidden
+    summary, recent = state[layer]
+    return summary, torch.cat((recent, hidden), 1)
+
+
 class NoMemory(nn.Module):
     """Models without recurrence: no extra keys, no state."""
 
@@ -119,12 +131,7 @@ class CompressiveMemory(nn.Module):
         self, state: Any, layer: int, hidden: torch.Tensor
     ) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
         hidden = hidden.detach()
-        if state is None:
-            compressed = hidden.new_zeros(hidden.shape[0], 0, hidden.shape[2])
-            joined = hidden
-        else:
-            compressed, memory = state[layer]
-            joined = torch.cat((memory, hidden), 1)
+        compressed, joined = summary_and_recent(state, layer, hidden)
         groups = max(0, joined.shape[1] - self.mem_len) // self.rate
         evicted, kept = joined[:, : groups * self.rate], joined[:, groups * self.rate :]
         surviving = min(groups, self.compress_len)
