@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from tests.test_search_cli import (
     free_port,
     session_members,
     start,
+    stop_head,
     wait_for,
 )
 
@@ -118,10 +118,7 @@ def test_a_lost_worker_node_loses_no_trial(tiny_inputs, tmp_path):
     finally:
         if worker is not None:
             end_session(worker.pid)
-        head.send_signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            head.wait(timeout=30)
-        end_session(head.pid)
+        stop_head(head)
     assert run.returncode == 0, output
     assert "lost with their worker" in output
     assert "Traceback" not in output  # said in archsearch's words, not Tune's

@@ -103,6 +103,14 @@ def end_session(sid: int) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+def stop_head(head: subprocess.Popen) -> None:
+    """``ray start --head --block`` ended as a user would (SIGTERM), then what it left."""
+    head.send_signal(signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        head.wait(timeout=30)
+    end_session(head.pid)
+
+
 def integrity(db: Path) -> str:
     with sqlite3.connect(db) as connection:
         return connection.execute("PRAGMA integrity_check").fetchone()[0]
@@ -242,10 +250,7 @@ def test_joins_a_ray_cluster_and_stops_at_the_timeout(tiny_inputs, tmp_path):
         output = run.communicate(timeout=WAIT_S * 2)[0]
         wall = time.monotonic() - began
     finally:
-        head.send_signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            head.wait(timeout=30)
-        end_session(head.pid)
+        stop_head(head)
     assert run.returncode == 0, output
     assert "stopped by --timeout" in output
     assert "Token authentication" not in output  # joining is quiet too
