@@ -55,6 +55,15 @@ def plan(args: argparse.Namespace) -> tuple[list[Any], Any, list[tuple[str, dict
     return candidates, long_recipe, jobs
 
 
+def references_of(candidate: Any, jobs: list[tuple[str, dict, Any]], done: dict) -> list[float]:
+    """The finished long runs' bpb of ``candidate``, in seed order (``plan``'s jobs)."""
+    return [
+        done[key]["val_bpb"]
+        for key, arch, _ in jobs
+        if arch == candidate.arch and key in done and "val_bpb" in done[key]
+    ]
+
+
 def export(args: argparse.Namespace) -> None:
     """Save the training and validation streams the long runs read (and nothing more)."""
     import torch
@@ -201,11 +210,7 @@ def report(args: argparse.Namespace) -> None:
     blend = load_recipe("lm_brief_synflow").blend
     rows = []
     for candidate in candidates:
-        refs = [
-            done[key]["val_bpb"]
-            for key, arch, _ in jobs
-            if arch == candidate.arch and key in done and "val_bpb" in done[key]
-        ]
+        refs = references_of(candidate, jobs, done)
         short = done.get(job_key("short", candidate.arch, recipe, []), {}).get("val_bpb")
         proxies = done.get(job_key("proxies", candidate.arch, recipe, list(PROXIES)), {})
         synflow = proxies.get("proxies", {}).get("synflow")

@@ -74,11 +74,7 @@ def main() -> None:
     done = Journal(REFERENCES).read()
     rows = []
     for candidate in candidates:
-        refs = [
-            done[key]["val_bpb"]
-            for key, arch, _ in jobs
-            if arch == candidate.arch and key in done and "val_bpb" in done[key]
-        ]
+        refs = fidelity_references.references_of(candidate, jobs, done)
         if not refs:
             continue
         layers = candidate.config.layers
