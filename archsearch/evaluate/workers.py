@@ -33,3 +33,11 @@ def die_with_parent(parent_pid: int) -> bool:
     if os.getppid() != parent_pid:  # the parent went before the request was in place
         os.kill(os.getpid(), signal.SIGTERM)
     return True
+
+
+def start_torch_worker(parent_pid: int) -> None:
+    """A pool worker's initializer: one torch thread, and the worker ends with its parent."""
+    import torch
+
+    die_with_parent(parent_pid)
+    torch.set_num_threads(1)

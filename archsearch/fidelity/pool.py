@@ -13,6 +13,7 @@ from typing import Any
 from archsearch.config import ArchConfig
 from archsearch.errors import RunAborted
 from archsearch.evaluate.recipe import Recipe
+from archsearch.evaluate.workers import start_torch_worker
 from archsearch.fidelity.jobs import FidelityResult, Job
 
 
@@ -28,7 +29,7 @@ def execute(
         return
     context = multiprocessing.get_context("spawn")  # fork after torch threads start is unsafe
     with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_start_worker, initargs=(os.getpid(),)
+        workers, mp_context=context, initializer=start_torch_worker, initargs=(os.getpid(),)
     ) as pool:
         futures: dict[Future, Job] = {
             pool.submit(run_job, *call): job for job, call in zip(jobs, calls, strict=True)
@@ -42,16 +43,6 @@ def execute(
                     "were running"
                 ) from None
             yield futures[future], outcome
-
-
-def _start_worker(parent_pid: int) -> None:
-    """One torch thread per worker; the worker ends if the parent does (``workers.py``)."""
-    import torch
-
-    from archsearch.evaluate.workers import die_with_parent
-
-    die_with_parent(parent_pid)
-    torch.set_num_threads(1)
 
 
 def run_job(

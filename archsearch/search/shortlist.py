@@ -24,6 +24,7 @@ from typing import Any
 import optuna
 
 from archsearch.config import ArchConfig
+from archsearch.evaluate.workers import start_torch_worker
 from archsearch.search import trial_attrs as attrs
 from archsearch.search.trials import spread_pick
 
@@ -74,7 +75,7 @@ def finetuned_scores(
     with ProcessPoolExecutor(
         max(1, min(workers, len(todo))),
         mp_context=context,
-        initializer=_start_worker,
+        initializer=start_torch_worker,
         initargs=(os.getpid(),),
     ) as pool:
         futures = {pool.submit(_score, supernet, t.user_attrs[attrs.ARCH], recipe): t for t in todo}
@@ -99,15 +100,6 @@ def _score(supernet: Path, arch: dict[str, Any], recipe: Any) -> tuple[float, st
         return finetuned_from_file(supernet, ArchConfig.from_dict(arch), recipe), ""
     except (RuntimeError, ValueError) as exc:
         return math.nan, f"{type(exc).__name__}: {exc}"
-
-
-def _start_worker(parent_pid: int) -> None:
-    import torch
-
-    from archsearch.evaluate.workers import die_with_parent
-
-    die_with_parent(parent_pid)
-    torch.set_num_threads(1)
 
 
 def pick_by_finetuning(
