@@ -161,6 +161,9 @@ class Selection:
         _choice(self, "by", SELECTION_CRITERIA)
 
 
+FINALIST_RULES = ("front", "family")  # SupernetSettings.finalists_by
+
+
 @dataclass(frozen=True)
 class SupernetSettings:
     """``supernet``: score candidates by the inherited weights of a weight-sharing supernet
@@ -178,6 +181,9 @@ class SupernetSettings:
     candidates: int = 500  # what `run` scores unless --trials says otherwise
     finalists: int = 3  # of the supernet front, trained from scratch afterwards (0: none)
     finalist_evaluator: str = "lm_brief_synflow"  # the recipe that trains them
+    # how they are picked: "front" (spread over the front's MACs, its best among them) or
+    # "family" (the best of each majority attention family, the better families first)
+    finalists_by: str = "front"
     # each step's sub-networks get per-layer families dealt from a shuffled deck (every family
     # of a layer trained as often as the step's sub-networks allow), not drawn independently
     cover_families: bool = False
@@ -188,6 +194,9 @@ class SupernetSettings:
     finetune_steps: int = 0
     finetune_lr: float = 1e-3
     shortlist: int = 0
+    # every score less its layers' family offsets (archsearch/supernet/offsets.py): what the
+    # fine-tune repairs for each layer kind, measured once per kind on the run's supernet
+    offsets: bool = False
 
     def __post_init__(self) -> None:
         _integer(self, "finetune_steps", minimum=0)
@@ -198,12 +207,21 @@ class SupernetSettings:
                 "re-scores candidates by fine-tuning them: set finetune_steps > 0 too",
                 key="shortlist",
             )
-        if not isinstance(self.cover_families, bool):
+        for flag in ("cover_families", "offsets"):
+            if not isinstance(getattr(self, flag), bool):
+                raise InputError(f"must be true or false, got {getattr(self, flag)!r}", key=flag)
+        if self.offsets and not self.finetune_steps:
             raise InputError(
-                f"must be true or false, got {self.cover_families!r}", key="cover_families"
+                "are measured by fine-tuning a probe of each layer kind: set finetune_steps > 0",
+                key="offsets",
             )
         _integer(self, "candidates", minimum=1)
         _integer(self, "finalists", minimum=0)
+        if self.finalists_by not in FINALIST_RULES:
+            raise InputError(
+                f"must be one of {', '.join(FINALIST_RULES)}, got {self.finalists_by!r}",
+                key="finalists_by",
+            )
         if not isinstance(self.finalist_evaluator, str) or not self.finalist_evaluator:
             raise InputError(
                 f"must name a training recipe, got {self.finalist_evaluator!r}",

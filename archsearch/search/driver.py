@@ -199,6 +199,7 @@ def _tune(
 
     # Before Ray starts: the supernet trains with every core the run was given.
     supernet = _ensure_supernet(searcher.study, inputs, options, progress.console)
+    offsets = _family_offsets(searcher.study, inputs, options, supernet, progress.console)
     ensure_ray(options.address, num_cpus=options.workers)
     ledger.update(ray_address=cluster_address())
     # Tune logs a trial whose worker died as an ERROR with Ray's traceback; archsearch says it
@@ -208,7 +209,13 @@ def _tune(
     deadline = None if options.timeout is None else started + options.timeout
     stopper = SearchStopper(deadline)
     trainable = tune.with_resources(
-        tune.with_parameters(train_candidate, recipe=inputs.recipe, threads=1, supernet=supernet),
+        tune.with_parameters(
+            train_candidate,
+            recipe=inputs.recipe,
+            threads=1,
+            supernet=supernet,
+            offsets=offsets,
+        ),
         {"cpu": 1},
     )
     tuner = tune.Tuner(
@@ -366,6 +373,41 @@ def _ensure_supernet(study: Any, inputs: Inputs, options: Any, console: Any) -> 
         },
     )
     return str(path)
+
+
+def _family_offsets(
+    study: Any, inputs: Inputs, options: Any, supernet: str | None, console: Any
+) -> dict[str, Any] | None:
+    """For a supernet recipe with ``offsets``: each layer kind's offset on the run's supernet
+    (measured with every worker when its cache has none), recorded in the study attribute
+    ``supernet_offsets``; the reference is the profile's first design baseline."""
+    settings = inputs.recipe.supernet
+    if supernet is None or settings is None or not settings.offsets:
+        return None
+    from pathlib import Path
+
+    from archsearch.config import ArchConfig
+    from archsearch.search.baselines import design_baselines
+    from archsearch.supernet.offsets import measure_offsets
+    from archsearch.supernet.store import read_record
+
+    baselines = design_baselines(inputs.space, inputs.profile)
+    if baselines:
+        reference = inputs.space.to_config(baselines[0].values)
+    else:  # no baseline fits the profile: the supernet's largest sub-network
+        reference = ArchConfig.from_dict(read_record(Path(supernet))["ends"][0])
+    found = measure_offsets(
+        inputs.space,
+        Path(supernet),
+        inputs.recipe,
+        reference,
+        workers=options.workers,
+        say=console.print,
+    )
+    shown = ", ".join(f"{k} {v:+.3f}" for k, v in sorted(found.offsets.items()) if v)
+    console.print(f"offsets (bpb taken off per layer of the kind): {shown}")
+    study.set_user_attr("supernet_offsets", found.offsets)
+    return found.to_dict()
 
 
 class _SupernetProgress:

@@ -20,7 +20,14 @@ import optuna
 
 from archsearch.search import trial_attrs as attrs
 from archsearch.search.inputs import check_finalist_recipe, load_inputs
-from archsearch.search.trials import baseline_name, front_trials, is_usable, losses, spread_pick
+from archsearch.search.trials import (
+    baseline_name,
+    family_pick,
+    front_trials,
+    is_usable,
+    losses,
+    spread_pick,
+)
 
 FINALISTS_ATTR = "finalists"  # on the supernet study: the companion's name and the evaluator
 SUPERNET_STUDY_ATTR = "supernet_study"  # on the companion: the supernet study's name
@@ -31,14 +38,23 @@ def companion_name(study_name: str) -> str:
     return f"{study_name}.trained"
 
 
-def pick_finalists(study: optuna.Study, count: int) -> list[optuna.trial.FrozenTrial]:
-    """``count`` candidates of the supernet study, baselines left out (they are trained anyway),
-    by ``spread_pick`` over the study's front."""
-    front = [t for t in front_trials(study) if baseline_name(t) is None]
+def pick_finalists(
+    study: optuna.Study, count: int, by: str = "front"
+) -> list[optuna.trial.FrozenTrial]:
+    """``count`` candidates of the supernet study, baselines left out (they are trained anyway):
+    by ``spread_pick`` over the study's front, or (``by="family"``) the best of each majority
+    attention family (``family_pick``)."""
     rest = [
         t for t in study.get_trials(deepcopy=False) if is_usable(t) and baseline_name(t) is None
     ]
-    return spread_pick(front, rest, count, lambda t: list(losses(study, t).values()))
+
+    def score(trial: optuna.trial.FrozenTrial) -> list[float]:
+        return list(losses(study, trial).values())
+
+    if by == "family":
+        return family_pick(rest, count, score)
+    front = [t for t in front_trials(study) if baseline_name(t) is None]
+    return spread_pick(front, rest, count, score)
 
 
 def queue_finalists(
@@ -75,17 +91,22 @@ def run_finalists(options: Any, inputs: Any, study_name: str, count: int, consol
 
     study = optuna.load_study(study_name=study_name, storage=open_storage(options.storage))
     finetuned: dict[int, float] = {}
+    by = inputs.recipe.supernet.finalists_by
     if inputs.recipe.supernet.shortlist:
         from archsearch.search.shortlist import pick_by_finetuning
 
-        shortlist = pick_finalists(study, inputs.recipe.supernet.shortlist)
+        shortlist = pick_finalists(study, inputs.recipe.supernet.shortlist, by)
         finalists, finetuned = pick_by_finetuning(
             study, shortlist, inputs, count, options.workers, console.print
         )
         how = f"the fine-tuned shortlist's {len(finalists)} finalists"
     else:
-        finalists = pick_finalists(study, count)
-        how = f"the supernet front's {len(finalists)} finalists"
+        finalists = pick_finalists(study, count, by)
+        how = (
+            f"the {len(finalists)} attention families' best"
+            if by == "family"
+            else f"the supernet front's {len(finalists)} finalists"
+        )
     if not finalists:
         return None
     name = companion_name(study_name)

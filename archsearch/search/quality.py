@@ -75,7 +75,8 @@ class Quality:
         if self.supernet:
             return (
                 f"{self.name}, validation bits per byte of the sub-network with weights inherited "
-                "from the space's trained supernet (lower is better)"
+                "from the space's trained supernet, less its layers' family offsets where the "
+                "recipe measures them (lower is better)"
             )
         if self.proxy is None:
             return f"{self.name}, validation bits per byte after brief training (lower is better)"

@@ -53,6 +53,8 @@ RESULT_ATTRS = (
     attrs.SELECTION_TOKENS,  # a recipe's active selection: what scoring its pools cost
     attrs.SELECTION_MACS,
     attrs.SELECTION_S,
+    attrs.INHERITED_BPB,  # a supernet score less its family offsets: the raw score, the offset
+    attrs.FAMILY_OFFSET,
 )
 PARTIAL_ATTRS = (
     attrs.WALL_S,

@@ -13,6 +13,7 @@ from ray import tune
 from archsearch.config import ArchConfig
 from archsearch.evaluate import CandidateFailed
 from archsearch.evaluate.recipe import Recipe
+from archsearch.search import trial_attrs as attrs
 from archsearch.search.quality import BLEND_ATTR, DEFAULT_QUALITY, Quality, quality_of
 
 QUALITY = DEFAULT_QUALITY.name  # the training recipes' quality metric, minimised
@@ -22,7 +23,11 @@ _OOM_TEXTS = ("out of memory", "can't allocate memory", "cannot allocate memory"
 
 
 def train_candidate(
-    config: dict[str, Any], recipe: Recipe, threads: int = 1, supernet: str | None = None
+    config: dict[str, Any],
+    recipe: Recipe,
+    threads: int = 1,
+    supernet: str | None = None,
+    offsets: dict[str, Any] | None = None,
 ) -> None:
     """Ray Tune function trainable: score one candidate as the recipe says.
 
@@ -30,7 +35,8 @@ def train_candidate(
     (``final: False``) carrying the quality metric, so a scheduler can stop weak trials; the
     last point arrives once, in the final report (``final: True``) with the cost objectives and
     the training figures. A proxy recipe scores the untrained model once, in a final report; a
-    supernet recipe scores the inherited weights of the supernet saved at ``supernet`` likewise.
+    supernet recipe scores the inherited weights of the supernet saved at ``supernet`` likewise,
+    less the candidate's family ``offsets`` when the run measured them.
     A candidate that fails (an exception, a NaN or infinite quality) reports ``failed: <reason>``
     and ``failure: <kind>`` instead of raising, so the driver records why and the search goes on.
     """
@@ -66,7 +72,7 @@ def train_candidate(
     try:
         arch = ArchConfig.from_dict(config["arch"])
         if quality.supernet:
-            figures = _supernet_figures(arch, recipe, quality, supernet, threads)
+            figures = _supernet_figures(arch, recipe, quality, supernet, offsets, threads)
         elif quality.proxy is not None:
             figures = _proxy_figures(arch, recipe, quality, threads)
         elif quality.blend is not None:
@@ -153,18 +159,33 @@ def _proxy_figures(
 
 
 def _supernet_figures(
-    arch: ArchConfig, recipe: Recipe, quality: Quality, path: str | None, threads: int
+    arch: ArchConfig,
+    recipe: Recipe,
+    quality: Quality,
+    path: str | None,
+    offsets: dict[str, Any] | None,
+    threads: int,
 ) -> dict[str, Any]:
-    """Score the sub-network by its weights inherited from the trained supernet at ``path``."""
+    """Score the sub-network by its weights inherited from the trained supernet at ``path``,
+    less its layers' family offsets (``archsearch/supernet/offsets.py``) when given."""
     from pathlib import Path
 
     from archsearch.evaluate.data import data_fingerprint
+    from archsearch.supernet.offsets import Offsets
     from archsearch.supernet.scoring import score_from_file
 
     if path is None:
         raise ValueError("a supernet recipe needs the trained supernet's path")
-    value = score_from_file(Path(path), arch, recipe, threads=threads)
-    return {quality.name: value, "data_fingerprint": data_fingerprint(recipe)}
+    raw = score_from_file(Path(path), arch, recipe, threads=threads)
+    if offsets is None:
+        return {quality.name: raw, "data_fingerprint": data_fingerprint(recipe)}
+    offset = Offsets.from_dict(offsets).of(arch)
+    return {
+        quality.name: raw - offset,
+        attrs.INHERITED_BPB: raw,
+        attrs.FAMILY_OFFSET: offset,
+        "data_fingerprint": data_fingerprint(recipe),
+    }
 
 
 def classify_failure(exc: BaseException) -> tuple[str, str]:

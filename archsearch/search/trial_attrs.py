@@ -40,6 +40,10 @@ SUPERNET_TRIAL = "supernet_trial"  # on a finalist: its trial number in the supe
 # on a finalist (and, as {trial number: score}, on the supernet study): its score after its
 # inherited weights were fine-tuned (supernet.finetune_steps, the shortlist stage)
 FINETUNED_BPB = "finetuned_bpb"
+# on a trial of a supernet study whose recipe sets ``offsets``: the raw inherited-weights bpb,
+# and what its layers' family offsets took off it (its supernet_bpb is the difference)
+INHERITED_BPB = "inherited_bpb"
+FAMILY_OFFSET = "family_offset"
 
 # ---- user attributes of a confirm run (study ``<study>.confirm``) ----------------------------
 # besides ARCH, MACS, BASELINE, STATUS, REASON, CURVE, WALL_S, STEPS, TOKENS, DATA_FINGERPRINT

@@ -193,3 +193,29 @@ def spread_pick(
         )
         chosen += rest[: count - len(chosen)]
     return chosen
+
+
+def attention_family(trial: FrozenTrial) -> str:
+    """The attention family most of the trial's layers use (of tied ones, the first to appear)."""
+    from archsearch.config import ArchConfig
+
+    layers = ArchConfig.from_dict(trial.user_attrs[attrs.ARCH]).layers
+    return str(Counter(layer.attention for layer in layers).most_common(1)[0][0])
+
+
+def family_pick(
+    trials: list[FrozenTrial], count: int, score: Callable[[FrozenTrial], Any]
+) -> list[FrozenTrial]:
+    """``count`` trials: the best-scored of each majority attention family, the better families
+    first; when there are fewer families than ``count``, the best-scored of the rest fill in.
+    Lower ``score`` is better. A supernet's scores are fair within a family and biased between
+    families (``archsearch/supernet/offsets.py``), so its finalists are the families' best and
+    training decides between them."""
+    ranked = sorted(trials, key=lambda t: (score(t), t.number))
+    best: dict[str, FrozenTrial] = {}
+    for trial in ranked:
+        best.setdefault(attention_family(trial), trial)
+    chosen = list(best.values())[:count]
+    taken = {t.number for t in chosen}
+    chosen += [t for t in ranked if t.number not in taken][: count - len(chosen)]
+    return chosen

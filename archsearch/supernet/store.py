@@ -64,10 +64,12 @@ SCORING_KEYS = (
     "candidates",
     "finalists",
     "finalist_evaluator",
+    "finalists_by",
     "score_tokens",
     "finetune_steps",
     "finetune_lr",
     "shortlist",
+    "offsets",
 )
 
 

@@ -1,0 +1,200 @@
+"""Family offsets (archsearch/supernet/offsets.py): each layer kind's probe, its offset against
+an independent recomputation, how a candidate's offset composes, the cache, and the search that
+scores with them and picks its finalists per attention family."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from archsearch.config import ArchConfig
+from archsearch.errors import InputError
+from archsearch.evaluate.recipe import Recipe
+from archsearch.space import SearchSpace
+from archsearch.supernet.finetune import finetuned_from_file
+from archsearch.supernet.offsets import Offsets, layer_kinds, measure_offsets, probe
+from archsearch.supernet.scoring import score_from_file
+from archsearch.supernet.store import ensure_supernet, supernet_key
+from tests.test_supernet import FAMILIES, FFNS, SPACE, configs
+from tests.test_supernet_finetune import TUNED
+
+REFERENCE = {
+    "vocab_size": 256,
+    "max_seq_len": 32,
+    "n_layers": 2,
+    "d_model": 32,
+    "heads": 4,
+    "attention": "full",
+    "ffn": "dense",
+    "ffn_ratio": 2,
+}
+
+
+def test_each_family_has_a_kind_and_lsra_one_per_split():
+    space = SearchSpace.from_dict(SPACE)
+    kinds = layer_kinds(space)
+    labels = [kind.label for kind in kinds]
+    assert len(labels) == len(set(labels))
+    assert {k.family for k in kinds if k.key == "attention"} == set(FAMILIES)
+    assert {k.family for k in kinds if k.key == "ffn"} == set(FFNS)
+    lsra = [k for k in kinds if k.family == "lsra"]
+    # the split shapes LSRA's own tensors: one kind per value; the kernel is held at its middle
+    assert sorted(dict(k.settings)["lsra_split"] for k in lsra) == [0.25, 0.5, 0.75]
+    assert all(dict(k.others) == {"conv_kernel": 5} for k in lsra)
+    local = [k for k in kinds if k.family == "local"]
+    assert len(local) == 1 and local[0].settings == () and dict(local[0].others) == {"window": 8}
+    reference = ArchConfig.from_dict(REFERENCE)
+    for kind in lsra:
+        built = probe(reference, kind)
+        assert all(layer.attention == "lsra" for layer in built.layers)
+        assert all(layer.lsra_split == dict(kind.settings)["lsra_split"] for layer in built.layers)
+
+
+def test_a_candidate_is_moved_by_the_mean_of_its_layers_offsets():
+    space = SearchSpace.from_dict(SPACE)
+    kinds = layer_kinds(space)
+    rng = random.Random(3)
+    offsets = Offsets(
+        {kind.label: rng.uniform(0.0, 0.5) for kind in kinds},
+        {f"{k.key}={k.family}": [n for n, _ in k.settings] for k in kinds},
+    )
+    reference = ArchConfig.from_dict(REFERENCE)
+    for kind in kinds:  # a probe is moved by its own kind's whole offset, plus the other key's
+        built = probe(reference, kind)
+        other = "ffn=dense" if kind.key == "attention" else "attention=full"
+        assert offsets.of(built) == pytest.approx(
+            offsets.offsets[kind.label] + offsets.offsets[other]
+        )
+    for config in configs(space, 20, seed=4):
+        per_layer = []
+        for layer in config.layers:
+            split = f" lsra_split={layer.lsra_split}" if layer.attention == "lsra" else ""
+            per_layer.append(
+                offsets.offsets[f"attention={layer.attention}{split}"]
+                + offsets.offsets[f"ffn={layer.ffn}"]
+            )
+        assert offsets.of(config) == pytest.approx(sum(per_layer) / len(per_layer))
+    assert Offsets.from_dict(offsets.to_dict()) == offsets
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory):
+    space = SearchSpace.from_dict(SPACE)
+    recipe = Recipe.from_dict(TUNED)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ARCHSEARCH_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        path = ensure_supernet(space, recipe)
+    reference = ArchConfig.from_dict(REFERENCE)
+    said: list[str] = []
+    found = measure_offsets(space, path, recipe, reference, workers=2, say=said.append)
+    return space, recipe, path, reference, found, said
+
+
+def test_offsets_equal_the_probes_gaps_recomputed_here(measured):
+    space, recipe, path, reference, found, said = measured
+    assert any("fine-tuning" in line for line in said)
+
+    def gap(config: ArchConfig) -> float:
+        return score_from_file(path, config, recipe) - finetuned_from_file(path, config, recipe)
+
+    base = gap(reference)
+    assert found.offsets["attention=full"] == 0.0 and found.offsets["ffn=dense"] == 0.0
+    checked = 0
+    for kind in layer_kinds(space):
+        if kind.label in ("attention=full", "ffn=dense"):
+            continue
+        expected = gap(probe(reference, kind)) - base
+        assert found.offsets[kind.label] == pytest.approx(expected, abs=1e-9), kind.label
+        checked += 1
+    assert checked == len(layer_kinds(space)) - 2
+
+
+def test_offsets_are_read_back_from_the_cache(measured):
+    space, recipe, path, reference, found, _ = measured
+    files = list(path.parent.glob("offsets-*.json"))
+    assert len(files) == 1
+    stamp = files[0].stat().st_mtime_ns
+    said: list[str] = []
+    again = measure_offsets(space, path, recipe, reference, workers=1, say=said.append)
+    assert again == found and not any("fine-tuning" in line for line in said)
+    assert files[0].stat().st_mtime_ns == stamp
+    # another reference is another probe set: another file
+    other = ArchConfig.from_dict({**REFERENCE, "n_layers": 1})
+    measure_offsets(space, path, recipe, other, workers=1, say=said.append)
+    assert len(list(path.parent.glob("offsets-*.json"))) == 2
+
+
+def test_offsets_need_finetuning_and_leave_the_cache_key():
+    space = SearchSpace.from_dict(SPACE)
+    with pytest.raises(InputError) as info:
+        Recipe.from_dict(
+            {**TUNED, "supernet": {**TUNED["supernet"], "finetune_steps": 0, "offsets": True}}
+        )
+    assert info.value.key == "supernet.offsets" and "finetune_steps" in info.value.message
+    with pytest.raises(InputError) as info:
+        Recipe.from_dict({**TUNED, "supernet": {**TUNED["supernet"], "finalists_by": "best"}})
+    assert info.value.key == "supernet.finalists_by"
+    on = Recipe.from_dict(
+        {**TUNED, "supernet": {**TUNED["supernet"], "offsets": True, "finalists_by": "family"}}
+    )
+    assert supernet_key(space, on) == supernet_key(space, Recipe.from_dict(TUNED))
+
+
+@pytest.mark.slow
+def test_run_scores_with_offsets_and_picks_each_familys_best(ray_local, tmp_path, monkeypatch):
+    import io
+
+    import optuna
+    from rich.console import Console
+
+    from archsearch.search import SearchOptions, run_search
+    from archsearch.search.finalists import SOURCE_ATTR, run_finalists
+    from archsearch.search.inputs import load_inputs
+    from archsearch.search.trials import attention_family, baseline_name, is_usable
+    from tests.conftest import TINY_PROFILE, TINY_RECIPE, write_yaml
+
+    monkeypatch.setenv("ARCHSEARCH_CACHE_DIR", str(tmp_path / "cache"))
+    brief = write_yaml(tmp_path / "brief.yaml", TINY_RECIPE)
+    settings = {
+        **TUNED["supernet"],
+        "finalist_evaluator": str(brief),
+        "offsets": True,
+        "finalists_by": "family",
+    }
+    options = SearchOptions(
+        profile=str(write_yaml(tmp_path / "p.yaml", {**TINY_PROFILE, "budgets": {"macs": 2e5}})),
+        space=str(write_yaml(tmp_path / "space.yaml", SPACE)),
+        evaluator=str(write_yaml(tmp_path / "recipe.yaml", {**TUNED, "supernet": settings})),
+        storage=f"sqlite:///{tmp_path / 'study.db'}",
+        study="s",
+        trials=12,
+        workers=2,
+    )
+    run_search(options)
+    study = optuna.load_study(study_name="s", storage=options.storage)
+    offsets = study.user_attrs["supernet_offsets"]
+    assert any(value != 0.0 for value in offsets.values())
+    usable = [t for t in study.trials if is_usable(t)]
+    assert usable
+    path = next((tmp_path / "cache").rglob("supernet.pt"))
+    inputs = load_inputs(options)
+    varied = {f"{k.key}={k.family}": [n for n, _ in k.settings] for k in layer_kinds(inputs.space)}
+    for trial in usable:
+        config = ArchConfig.from_dict(trial.user_attrs["arch"])
+        raw = score_from_file(path, config, inputs.recipe)  # recomputed in this process
+        assert trial.user_attrs["inherited_bpb"] == pytest.approx(raw, abs=1e-9)
+        offset = Offsets(offsets, varied).of(config)
+        assert trial.user_attrs["family_offset"] == pytest.approx(offset, abs=1e-12)
+        assert trial.values[0] == pytest.approx(raw - offset, abs=1e-9)
+
+    out = io.StringIO()
+    assert run_finalists(options, inputs, "s", 3, Console(file=out, width=200)) is not None
+    companion = optuna.load_study(study_name="s.trained", storage=options.storage)
+    picked = {t.user_attrs[SOURCE_ATTR] for t in companion.trials if SOURCE_ATTR in t.user_attrs}
+    candidates = [t for t in usable if baseline_name(t) is None]
+    best: dict[str, optuna.trial.FrozenTrial] = {}
+    for trial in sorted(candidates, key=lambda t: (t.values[0], t.values[1], t.number)):
+        best.setdefault(attention_family(trial), trial)
+    expected = [t.number for t in best.values()][:3]
+    assert set(expected) <= picked and len(picked) == min(3, len(candidates))
