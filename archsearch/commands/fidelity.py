@@ -130,8 +130,10 @@ def print_report(report) -> None:
     runs = [f"ref s{seed}" for seed in range(seeds)] if seeds > 1 else []
     supernet = "supernet" in report.correlations
     tuned = "supernet_finetuned" in report.correlations
+    adjusted = "supernet_offsets" in report.correlations
     scores = (["brief score"] if blend else []) + (["supernet"] if supernet else [])
     scores += ["fine-tuned"] if tuned else []
+    scores += ["less offs."] if adjusted else []
     header = f"{'#':>3} {'MACs':>12} {'brief bpb':>10} {'ref bpb':>9}  " + "".join(
         f"{name:>11}" for name in [*scores, *runs, *proxies]
     )
@@ -140,6 +142,7 @@ def print_report(report) -> None:
         cells = f"{result.short_score:>11.4f}" if blend else ""
         cells += f"{result.supernet_bpb:>11.4f}" if supernet else ""
         cells += f"{result.finetuned_bpb:>11.4f}" if tuned else ""
+        cells += f"{result.offset_bpb:>11.4f}" if adjusted else ""
         cells += "".join(f"{bpb:>11.4f}" for bpb in result.long_runs) if seeds > 1 else ""
         cells += "".join(f"{result.proxies.get(name, math.nan):>11.4g}" for name in proxies)
         print(

@@ -36,6 +36,7 @@ class FidelityResult:
     failed: list[str] = field(default_factory=list)
     supernet_bpb: float = math.nan  # inherited-weights score, for a supernet recipe
     finetuned_bpb: float = math.nan  # the same after the recipe's fine-tuning (finetune_steps)
+    offset_bpb: float = math.nan  # supernet_bpb less its layers' family offsets (``offsets``)
 
 
 @dataclass(frozen=True, eq=False)  # identity: a recipe holds unhashable parts

@@ -105,6 +105,8 @@ def correlations(
         out["supernet"] = correlation([r.supernet_bpb for r in results], long_loss)
         if any(math.isfinite(r.finetuned_bpb) for r in results):
             out["supernet_finetuned"] = correlation([r.finetuned_bpb for r in results], long_loss)
+        if any(math.isfinite(r.offset_bpb) for r in results):
+            out["supernet_offsets"] = correlation([r.offset_bpb for r in results], long_loss)
     out["brief_training"] = correlation([r.short_score for r in results], long_loss)
     if blended:
         out["brief_val_bpb"] = correlation([r.short_bpb for r in results], long_loss)
@@ -172,7 +174,7 @@ def run_fidelity(
         result.long_bpb = sum(result.long_runs) / reference_seeds  # nan if any run failed
         result.short_score = brief_score(result, scored_by)
     if scored_by.supernet is not None:
-        _score_by_supernet(space, scored_by, results, workers, say)
+        _score_by_supernet(space, profile, scored_by, results, workers, say)
     return FidelityReport(
         space=space.name,
         profile=profile.name,
@@ -201,6 +203,7 @@ def run_fidelity(
 
 def _score_by_supernet(
     space: SearchSpace,
+    profile: Profile,
     recipe: Recipe,
     results: list[FidelityResult],
     workers: int,
@@ -209,19 +212,29 @@ def _score_by_supernet(
     """Each configuration's inherited-weights score from the space's supernet (trained now
     with ``workers`` threads unless cached): what a supernet search ranks candidates by; and,
     when the recipe fine-tunes (``finetune_steps``), its score after that, which a search's
-    shortlist is re-ranked by."""
+    shortlist is re-ranked by; with ``offsets``, the score less its family offsets, which a
+    search ranks by then (measured on the profile's first design baseline, as ``run`` does)."""
+    from archsearch.search.baselines import design_baselines
     from archsearch.supernet.finetune import finetuned_from_file
+    from archsearch.supernet.offsets import measure_offsets
     from archsearch.supernet.scoring import score_from_file
     from archsearch.supernet.store import ensure_supernet
 
     assert recipe.supernet is not None
     path = ensure_supernet(space, recipe, threads=workers, log=say)
+    offsets = None
+    baselines = design_baselines(space, profile) if recipe.supernet.offsets else []
+    if baselines:
+        reference = space.to_config(baselines[0].values)
+        offsets = measure_offsets(space, path, recipe, reference, workers=workers, say=say)
     for index, result in enumerate(results, 1):
         config = ArchConfig.from_dict(result.arch)
         try:
             result.supernet_bpb = score_from_file(path, config, recipe)
             if recipe.supernet.finetune_steps:
                 result.finetuned_bpb = finetuned_from_file(path, config, recipe)
+            if offsets is not None:
+                result.offset_bpb = result.supernet_bpb - offsets.of(config)
         except (RuntimeError, ValueError) as exc:  # outside the supernet: recorded, not fatal
             result.failed.append(f"supernet: {type(exc).__name__}: {exc}")
         tuned = f", fine-tuned {result.finetuned_bpb:.4f}" if recipe.supernet.finetune_steps else ""
