@@ -55,6 +55,20 @@ def plan(args: argparse.Namespace) -> tuple[list[Any], Any, list[tuple[str, dict
     return candidates, long_recipe, jobs
 
 
+def kept_plan() -> tuple[list[Any], Any, list[tuple[str, dict, Any]]]:
+    """``plan`` of the journal kept in the repository (this script's defaults)."""
+    args = argparse.Namespace(
+        space="oneshot_lm",
+        profile="mobile_100M",
+        evaluator="lm_brief",
+        configs=12,
+        factor=8,
+        seed=0,
+        reference_seeds=2,
+    )
+    return plan(args)
+
+
 def references_of(candidate: Any, jobs: list[tuple[str, dict, Any]], done: dict) -> list[float]:
     """The finished long runs' bpb of ``candidate``, in seed order (``plan``'s jobs)."""
     return [

@@ -15,7 +15,6 @@ references were not used to learn the offsets, so the comparison is held out.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -39,16 +38,7 @@ def main() -> None:
     from archsearch.supernet.store import ensure_supernet
 
     torch.set_num_threads(1)
-    plan_args = argparse.Namespace(
-        space="oneshot_lm",
-        profile="mobile_100M",
-        evaluator="lm_brief",
-        configs=12,
-        factor=8,
-        seed=0,
-        reference_seeds=2,
-    )
-    candidates, _, jobs = fidelity_references.plan(plan_args)
+    candidates, _, jobs = fidelity_references.kept_plan()
     brief, scoring = load_recipe("lm_brief"), load_recipe("supernet_brief")
     path = ensure_supernet(load_space("oneshot_lm"), scoring, threads=1, log=print)
 

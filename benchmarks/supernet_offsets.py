@@ -101,16 +101,8 @@ def main() -> None:
         ).items():
             print(f"   {value:+.3f}  {label}")
 
-    plan_args = argparse.Namespace(
-        space="oneshot_lm",
-        profile="mobile_100M",
-        evaluator="lm_brief",
-        configs=12,
-        factor=8,
-        seed=0,
-        reference_seeds=2,
-    )
-    candidates, brief_recipe, jobs = fidelity_references.plan(plan_args)
+    candidates, _, jobs = fidelity_references.kept_plan()
+    brief_recipe = load_recipe("lm_brief").training
     done = Journal(REFERENCES).read()
     rows = []
     for candidate in candidates:

@@ -96,7 +96,7 @@ def layer_kinds(space: SearchSpace) -> list[Kind]:
     """The kinds the space's layers can take, as probed: for each family of a per-layer family
     key, each value of the settings that shape its own tensors (``FamilySpec.supernet_probe``,
     LSRA's split), its other searched settings at their middle value (a window, a kernel size:
-    they moved the offsets by 0.03 bpb or less, ``benchmarks/supernet_offsets.py``)."""
+    they moved the offsets by 0.035 bpb or less, ``benchmarks/supernet_offsets.py``)."""
     kinds = []
     for key in FAMILY_KEYS:
         param = space.params.get(key)
