@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import multiprocessing
 import os
 import signal
 import sys
+from concurrent.futures import ProcessPoolExecutor
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
@@ -41,3 +43,14 @@ def start_torch_worker(parent_pid: int) -> None:
 
     die_with_parent(parent_pid)
     torch.set_num_threads(1)
+
+
+def torch_pool(workers: int) -> ProcessPoolExecutor:
+    """``workers`` spawned processes of one torch thread each, ending with this process (fork
+    after torch threads start is unsafe)."""
+    return ProcessPoolExecutor(
+        workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=start_torch_worker,
+        initargs=(os.getpid(),),
+    )

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from archsearch.config import ArchConfig
 from archsearch.errors import RunAborted
 from archsearch.evaluate.recipe import Recipe
-from archsearch.evaluate.workers import start_torch_worker
+from archsearch.evaluate.workers import torch_pool
 from archsearch.fidelity.jobs import FidelityResult, Job
 
 
@@ -27,10 +25,7 @@ def execute(
         for job, call in zip(jobs, calls, strict=True):
             yield job, run_job(*call)
         return
-    context = multiprocessing.get_context("spawn")  # fork after torch threads start is unsafe
-    with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=start_torch_worker, initargs=(os.getpid(),)
-    ) as pool:
+    with torch_pool(workers) as pool:
         futures: dict[Future, Job] = {
             pool.submit(run_job, *call): job for job, call in zip(jobs, calls, strict=True)
         }

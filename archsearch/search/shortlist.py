@@ -14,17 +14,15 @@ run re-scores none twice; each finalist carries its own as the trial attribute o
 from __future__ import annotations
 
 import math
-import multiprocessing
-import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from pathlib import Path
 from typing import Any
 
 import optuna
 
 from archsearch.config import ArchConfig
-from archsearch.evaluate.workers import start_torch_worker
+from archsearch.evaluate.workers import torch_pool
 from archsearch.search import trial_attrs as attrs
 from archsearch.search.trials import spread_pick
 
@@ -71,13 +69,7 @@ def finetuned_scores(
         f"fine-tuning {len(todo)} shortlisted candidate(s) for "
         f"{recipe.supernet.finetune_steps} steps each before scoring them again"
     )
-    context = multiprocessing.get_context("spawn")  # fork after torch threads start is unsafe
-    with ProcessPoolExecutor(
-        max(1, min(workers, len(todo))),
-        mp_context=context,
-        initializer=start_torch_worker,
-        initargs=(os.getpid(),),
-    ) as pool:
+    with torch_pool(max(1, min(workers, len(todo)))) as pool:
         futures = {pool.submit(_score, supernet, t.user_attrs[attrs.ARCH], recipe): t for t in todo}
         for future in as_completed(futures):
             trial = futures[future]

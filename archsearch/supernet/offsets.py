@@ -23,10 +23,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -180,13 +179,18 @@ def measure_offsets(
     space: SearchSpace,
     supernet: Path,
     recipe: Recipe,
-    reference: ArchConfig,
+    reference: ArchConfig | None,
     *,
     workers: int = 1,
     say: Callable[[str], None] = print,
 ) -> Offsets:
     """Each layer kind's offset on the supernet saved at ``supernet``, read from its cache file
-    where measured before; kinds the reference cannot take get none (said once)."""
+    where measured before; kinds the reference cannot take get none (said once). Without a
+    ``reference`` (no design baseline fits the profile), the supernet's largest sub-network."""
+    if reference is None:
+        from archsearch.supernet.store import read_record
+
+        reference = ArchConfig.from_dict(read_record(supernet)["ends"][0])
     path = offsets_path(supernet.parent, reference, recipe)
     held: dict[str, dict[str, Any]] = {}  # label -> the probe's arch, raw and fine-tuned
     if path.exists():
@@ -242,15 +246,9 @@ def _scored(
         for label, call in zip(todo, calls, strict=True):
             yield label, _probe_scores(*call)
         return
-    from archsearch.evaluate.workers import start_torch_worker
+    from archsearch.evaluate.workers import torch_pool
 
-    context = multiprocessing.get_context("spawn")  # fork after torch threads start is unsafe
-    with ProcessPoolExecutor(
-        min(workers, len(calls)),
-        mp_context=context,
-        initializer=start_torch_worker,
-        initargs=(os.getpid(),),
-    ) as pool:
+    with torch_pool(min(workers, len(calls))) as pool:
         futures = {
             pool.submit(_probe_scores, *call): label
             for label, call in zip(todo, calls, strict=True)
