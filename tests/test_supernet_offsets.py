@@ -17,7 +17,7 @@ from archsearch.supernet.offsets import Offsets, layer_kinds, measure_offsets, p
 from archsearch.supernet.scoring import score_from_file
 from archsearch.supernet.store import ensure_supernet, supernet_key
 from tests.test_supernet import FAMILIES, FFNS, SPACE, configs
-from tests.test_supernet_finetune import TUNED
+from tests.test_supernet_finetune import TUNED, supernet_search_options
 
 REFERENCE = {
     "vocab_size": 256,
@@ -148,28 +148,13 @@ def test_run_scores_with_offsets_and_picks_each_familys_best(ray_local, tmp_path
     import optuna
     from rich.console import Console
 
-    from archsearch.search import SearchOptions, run_search
+    from archsearch.search import run_search
     from archsearch.search.finalists import SOURCE_ATTR, run_finalists
     from archsearch.search.inputs import load_inputs
     from archsearch.search.trials import attention_family, baseline_name, is_usable
-    from tests.conftest import TINY_PROFILE, TINY_RECIPE, write_yaml
 
-    monkeypatch.setenv("ARCHSEARCH_CACHE_DIR", str(tmp_path / "cache"))
-    brief = write_yaml(tmp_path / "brief.yaml", TINY_RECIPE)
-    settings = {
-        **TUNED["supernet"],
-        "finalist_evaluator": str(brief),
-        "offsets": True,
-        "finalists_by": "family",
-    }
-    options = SearchOptions(
-        profile=str(write_yaml(tmp_path / "p.yaml", {**TINY_PROFILE, "budgets": {"macs": 2e5}})),
-        space=str(write_yaml(tmp_path / "space.yaml", SPACE)),
-        evaluator=str(write_yaml(tmp_path / "recipe.yaml", {**TUNED, "supernet": settings})),
-        storage=f"sqlite:///{tmp_path / 'study.db'}",
-        study="s",
-        trials=12,
-        workers=2,
+    options = supernet_search_options(
+        tmp_path, monkeypatch, trials=12, offsets=True, finalists_by="family"
     )
     run_search(options)
     study = optuna.load_study(study_name="s", storage=options.storage)
@@ -198,3 +183,16 @@ def test_run_scores_with_offsets_and_picks_each_familys_best(ray_local, tmp_path
         best.setdefault(attention_family(trial), trial)
     expected = [t.number for t in best.values()][:3]
     assert set(expected) <= picked and len(picked) == min(3, len(candidates))
+
+
+def test_without_a_reference_the_supernets_largest_subnetwork_is_it(measured):
+    from archsearch.supernet.store import read_record
+
+    space, recipe, path, _, _, _ = measured
+    said: list[str] = []
+    found = measure_offsets(space, path, recipe, None, workers=1, say=said.append)
+    largest = ArchConfig.from_dict(read_record(path)["ends"][0])
+    again: list[str] = []
+    assert measure_offsets(space, path, recipe, largest, workers=1, say=again.append) == found
+    assert any("fine-tuning" in line for line in said)  # measured once, then read back
+    assert not any("fine-tuning" in line for line in again)

@@ -214,7 +214,7 @@ def _score_by_supernet(
     when the recipe fine-tunes (``finetune_steps``), its score after that, which a search's
     shortlist is re-ranked by; with ``offsets``, the score less its family offsets, which a
     search ranks by then (measured on the profile's first design baseline, as ``run`` does)."""
-    from archsearch.search.baselines import design_baselines
+    from archsearch.search.baselines import reference_design
     from archsearch.supernet.finetune import finetuned_from_file
     from archsearch.supernet.offsets import measure_offsets
     from archsearch.supernet.scoring import score_from_file
@@ -223,9 +223,8 @@ def _score_by_supernet(
     assert recipe.supernet is not None
     path = ensure_supernet(space, recipe, threads=workers, log=say)
     offsets = None
-    baselines = design_baselines(space, profile) if recipe.supernet.offsets else []
-    if baselines:
-        reference = space.to_config(baselines[0].values)
+    if recipe.supernet.offsets:
+        reference = reference_design(space, profile)
         offsets = measure_offsets(space, path, recipe, reference, workers=workers, say=say)
     for index, result in enumerate(results, 1):
         config = ArchConfig.from_dict(result.arch)

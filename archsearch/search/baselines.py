@@ -26,6 +26,7 @@ from typing import Any
 
 import optuna
 
+from archsearch.config import ArchConfig
 from archsearch.profiles import Profile
 from archsearch.search import trial_attrs as attrs
 from archsearch.search.verdict import Verdict, judge
@@ -111,6 +112,13 @@ def design_baselines(space: SearchSpace, profile: Profile) -> list[Baseline]:
         if best is not None and all(b.params != best[1].params for b in out):
             out.append(best[1])  # a space that cannot tell the two apart gets one
     return out
+
+
+def reference_design(space: SearchSpace, profile: Profile) -> ArchConfig | None:
+    """The first design baseline (the Transformer) as a configuration: what a supernet's family
+    offsets are measured against (``supernet/offsets.py``); None when none fits the profile."""
+    baselines = design_baselines(space, profile)
+    return space.to_config(baselines[0].values) if baselines else None
 
 
 def enqueue_baselines(study: optuna.Study, make: Callable[[], list[Baseline]]) -> list[Baseline]:

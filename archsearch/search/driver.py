@@ -386,21 +386,14 @@ def _family_offsets(
         return None
     from pathlib import Path
 
-    from archsearch.config import ArchConfig
-    from archsearch.search.baselines import design_baselines
+    from archsearch.search.baselines import reference_design
     from archsearch.supernet.offsets import measure_offsets
-    from archsearch.supernet.store import read_record
 
-    baselines = design_baselines(inputs.space, inputs.profile)
-    if baselines:
-        reference = inputs.space.to_config(baselines[0].values)
-    else:  # no baseline fits the profile: the supernet's largest sub-network
-        reference = ArchConfig.from_dict(read_record(Path(supernet))["ends"][0])
     found = measure_offsets(
         inputs.space,
         Path(supernet),
         inputs.recipe,
-        reference,
+        reference_design(inputs.space, inputs.profile),
         workers=options.workers,
         say=console.print,
     )
