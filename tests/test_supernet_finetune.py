@@ -18,6 +18,26 @@ from tests.test_supernet import RECIPE, SPACE, configs
 TUNED = {**RECIPE, "supernet": {**RECIPE["supernet"], "finetune_steps": 6, "finetune_lr": 3e-3}}
 
 
+def supernet_search_options(tmp_path, monkeypatch, *, trials: int, **settings):
+    """A search of the micro space with TUNED's supernet and ``settings``, its finalists
+    trained by the tiny brief recipe, on 2 workers, the supernet cached under ``tmp_path``."""
+    from archsearch.search import SearchOptions
+    from tests.conftest import TINY_PROFILE, TINY_RECIPE, write_yaml
+
+    monkeypatch.setenv("ARCHSEARCH_CACHE_DIR", str(tmp_path / "cache"))
+    brief = write_yaml(tmp_path / "brief.yaml", TINY_RECIPE)
+    supernet = {**TUNED["supernet"], "finalist_evaluator": str(brief), **settings}
+    return SearchOptions(
+        profile=str(write_yaml(tmp_path / "p.yaml", {**TINY_PROFILE, "budgets": {"macs": 2e5}})),
+        space=str(write_yaml(tmp_path / "space.yaml", SPACE)),
+        evaluator=str(write_yaml(tmp_path / "recipe.yaml", {**TUNED, "supernet": supernet})),
+        storage=f"sqlite:///{tmp_path / 'study.db'}",
+        study="s",
+        trials=trials,
+        workers=2,
+    )
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A tiny supernet, trained and saved (cache in a temporary folder)."""
@@ -97,24 +117,12 @@ def test_run_picks_its_finalists_from_a_shortlist_scored_by_finetuning(
     import optuna
     from rich.console import Console
 
-    from archsearch.search import SearchOptions, run_search
+    from archsearch.search import run_search
     from archsearch.search.finalists import SOURCE_ATTR, pick_finalists, run_finalists
     from archsearch.search.inputs import load_inputs
     from archsearch.search.shortlist import FINETUNED_ATTR
-    from tests.conftest import TINY_PROFILE, TINY_RECIPE, write_yaml
 
-    monkeypatch.setenv("ARCHSEARCH_CACHE_DIR", str(tmp_path / "cache"))
-    brief = write_yaml(tmp_path / "brief.yaml", TINY_RECIPE)
-    settings = {**TUNED["supernet"], "finalist_evaluator": str(brief), "shortlist": 4}
-    options = SearchOptions(
-        profile=str(write_yaml(tmp_path / "p.yaml", {**TINY_PROFILE, "budgets": {"macs": 2e5}})),
-        space=str(write_yaml(tmp_path / "space.yaml", SPACE)),
-        evaluator=str(write_yaml(tmp_path / "recipe.yaml", {**TUNED, "supernet": settings})),
-        storage=f"sqlite:///{tmp_path / 'study.db'}",
-        study="s",
-        trials=8,
-        workers=2,
-    )
+    options = supernet_search_options(tmp_path, monkeypatch, trials=8, shortlist=4)
     run_search(options)
     inputs = load_inputs(options)
     out = io.StringIO()
