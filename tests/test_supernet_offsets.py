@@ -125,7 +125,7 @@ def test_offsets_are_read_back_from_the_cache(measured):
     assert len(list(path.parent.glob("offsets-*.json"))) == 2
 
 
-def test_offsets_need_finetuning_and_leave_the_cache_key():
+def test_offsets_and_refine_settings_are_checked_and_leave_the_cache_key():
     space = SearchSpace.from_dict(SPACE)
     with pytest.raises(InputError) as info:
         Recipe.from_dict(
@@ -135,26 +135,33 @@ def test_offsets_need_finetuning_and_leave_the_cache_key():
     with pytest.raises(InputError) as info:
         Recipe.from_dict({**TUNED, "supernet": {**TUNED["supernet"], "finalists_by": "best"}})
     assert info.value.key == "supernet.finalists_by"
-    on = Recipe.from_dict(
-        {**TUNED, "supernet": {**TUNED["supernet"], "offsets": True, "finalists_by": "family"}}
-    )
+    for key, bad in (("refine", -1), ("refine_rounds", 0), ("refine", "two")):
+        with pytest.raises(InputError) as info:
+            Recipe.from_dict({**TUNED, "supernet": {**TUNED["supernet"], key: bad}})
+        assert info.value.key == f"supernet.{key}"
+    later = {"offsets": True, "finalists_by": "family", "refine": 2, "refine_rounds": 3}
+    on = Recipe.from_dict({**TUNED, "supernet": {**TUNED["supernet"], **later}})
     assert supernet_key(space, on) == supernet_key(space, Recipe.from_dict(TUNED))
 
 
 @pytest.mark.slow
-def test_run_scores_with_offsets_and_picks_each_familys_best(ray_local, tmp_path, monkeypatch):
+def test_run_scores_with_offsets_picks_each_familys_best_and_refines_the_winner(
+    ray_local, tmp_path, monkeypatch
+):
     import io
 
     import optuna
     from rich.console import Console
 
     from archsearch.search import run_search
+    from archsearch.search import trial_attrs as attrs
     from archsearch.search.finalists import SOURCE_ATTR, run_finalists
     from archsearch.search.inputs import load_inputs
+    from archsearch.search.refine import PLAN_ATTR
     from archsearch.search.trials import attention_family, baseline_name, is_usable
 
     options = supernet_search_options(
-        tmp_path, monkeypatch, trials=12, offsets=True, finalists_by="family"
+        tmp_path, monkeypatch, trials=12, offsets=True, finalists_by="family", refine=2
     )
     run_search(options)
     study = optuna.load_study(study_name="s", storage=options.storage)
@@ -183,6 +190,21 @@ def test_run_scores_with_offsets_and_picks_each_familys_best(ray_local, tmp_path
         best.setdefault(attention_family(trial), trial)
     expected = [t.number for t in best.values()][:3]
     assert set(expected) <= picked and len(picked) == min(3, len(candidates))
+
+    # refine: two mutations of the best of the finalists and baselines, trained like them
+    plan = companion.user_attrs[PLAN_ATTR][0]
+    mutants = [t for t in companion.trials if attrs.MUTATION_OF in t.user_attrs]
+    assert len(mutants) == len(plan["params"]) == 2
+    first = [t for t in companion.trials if t.number < min(m.number for m in mutants)]
+    parent = min(
+        (t for t in first if is_usable(t)), key=lambda t: (t.values[0], t.values[1], t.number)
+    )
+    assert plan["parent"] == parent.number
+    for trial in mutants:
+        assert trial.user_attrs[attrs.MUTATION_OF] == parent.number
+        assert trial.params in plan["params"] and trial.params != parent.params
+        assert is_usable(trial) and trial.user_attrs[attrs.STEPS] > 0  # trained from scratch
+    assert "refine round 1: training 2 mutation(s)" in out.getvalue()
 
 
 def test_without_a_reference_the_supernets_largest_subnetwork_is_it(measured):

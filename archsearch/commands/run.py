@@ -183,7 +183,7 @@ def handle(args: argparse.Namespace) -> int:
             summary = trained
             console.print(
                 f"study '{summary.study_name}': {summary.trained} trained from scratch "
-                f"(the finalists and the baselines), {summary.wall_s:.0f} s"
+                f"(the finalists, the baselines and any refine mutations), {summary.wall_s:.0f} s"
             )
     print_front(console, summary.storage, summary.study_name, wide=args.wide)
     console.print(

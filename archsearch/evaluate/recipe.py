@@ -197,6 +197,10 @@ class SupernetSettings:
     # every score less its layers' family offsets (archsearch/supernet/offsets.py): what the
     # fine-tune repairs for each layer kind, measured once per kind on the run's supernet
     offsets: bool = False
+    # after the finalists (archsearch/search/refine.py): ``refine_rounds`` rounds, each training
+    # ``refine`` mutations of the best trained model so far with the finalists' recipe (0: none)
+    refine: int = 0
+    refine_rounds: int = 1
 
     def __post_init__(self) -> None:
         _integer(self, "finetune_steps", minimum=0)
@@ -217,6 +221,8 @@ class SupernetSettings:
             )
         _integer(self, "candidates", minimum=1)
         _integer(self, "finalists", minimum=0)
+        _integer(self, "refine", minimum=0)
+        _integer(self, "refine_rounds", minimum=1)
         if self.finalists_by not in FINALIST_RULES:
             raise InputError(
                 f"must be one of {', '.join(FINALIST_RULES)}, got {self.finalists_by!r}",

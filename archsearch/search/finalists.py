@@ -82,7 +82,8 @@ def queue_finalists(
 
 def run_finalists(options: Any, inputs: Any, study_name: str, count: int, console: Any) -> Any:
     """Train ``count`` finalists of the supernet study ``study_name`` and the baselines in its
-    companion study; returns that search's summary (None when there is nothing to train)."""
+    companion study, then the recipe's refine rounds (``refine.py``); returns that search's
+    summary, its wall time the stages' sum (None when there is nothing to train)."""
     import dataclasses
 
     from archsearch.search.baselines import design_baselines
@@ -127,4 +128,15 @@ def run_finalists(options: Any, inputs: Any, study_name: str, count: int, consol
     console.print(
         f"training {how} and the baselines from scratch with {recipe.name} (study '{name}')"
     )
-    return run_search(trained_options, console=console, inputs=trained_inputs, queue=queue)
+    summary = run_search(trained_options, console=console, inputs=trained_inputs, queue=queue)
+    settings = inputs.recipe.supernet
+    if summary.interrupted or not settings.refine:
+        return summary
+    from archsearch.search.refine import run_refine
+
+    refined = run_refine(
+        trained_options, trained_inputs, name, settings.refine, settings.refine_rounds, console
+    )
+    if refined is None:
+        return summary
+    return dataclasses.replace(refined, wall_s=summary.wall_s + refined.wall_s)

@@ -44,6 +44,10 @@ FINETUNED_BPB = "finetuned_bpb"
 # and what its layers' family offsets took off it (its supernet_bpb is the difference)
 INHERITED_BPB = "inherited_bpb"
 FAMILY_OFFSET = "family_offset"
+# on a mutation the refine stage trained (companion study ``<study>.trained``): the trial number
+# of the trained model it mutates, and the refine round (0, 1, ...) that proposed it
+MUTATION_OF = "mutation_of"
+REFINE_ROUND = "refine_round"
 
 # ---- user attributes of a confirm run (study ``<study>.confirm``) ----------------------------
 # besides ARCH, MACS, BASELINE, STATUS, REASON, CURVE, WALL_S, STEPS, TOKENS, DATA_FINGERPRINT

@@ -70,6 +70,8 @@ SCORING_KEYS = (
     "finetune_lr",
     "shortlist",
     "offsets",
+    "refine",
+    "refine_rounds",
 )
 
 

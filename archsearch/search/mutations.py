@@ -1,0 +1,111 @@
+"""Mutations of a candidate: its neighbours in the space, one or two decisions changed.
+
+A supernet ranks candidates far apart fairly but not the small differences between neighbours
+(on ``oneshot_lm`` its two best-scored mutations of the Lite Transformer were both worse than
+it at 8x), while brief training does tell neighbours apart. So the refine stage
+(``refine.py``) trains mutations of the best trained model, as the Evolved Transformer's search
+grew from the Transformer. A mutation redraws ``changes`` of the decisions the parent's own
+draw made (a layer's family, its split, the depth, ...): a decision the change switches on (a
+new family's window, a new layer's width) is drawn fresh, every other one is the parent's.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+from archsearch.profiles import Profile
+from archsearch.search.verdict import judge
+from archsearch.space import SearchSpace
+from archsearch.space.draws import RandomDraws
+
+CHANGES = (1, 2)  # decisions a mutation redraws, drawn uniformly
+ATTEMPTS = 50  # draws per wanted mutation before giving up (a space with few neighbours)
+
+
+class _Redraw(RandomDraws):
+    """The parent's value of every decision but those in ``redraw`` (and those it lacks);
+    records each decision's name and value, the Optuna parameters of the result."""
+
+    def __init__(self, rng: random.Random, parent: Mapping[str, Any], redraw: Collection[str]):
+        super().__init__(rng)
+        self.parent, self.redraw = parent, redraw
+        self.params: dict[str, Any] = {}
+
+    def _kept(self, name: str) -> bool:
+        return name in self.parent and name not in self.redraw
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        keep = self._kept(name) and self.parent[name] in choices
+        value = self.parent[name] if keep else super().suggest_categorical(name, choices)
+        self.params[name] = value
+        return value
+
+    def suggest_int(
+        self, name: str, low: int, high: int, *, step: int = 1, log: bool = False
+    ) -> int:
+        keep = self._kept(name) and low <= self.parent[name] <= high
+        value = (
+            self.parent[name] if keep else super().suggest_int(name, low, high, step=step, log=log)
+        )
+        self.params[name] = value
+        return value
+
+    def suggest_float(
+        self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False
+    ) -> float:
+        keep = self._kept(name) and low <= self.parent[name] <= high
+        value = (
+            self.parent[name]
+            if keep
+            else super().suggest_float(name, low, high, step=step, log=log)
+        )
+        self.params[name] = value
+        return value
+
+
+def decisions(space: SearchSpace, params: Mapping[str, Any]) -> list[str]:
+    """The Optuna parameter names the space's draw of ``params`` asks for, in draw order."""
+    draw = _Redraw(random.Random(0), params, ())
+    space.suggest(draw)
+    return list(draw.params)
+
+
+def values_of(space: SearchSpace, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The space values of a trial's Optuna parameters (``params`` complete, as a trial's are)."""
+    return space.suggest(_Redraw(random.Random(0), params, ()))
+
+
+def arch_key(values: Mapping[str, Any]) -> str:
+    """One text per architecture (its space values), to tell repeats apart."""
+    return json.dumps(values, sort_keys=True, default=str)
+
+
+def mutations(
+    space: SearchSpace,
+    profile: Profile,
+    parent: Mapping[str, Any],
+    count: int,
+    rng: random.Random,
+    taken: Collection[str] = (),
+) -> list[dict[str, Any]]:
+    """Up to ``count`` distinct mutations of ``parent`` (Optuna parameters), each valid and
+    within the profile's budgets, none whose architecture is in ``taken`` (``arch_key`` texts)
+    or is the parent's own. Fewer when the space has fewer such neighbours."""
+    names = decisions(space, parent)
+    seen = set(taken) | {arch_key(values_of(space, parent))}
+    found: list[dict[str, Any]] = []
+    for _ in range(ATTEMPTS * count):
+        if len(found) == count or not names:
+            break
+        redraw = rng.sample(names, min(rng.choice(CHANGES), len(names)))
+        draw = _Redraw(rng, parent, redraw)
+        values = space.suggest(draw)
+        key = arch_key(values)
+        if key in seen or not judge(space, profile, values).trainable:
+            continue
+        seen.add(key)
+        found.append(draw.params)
+    return found
