@@ -153,6 +153,7 @@ def test_run_scores_with_offsets_picks_each_familys_best_and_refines_the_winner(
     import optuna
     from rich.console import Console
 
+    from archsearch.report.front import front_table, pareto_front
     from archsearch.search import run_search
     from archsearch.search import trial_attrs as attrs
     from archsearch.search.finalists import SOURCE_ATTR, run_finalists
@@ -205,6 +206,12 @@ def test_run_scores_with_offsets_picks_each_familys_best_and_refines_the_winner(
         assert trial.params in plan["params"] and trial.params != parent.params
         assert is_usable(trial) and trial.user_attrs[attrs.STEPS] > 0  # trained from scratch
     assert "refine round 1: training 2 mutation(s)" in out.getvalue()
+    rows = pareto_front(companion)  # the front names what each mutation mutates
+    on_front = [row for row in rows if row.number in {m.number for m in mutants}]
+    assert all(row.mutation_of == parent.number for row in on_front)
+    table = io.StringIO()
+    Console(file=table, width=300).print(front_table(companion, rows))
+    assert (f"(mutates {parent.number})" in table.getvalue()) == bool(on_front)
 
 
 def test_without_a_reference_the_supernets_largest_subnetwork_is_it(measured):

@@ -28,6 +28,7 @@ class FrontRow:
     wall_s: float | None
     baseline: str | None = None
     supernet_bpb: float | None = None  # a finalist's score in the supernet study
+    mutation_of: int | None = None  # a refine mutation: the trial it mutates
 
 
 def pareto_front(study: optuna.Study) -> list[FrontRow]:
@@ -42,6 +43,7 @@ def pareto_front(study: optuna.Study) -> list[FrontRow]:
             wall_s=trial.user_attrs.get(attrs.WALL_S),
             baseline=baseline_name(trial),
             supernet_bpb=trial.user_attrs.get(attrs.SUPERNET_BPB),
+            mutation_of=trial.user_attrs.get(attrs.MUTATION_OF),
         )
         for trial in front_trials(study)
     ]
@@ -60,7 +62,7 @@ def front_table(study: optuna.Study, rows: list[FrontRow], *, wide: bool = False
     table.add_column("params", justify="right")
     table.add_column("architecture")
     for row in rows:
-        cells = [f"{row.number} ({row.baseline})" if row.baseline else str(row.number)]
+        cells = [_trial_label(row)]
         cells += [format_value(name, row.values[name]) for name in names]
         if finalists:
             cells.append("" if row.supernet_bpb is None else f"{row.supernet_bpb:.4f}")
@@ -68,6 +70,14 @@ def front_table(study: optuna.Study, rows: list[FrontRow], *, wide: bool = False
         cells.append(wide_arch(row.arch) if wide else compact_arch(row.arch))
         table.add_row(*cells)
     return table
+
+
+def _trial_label(row: FrontRow) -> str:
+    if row.baseline:
+        return f"{row.number} ({row.baseline})"
+    if row.mutation_of is not None:
+        return f"{row.number} (mutates {row.mutation_of})"
+    return str(row.number)
 
 
 def print_front(
