@@ -135,3 +135,40 @@ def test_a_round_is_planned_once_from_the_best_trial_and_queued_once(oneshot, tm
     second = plan_round(study, inputs, 3, seed=0, round_=1)
     assert second["parent"] == best.number
     assert not {arch_key(p) for p in second["params"]} & {arch_key(p) for p in plan["params"]}
+
+
+def test_a_round_interrupted_mid_way_trains_each_mutation_once(oneshot, tmp_path):
+    """A driver killed while one mutation trained and another was being sampled: the next run
+    closes both, queues the first again as itself and the second afresh, and nothing twice."""
+    space, profile = oneshot
+    inputs = SimpleNamespace(space=space, profile=profile)
+    study = optuna.create_study(
+        storage=f"sqlite:///{tmp_path / 's.db'}", directions=["minimize", "minimize"]
+    )
+    study.set_user_attr("objectives", ["val_bpb", "macs"])
+    params, distributions = _drawn(space, 3, distributions=True)
+    study.add_trial(
+        optuna.trial.create_trial(
+            params=params,
+            distributions=distributions,
+            values=[3.0, 1e6],
+            user_attrs={attrs.STATUS: attrs.COMPLETE},
+        )
+    )
+    plan = plan_round(study, inputs, 3, seed=0, round_=0)
+    assert queue_round(study, plan, 0) == 3
+    training, sampling = study.ask(), study.ask()  # two taken from the queue, then killed
+    space.suggest(training)  # its enqueued parameters, as the searcher draws them
+    training.set_user_attr(attrs.STATUS, attrs.TRAINING)
+    assert queue_round(study, plan, 0) == 3  # the one left, and both again
+    waiting = [t for t in study.trials if t.state == optuna.trial.TrialState.WAITING]
+    assert sorted(arch_key(trial_params(t)) for t in waiting) == sorted(
+        arch_key(p) for p in plan["params"]
+    )
+    retry = [t for t in waiting if t.user_attrs.get(attrs.RETRY_OF) == training.number]
+    assert len(retry) == 1 and retry[0].user_attrs[attrs.MUTATION_OF] == plan["parent"]
+    assert all(t.user_attrs[attrs.REFINE_ROUND] == 0 for t in waiting)
+    assert not [t for t in waiting if t.user_attrs.get(attrs.RETRY_OF) == sampling.number]
+    closed = {t.number: t.user_attrs[attrs.STATUS] for t in study.trials if t.state.is_finished()}
+    assert closed[training.number] == closed[sampling.number] == attrs.INTERRUPTED
+    assert queue_round(study, plan, 0) == 3  # and again: nothing more

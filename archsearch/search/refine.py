@@ -20,6 +20,7 @@ from optuna.trial import TrialState
 
 from archsearch.search import trial_attrs as attrs
 from archsearch.search.mutations import arch_key, mutations, values_of
+from archsearch.search.resume import recover_interrupted, trained_count
 from archsearch.search.trials import baseline_name, best_trial
 
 PLAN_ATTR = "refine"  # on the companion study: one {"parent", "params"} per round, in order
@@ -60,11 +61,17 @@ def plan_round(
 
 def queue_round(study: optuna.Study, plan: dict[str, Any], round_: int) -> int:
     """Enqueue the plan's mutations not yet in the study (by round and parameters); returns
-    how many trials of the study are waiting to run."""
+    how many trials of the study are waiting to run.
+
+    Trials a killed driver left running are closed first (``recover_interrupted``: the ones a
+    worker had are queued again, as themselves); a mutation closed before any worker had it
+    counts as absent, so it is enqueued again."""
+    recover_interrupted(study)
     present = {
         arch_key(trial_params(t))
         for t in study.get_trials(deepcopy=False)
         if t.user_attrs.get(attrs.REFINE_ROUND) == round_
+        and t.user_attrs.get(attrs.STATUS) != attrs.INTERRUPTED
     }
     for params in plan["params"]:
         if arch_key(params) in present:
@@ -82,7 +89,6 @@ def run_refine(options: Any, inputs: Any, name: str, count: int, rounds: int, co
     import dataclasses
 
     from archsearch.search.driver import run_search
-    from archsearch.search.resume import trained_count
     from archsearch.search.storage import open_storage
 
     summary = None

@@ -23,6 +23,16 @@ from archsearch.search import trial_attrs as attrs
 from archsearch.search.internals import trial_id
 
 TRAINED = (attrs.COMPLETE, attrs.FAILED, attrs.STOPPED)
+# What an enqueued candidate was enqueued as (a baseline, a supernet finalist, a refine
+# mutation): its retry carries it too, so reports and resumed stages still know it.
+IDENTITY = (
+    attrs.BASELINE,
+    attrs.SUPERNET_BPB,
+    attrs.SUPERNET_TRIAL,
+    attrs.FINETUNED_BPB,
+    attrs.MUTATION_OF,
+    attrs.REFINE_ROUND,
+)
 WORKER_STATUSES = (attrs.TRAINING, *TRAINED)  # statuses of trials a worker has run
 KILLED = "the search was interrupted while this trial ran"
 # Its worker process died under it (its Ray node lost, or the process killed): not the
@@ -70,8 +80,9 @@ def close_interrupted(
     if was in WORKER_STATUSES:
         if not any(t.user_attrs.get(attrs.RETRY_OF) == frozen.number for t in study.get_trials()):
             retry: dict[str, Any] = {attrs.RETRY_OF: frozen.number}
-            if attrs.BASELINE in frozen.user_attrs:
-                retry[attrs.BASELINE] = frozen.user_attrs[attrs.BASELINE]
+            for key in IDENTITY:
+                if key in frozen.user_attrs:
+                    retry[key] = frozen.user_attrs[key]
             study.enqueue_trial(frozen.params, user_attrs=retry)
         queued = True
     for key, value in (partial or {}).items():
