@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable, Iterator
+from concurrent.futures import as_completed
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +31,41 @@ BASELINE_STUDY = "oneshot_lm.mobile_100M.supernet_brief.trained.confirm"
 
 
 def _train(arch: dict[str, Any], evaluator: str, factor: float, seed: int, out: str) -> dict:
-    import torch
-
     from archsearch.confirm.runs import confirm_recipe, train_run
     from archsearch.evaluate.recipe import load_recipe
 
-    torch.set_num_threads(1)
     recipe = confirm_recipe(load_recipe(evaluator), factor, seed)
     return train_run(arch, recipe, out, threads=1)
+
+
+def train_into(
+    journal: Path,
+    jobs: list[dict[str, Any]],
+    evaluator: str,
+    workers: int,
+    out_of: Callable[[dict[str, Any]], str],
+) -> Iterator[dict[str, Any]]:
+    """Train each job (``arch``, ``factor``, ``seed`` and what else its journal line keeps) as
+    confirm does, on ``workers`` one-thread processes, into checkpoint folder ``out_of(job)``;
+    append each finished run to ``journal`` as the job plus ``val_bpb`` and ``wall_s`` (and
+    ``failed``), and yield that line."""
+    from archsearch.evaluate.workers import torch_pool
+
+    with torch_pool(max(1, min(workers, len(jobs) or 1))) as pool:
+        futures = {
+            pool.submit(
+                _train, job["arch"], evaluator, job["factor"], job["seed"], out_of(job)
+            ): job
+            for job in jobs
+        }
+        for future in as_completed(futures):
+            job, outcome = futures[future], future.result()
+            line = {**job, "val_bpb": outcome.get("val_bpb"), "wall_s": outcome.get("wall_s")}
+            if "failed" in outcome:
+                line["failed"] = outcome["failed"]
+            with journal.open("a") as handle:
+                handle.write(json.dumps(line) + "\n")
+            yield line
 
 
 def _key(line: dict[str, Any]) -> str:
@@ -74,28 +101,13 @@ def main() -> None:
             line["factor"] = args.factor
             if _key(line) not in done:
                 jobs.append(line)
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max(1, min(args.workers, len(jobs) or 1)), mp_context=context) as pool:
-        futures = {
-            pool.submit(
-                _train,
-                job["arch"],
-                args.evaluator,
-                args.factor,
-                job["seed"],
-                f"{args.folder}/trial{job['trial']}-seed{job['seed']}-x{args.factor:g}",
-            ): job
-            for job in jobs
-        }
-        for future in as_completed(futures):
-            job, outcome = futures[future], future.result()
-            line = {**job, "val_bpb": outcome.get("val_bpb"), "wall_s": outcome.get("wall_s")}
-            if "failed" in outcome:
-                line["failed"] = outcome["failed"]
-            with JOURNAL.open("a") as handle:
-                handle.write(json.dumps(line) + "\n")
-            done[_key(line)] = line
-            print(f"trial {job['trial']} seed {job['seed']}: {line['val_bpb']}", flush=True)
+
+    def out_of(job: dict[str, Any]) -> str:
+        return f"{args.folder}/trial{job['trial']}-seed{job['seed']}-x{args.factor:g}"
+
+    for line in train_into(JOURNAL, jobs, args.evaluator, args.workers, out_of):
+        done[_key(line)] = line
+        print(f"trial {line['trial']} seed {line['seed']}: {line['val_bpb']}", flush=True)
 
     stored = optuna.load_study(study_name=BASELINE_STUDY, storage=f"sqlite:///{BASELINES}")
     baselines: dict[str, dict[int, float]] = {}

@@ -8,10 +8,11 @@ default run can only beat both baselines with a model near it. This benchmark ke
 (`benchmarks/confirm/neighbours.jsonl`, one training run per line: name, architecture, budget
 factor, seed, validation bpb) of mutations of the Lite Transformer of `oneshot_lm` at
 `mobile_100M` (`archsearch/search/mutations.py`: one or two decisions redrawn), trained with
-`lm_brief_synflow`'s training at 1x (brief), 2x and 8x its budget through confirm's own
-`confirm_recipe` and `train_run`. It prints, for every journalled model, each budget's bpb and
-its difference from the Lite Transformer's (same seed), its supernet scores on the cached
-supernet of `supernet_brief` (raw, less family offsets, fine-tuned 40 steps), and the Kendall
+`lm_brief_synflow`'s training at 1x (brief), 2x and 8x its budget as
+`benchmarks/confirm_candidate.py` trains (confirm's own `confirm_recipe` and `train_run`). It
+prints, for every journalled model, each budget's bpb and its difference from the Lite
+Transformer's (same seed), its supernet scores on the cached supernet of `supernet_brief` (raw,
+less family offsets, fine-tuned 40 steps), and the Kendall
 tau of each cheap score against 8x seed 0 over the models that have it.
 
 `--sample N --seed K` adds N new mutations (named `mK-i`) and brief-trains them; `--train NAME
@@ -27,28 +28,17 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import multiprocessing
 import random
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 JOURNAL = ROOT / "benchmarks" / "confirm" / "neighbours.jsonl"
 EVALUATOR = "lm_brief_synflow"
-
-
-def _train(arch: dict[str, Any], factor: float, seed: int, out: str) -> dict[str, Any]:
-    import torch
-
-    from archsearch.confirm.runs import confirm_recipe, train_run
-    from archsearch.evaluate.recipe import load_recipe
-
-    torch.set_num_threads(1)
-    return train_run(arch, confirm_recipe(load_recipe(EVALUATOR), factor, seed), out, threads=1)
 
 
 def _read() -> list[dict[str, Any]]:
@@ -68,24 +58,13 @@ def _lite() -> tuple[Any, Any, dict[str, Any]]:
 
 
 def _run(jobs: list[dict[str, Any]], workers: int) -> None:
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max(1, min(workers, len(jobs) or 1)), mp_context=context) as pool:
-        futures = {
-            pool.submit(
-                _train,
-                job["arch"],
-                job["factor"],
-                job["seed"],
-                f"runs/neighbours/{job['name']}-x{job['factor']:g}-s{job['seed']}",
-            ): job
-            for job in jobs
-        }
-        for future in as_completed(futures):
-            job, outcome = futures[future], future.result()
-            line = {**job, "val_bpb": outcome.get("val_bpb"), "wall_s": outcome.get("wall_s")}
-            with JOURNAL.open("a") as handle:
-                handle.write(json.dumps(line) + "\n")
-            print(f"{job['name']} x{job['factor']:g} seed {job['seed']}: {line['val_bpb']}")
+    from confirm_candidate import train_into
+
+    def out_of(job: dict[str, Any]) -> str:
+        return f"runs/neighbours/{job['name']}-x{job['factor']:g}-s{job['seed']}"
+
+    for line in train_into(JOURNAL, jobs, EVALUATOR, workers, out_of):
+        print(f"{line['name']} x{line['factor']:g} seed {line['seed']}: {line['val_bpb']}")
 
 
 def _supernet_scores(archs: dict[str, dict[str, Any]], workers: int) -> dict[str, dict]:
