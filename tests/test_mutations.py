@@ -14,7 +14,8 @@ from archsearch.profiles import load_profile
 from archsearch.search import trial_attrs as attrs
 from archsearch.search.baselines import design_baselines
 from archsearch.search.mutations import arch_key, decisions, mutations, values_of
-from archsearch.search.refine import PLAN_ATTR, plan_round, queue_round, trial_params
+from archsearch.search.refine import PLAN_ATTR, plan_round, queue_round
+from archsearch.search.trials import trial_params
 from archsearch.search.verdict import judge
 from archsearch.space import load_space
 from archsearch.space.draws import RandomDraws

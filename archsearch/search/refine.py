@@ -21,15 +21,9 @@ from optuna.trial import TrialState
 from archsearch.search import trial_attrs as attrs
 from archsearch.search.mutations import arch_key, mutations, values_of
 from archsearch.search.resume import recover_interrupted, trained_count
-from archsearch.search.trials import baseline_name, best_trial
+from archsearch.search.trials import baseline_name, best_trial, trial_params
 
 PLAN_ATTR = "refine"  # on the companion study: one {"parent", "params"} per round, in order
-
-
-def trial_params(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
-    """A trial's Optuna parameters; for one still waiting in the queue, those it was enqueued
-    with (Optuna keeps them aside until the trial runs)."""
-    return dict(trial.params or trial.system_attrs.get("fixed_params", {}))
 
 
 def plan_round(

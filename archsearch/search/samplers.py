@@ -25,6 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from archsearch.errors import InputError
 from archsearch.search.defaults import SAMPLERS
+from archsearch.search.trials import trial_params
 from archsearch.space import SearchSpace
 
 GRID_LIMIT = 10_000  # configurations; a grid beyond this would take weeks of brief trainings
@@ -195,10 +196,7 @@ class GridSampler(PicklesWithoutLocks, optuna.samplers.BaseSampler):
         if self._taken is None:
             self._taken = set()
             for trial in study.get_trials(deepcopy=False):
-                if trial.state == TrialState.WAITING:
-                    self._taken.add(_key(trial.system_attrs.get("fixed_params", {})))
-                else:
-                    self._taken.add(_key(trial.params))
+                self._taken.add(_key(trial_params(trial)))
         return self._taken
 
 

@@ -56,6 +56,14 @@ def objective_values(study: optuna.Study, trial: FrozenTrial) -> dict[str, float
     return dict(zip(objective_names(study), trial.values, strict=False))
 
 
+def trial_params(trial: FrozenTrial) -> dict[str, Any]:
+    """A trial's Optuna parameters; for one still waiting in the queue, those it was enqueued
+    with (Optuna keeps them aside, as the system attribute ``fixed_params``, until it runs)."""
+    if trial.state == TrialState.WAITING:
+        return dict(trial.system_attrs.get("fixed_params", {}))
+    return dict(trial.params)
+
+
 def baseline_name(trial: FrozenTrial) -> str | None:
     name = trial.user_attrs.get(attrs.BASELINE)
     return str(name) if name else None
