@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from archsearch.profiles import Profile
@@ -34,48 +34,51 @@ class _Redraw(RandomDraws):
         self.parent, self.redraw = parent, redraw
         self.params: dict[str, Any] = {}
 
-    def _kept(self, name: str) -> bool:
-        return name in self.parent and name not in self.redraw
-
-    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
-        keep = self._kept(name) and self.parent[name] in choices
-        value = self.parent[name] if keep else super().suggest_categorical(name, choices)
+    def _take(self, name: str, fits: Callable[[Any], bool], fresh: Callable[[], Any]) -> Any:
+        """The parent's value of ``name`` where kept and still in the domain, else ``fresh()``
+        (only then: the draws of the other decisions stay as they were); recorded."""
+        kept = name in self.parent and name not in self.redraw and fits(self.parent[name])
+        value = self.parent[name] if kept else fresh()
         self.params[name] = value
         return value
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        def fresh() -> Any:
+            return RandomDraws.suggest_categorical(self, name, choices)
+
+        return self._take(name, lambda value: value in choices, fresh)
 
     def suggest_int(
         self, name: str, low: int, high: int, *, step: int = 1, log: bool = False
     ) -> int:
-        keep = self._kept(name) and low <= self.parent[name] <= high
-        value = (
-            self.parent[name] if keep else super().suggest_int(name, low, high, step=step, log=log)
-        )
-        self.params[name] = value
-        return value
+        def fresh() -> int:
+            return RandomDraws.suggest_int(self, name, low, high, step=step, log=log)
+
+        return self._take(name, lambda value: low <= value <= high, fresh)
 
     def suggest_float(
         self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False
     ) -> float:
-        keep = self._kept(name) and low <= self.parent[name] <= high
-        value = (
-            self.parent[name]
-            if keep
-            else super().suggest_float(name, low, high, step=step, log=log)
-        )
-        self.params[name] = value
-        return value
+        def fresh() -> float:
+            return RandomDraws.suggest_float(self, name, low, high, step=step, log=log)
+
+        return self._take(name, lambda value: low <= value <= high, fresh)
+
+
+def _replay(space: SearchSpace, params: Mapping[str, Any]) -> tuple[_Redraw, dict[str, Any]]:
+    """The space's draw of ``params``: the draw (its decisions) and the values it gives."""
+    draw = _Redraw(random.Random(0), params, ())
+    return draw, space.suggest(draw)
 
 
 def decisions(space: SearchSpace, params: Mapping[str, Any]) -> list[str]:
     """The Optuna parameter names the space's draw of ``params`` asks for, in draw order."""
-    draw = _Redraw(random.Random(0), params, ())
-    space.suggest(draw)
-    return list(draw.params)
+    return list(_replay(space, params)[0].params)
 
 
 def values_of(space: SearchSpace, params: Mapping[str, Any]) -> dict[str, Any]:
     """The space values of a trial's Optuna parameters (``params`` complete, as a trial's are)."""
-    return space.suggest(_Redraw(random.Random(0), params, ()))
+    return _replay(space, params)[1]
 
 
 def arch_key(values: Mapping[str, Any]) -> str:
@@ -94,8 +97,9 @@ def mutations(
     """Up to ``count`` distinct mutations of ``parent`` (Optuna parameters), each valid and
     within the profile's budgets, none whose architecture is in ``taken`` (``arch_key`` texts)
     or is the parent's own. Fewer when the space has fewer such neighbours."""
-    names = decisions(space, parent)
-    seen = set(taken) | {arch_key(values_of(space, parent))}
+    replayed, parent_values = _replay(space, parent)
+    names = list(replayed.params)
+    seen = set(taken) | {arch_key(parent_values)}
     found: list[dict[str, Any]] = []
     for _ in range(ATTEMPTS * count):
         if len(found) == count or not names:
