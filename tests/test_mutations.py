@@ -71,7 +71,7 @@ def test_mutations_change_one_or_two_decisions_and_stay_valid_in_budget(oneshot)
     parents += [p for p, v in drawn if judge(space, profile, v).trainable][:4]
     assert len(parents) == 6
     for number, parent in enumerate(parents):
-        assert decisions(space, parent) == list(values_params(space, parent))
+        assert set(decisions(space, parent)) <= set(parent)  # a parent sets every decision
         found = mutations(space, profile, parent, 12, random.Random(number))
         assert len(found) == 12
         keys = {arch_key(values_of(space, m)) for m in found}
@@ -84,11 +84,6 @@ def test_mutations_change_one_or_two_decisions_and_stay_valid_in_budget(oneshot)
             changed = [n for n in parent if n in child and child[n] != parent[n]]
             assert len(changed) <= 2
             assert changed or set(child) != set(parent)
-
-
-def values_params(space, params):
-    """``params`` restricted to the decisions the space's draw of them asks for."""
-    return {name: params[name] for name in decisions(space, params)}
 
 
 def test_mutations_skip_taken_architectures(oneshot):
