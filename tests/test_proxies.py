@@ -96,6 +96,21 @@ def test_synflow_scores_performer_as_the_same_weights_with_full_attention(layers
     assert synflow_score(performer, batch) == pytest.approx(synflow_score(full, batch), abs=1e-6)
 
 
+def test_synflow_scores_a_gated_ffn_as_the_dense_ffn_of_its_value_path() -> None:
+    """The gate's product would square the flow (and overflow a deep model): synflow takes the
+    gate as ones, so a gated model scores exactly what the dense model with its value and
+    output matrices scores, the gate's weights get no flow, and depth cannot overflow it."""
+    batch = proxy_batch(_recipe())
+    shape = {"n_layers": 2, "d_model": 64, "heads": 2}
+    gated = _model(ffn="glu", **shape)
+    dense = _model(ffn="dense", **shape)
+    missing, unexpected = dense.load_state_dict(gated.state_dict(), strict=False)
+    assert not missing and all(".ffn.gate." in name for name in unexpected)
+    assert synflow_score(gated, batch) == pytest.approx(synflow_score(dense, batch), abs=1e-9)
+    deep = _model(ffn="glu", n_layers=12, d_model=256, heads=4)
+    assert math.isfinite(synflow_score(deep, batch))
+
+
 def test_synflow_grows_with_depth_and_leaves_the_model_alone() -> None:
     """With absolute weights every residual branch adds non-negative flow."""
     batch = proxy_batch(_recipe())
@@ -155,9 +170,10 @@ def test_jacob_cov_punishes_examples_the_model_cannot_tell_apart() -> None:
         {"memory": "xl", "mem_len": 8},
         {"attention": "local", "window": 4},
         {"ffn": "switch_moe", "experts": 2},
+        {"ffn": "glu"},
         {"embed_dim": 16},
     ],
-    ids=["full", "xl-memory", "local", "moe", "factorized"],
+    ids=["full", "xl-memory", "local", "moe", "glu", "factorized"],
 )
 def test_every_proxy_is_finite_and_deterministic(changes: dict[str, Any]) -> None:
     config, recipe = _config(**changes), _recipe()

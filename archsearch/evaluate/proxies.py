@@ -25,6 +25,10 @@ training.
   exponential features turn the rounding error of that zero into flows of e^90 (a 7-layer
   model with two Performer layers scored 156 where the same model with full attention scores
   65), so synflow cuts Performer's query and key paths, which leaves the analytic value.
+  A gated FFN (GLU) multiplies two paths, so its flow would be their product (a 6-layer Lite
+  Transformer with gated FFNs overflowed float64, and 2 gated layers of 4 moved a model's score
+  from 50 to 96); synflow takes its gate as ones, which scores it by its value path like the
+  dense FFN of the same weights, and leaves the gate's weights without flow.
 - ``grad_norm``: the L2 norm of the gradient of the training loss (plus auxiliary loss) over
   every parameter, i.e. the size of the first training step's gradient before clipping.
 - ``jacob_cov`` (Mellor et al. 2020, v1): the per-example Jacobians of the summed logits with
@@ -68,6 +72,11 @@ JACOB_COV_K = 1e-5
 def _cut_query_key_classes() -> tuple[type, ...]:
     """Attention modules whose query/key paths synflow cuts (their specs say why)."""
     return tuple(spec.module_class() for spec in all_specs() if spec.probe_cuts_query_key)
+
+
+def _cut_gate_classes() -> tuple[type, ...]:
+    """Gated modules whose gate (``act``) synflow takes as ones (their specs say why)."""
+    return tuple(spec.module_class() for spec in all_specs() if spec.probe_cuts_gate)
 
 
 def proxy_batch(recipe: Recipe) -> Batch:
@@ -185,6 +194,11 @@ def synflow_score(
         if isinstance(module, _cut_query_key_classes())
         for projection in (module.proj.q, module.proj.k)
     ]
+    handles += [
+        module.act.register_forward_hook(_ones)
+        for module in linear.modules()
+        if isinstance(module, _cut_gate_classes())
+    ]
     probe = Batch(
         inputs=torch.zeros_like(batch.inputs[:1]),
         targets=batch.targets[:1],
@@ -295,6 +309,11 @@ def _ones_instead_of_embedding(model: nn.Module) -> list[torch.utils.hooks.Remov
     if getattr(model, "source_embed", None) is not None:
         tables.append(model.source_embed.table)
     return [table.register_forward_hook(ones) for table in tables]
+
+
+def _ones(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+    """Ones in place of the module's output, with no path back: a gate that lets through."""
+    return torch.ones_like(output)
 
 
 def _no_flow(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:

@@ -119,6 +119,9 @@ class FamilySpec:
     supernet_probe: tuple[str, ...] = ()
     # Synflow's all-ones probe: cut the query/key paths (exponential feature maps overflow).
     probe_cuts_query_key: bool = False
+    # Synflow's all-ones probe: its module's ``act`` (a gate) gives ones, so a gated FFN is
+    # scored by its value path like the dense FFN (the product of two paths squares the flow).
+    probe_cuts_gate: bool = False
     # Named example settings: "tests", "calibration", "benchmark", "separation", "scaling".
     examples: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 

@@ -23,6 +23,7 @@ FAMILY_MODULES = (
     "dense",
     "switch_moe",
     "sparse",
+    "glu",
 )
 MEMORY_MODULE = "memory"
 
