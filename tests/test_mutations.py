@@ -1,19 +1,29 @@
 """Mutations (the refine stage's neighbours) and the refine plan: each mutation is a valid,
-in-budget architecture one or two decisions away from its parent, none repeats a trial, and a
-round's plan is made once and enqueued once however often the run is resumed."""
+in-budget architecture one or two decisions away from its parent (or one parameter changed in
+every layer), none repeats a trial, a pool is ranked by its scores, and a round's plan is made
+once and enqueued once however often the run is resumed."""
 
 from __future__ import annotations
 
+import math
 import random
 from types import SimpleNamespace
 
 import optuna
 import pytest
 
+from archsearch.config import ArchConfig
 from archsearch.profiles import load_profile
 from archsearch.search import trial_attrs as attrs
 from archsearch.search.baselines import design_baselines
-from archsearch.search.mutations import arch_key, decisions, mutations, values_of
+from archsearch.search.mutations import (
+    arch_key,
+    decisions,
+    mutations,
+    neighbour_pool,
+    stack_neighbours,
+    values_of,
+)
 from archsearch.search.refine import PLAN_ATTR, plan_round, queue_round
 from archsearch.search.trials import trial_params
 from archsearch.search.verdict import judge
@@ -94,6 +104,108 @@ def test_mutations_skip_taken_architectures(oneshot):
     again = mutations(space, profile, parent, 10, random.Random(1), taken)
     assert len(again) == 10
     assert not taken & {arch_key(values_of(space, m)) for m in again}
+
+
+def _changed(parent: dict, child: dict) -> dict:
+    """Keys whose values differ between two space-value dicts (None where one lacks it)."""
+    return {k: child.get(k) for k in parent.keys() | child.keys() if parent.get(k) != child.get(k)}
+
+
+def test_stack_neighbours_set_one_parameter_in_every_layer(oneshot):
+    space, profile = oneshot
+    baselines = {b.name: b for b in design_baselines(space, profile)}
+    for name, baseline in baselines.items():
+        parent = values_of(space, baseline.params)
+        found = stack_neighbours(space, profile, baseline.params, random.Random(0))
+        keys = [arch_key(values_of(space, child)) for child in found]
+        assert len(set(keys)) == len(keys) and arch_key(parent) not in keys
+        covered = set()
+        for child in found:
+            values = values_of(space, child)
+            assert judge(space, profile, values).trainable
+            changed = _changed(parent, values)
+            if "n_layers" in changed:  # depth: every list cut, or grown by its last layer
+                for key, value in changed.items():
+                    if isinstance(parent.get(key), list):
+                        n, old = values["n_layers"], parent[key]
+                        assert value == (old + [old[-1]] * n)[:n]
+                covered.add(("n_layers", values["n_layers"]))
+                continue
+            # one parameter of both draws differs, and what it switched on or off; every list
+            # it changed holds one value: the whole stack changed at once
+            both = [k for k in changed if k in parent and values.get(k) is not None]
+            assert len(both) == 1, changed
+            value = values[both[0]]
+            if isinstance(value, list):
+                assert len(set(map(str, value))) == 1
+                value = value[0]
+            assert all(k not in parent or k not in values for k in changed if k != both[0])
+            covered.add((both[0], value))
+        if name == "lite_transformer":  # every other value of these, all valid and in budget
+            wanted = {("ffn", v) for v in ("glu", "switch_moe", "sparse")}
+            wanted |= {("n_layers", n) for n in (2, 3, 4, 5)} | {("heads", 2), ("heads", 8)}
+            assert wanted <= covered
+            glu = next(c for c in found if values_of(space, c).get("ffn") == ["glu"] * 6)
+            lite = space.to_config(parent).to_dict()
+            built = space.to_config(values_of(space, glu))
+            assert built == ArchConfig.from_dict({**lite, "ffn": "glu"})
+
+
+def test_a_pool_holds_the_stack_neighbours_then_random_mutations(oneshot):
+    space, profile = oneshot
+    parent = design_baselines(space, profile)[1].params
+    stack = stack_neighbours(space, profile, parent, random.Random(1))  # the pools' draws
+    stack_keys = {arch_key(values_of(space, c)) for c in stack}
+    small = neighbour_pool(space, profile, parent, 5, random.Random(1))
+    assert len(small) == 5 and {arch_key(values_of(space, c)) for c in small} <= stack_keys
+    big = neighbour_pool(space, profile, parent, len(stack) + 6, random.Random(1))
+    keys = [arch_key(values_of(space, c)) for c in big]
+    assert len(set(keys)) == len(big) == len(stack) + 6
+    assert set(keys[: len(stack)]) == stack_keys and not set(keys[len(stack) :]) & stack_keys
+    for child in big[len(stack) :]:  # the random ones: one or two decisions
+        changed = [n for n in parent if n in child and child[n] != parent[n]]
+        assert 0 < len(changed) <= 2 or set(child) != set(parent)
+
+
+def test_a_ranked_round_trains_the_pools_best_scores_and_scores_once(oneshot, tmp_path):
+    space, profile = oneshot
+    inputs = SimpleNamespace(space=space, profile=profile)
+    study = optuna.create_study(
+        storage=f"sqlite:///{tmp_path / 's.db'}", directions=["minimize", "minimize"]
+    )
+    study.set_user_attr("objectives", ["val_bpb", "macs"])
+    lite = design_baselines(space, profile)[1]
+    study.enqueue_trial(lite.params)
+    trial = study.ask()
+    space.suggest(trial)
+    trial.set_user_attr(attrs.STATUS, attrs.COMPLETE)
+    study.tell(trial, [3.0, 1e6])
+    calls = []
+
+    def score(archs):  # one failure, the rest by width x depth (an order the test knows)
+        calls.append(len(archs))
+        out = [(float(a["d_model"] * a["n_layers"]), "") for a in archs]
+        out[0] = (math.nan, "RuntimeError: broke")
+        return out
+
+    plan = plan_round(study, inputs, 2, seed=0, round_=0, pool=8, score=score)
+    assert calls == [8] and len(plan["pool"]) == 8
+    assert plan["pool"][0] == {
+        **plan["pool"][0],
+        "finetuned_bpb": None,
+        "failed": "RuntimeError: broke",
+    }
+    finite = sorted(
+        (e for e in plan["pool"] if e["finetuned_bpb"] is not None),
+        key=lambda e: e["finetuned_bpb"],
+    )
+    assert plan["params"] == [e["params"] for e in finite[:2]]
+    assert plan["finetuned_bpb"] == [e["finetuned_bpb"] for e in finite[:2]]
+    assert plan_round(study, inputs, 2, seed=0, round_=0, pool=8, score=score) == plan
+    assert calls == [8]  # a resumed run re-reads the plan: nothing scored again
+    assert queue_round(study, plan, 0) == 2
+    waiting = [t for t in study.trials if t.state == optuna.trial.TrialState.WAITING]
+    assert sorted(t.user_attrs[attrs.FINETUNED_BPB] for t in waiting) == plan["finetuned_bpb"]
 
 
 def test_a_round_is_planned_once_from_the_best_trial_and_queued_once(oneshot, tmp_path):

@@ -4,6 +4,7 @@ scores with them and picks its finalists per attention family."""
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
@@ -135,11 +136,27 @@ def test_offsets_and_refine_settings_are_checked_and_leave_the_cache_key():
     with pytest.raises(InputError) as info:
         Recipe.from_dict({**TUNED, "supernet": {**TUNED["supernet"], "finalists_by": "best"}})
     assert info.value.key == "supernet.finalists_by"
-    for key, bad in (("refine", -1), ("refine_rounds", 0), ("refine", "two")):
+    for key, bad in (
+        ("refine", -1),
+        ("refine_rounds", 0),
+        ("refine", "two"),
+        ("refine_pool", -3),
+    ):
         with pytest.raises(InputError) as info:
             Recipe.from_dict({**TUNED, "supernet": {**TUNED["supernet"], key: bad}})
         assert info.value.key == f"supernet.{key}"
-    later = {"offsets": True, "finalists_by": "family", "refine": 2, "refine_rounds": 3}
+    with pytest.raises(InputError) as info:
+        Recipe.from_dict(
+            {**TUNED, "supernet": {**TUNED["supernet"], "finetune_steps": 0, "refine_pool": 8}}
+        )
+    assert info.value.key == "supernet.refine_pool" and "finetune_steps" in info.value.message
+    later = {
+        "offsets": True,
+        "finalists_by": "family",
+        "refine": 2,
+        "refine_rounds": 3,
+        "refine_pool": 8,
+    }
     on = Recipe.from_dict({**TUNED, "supernet": {**TUNED["supernet"], **later}})
     assert supernet_key(space, on) == supernet_key(space, Recipe.from_dict(TUNED))
 
@@ -162,7 +179,13 @@ def test_run_scores_with_offsets_picks_each_familys_best_and_refines_the_winner(
     from archsearch.search.trials import attention_family, baseline_name, is_usable
 
     options = supernet_search_options(
-        tmp_path, monkeypatch, trials=12, offsets=True, finalists_by="family", refine=2
+        tmp_path,
+        monkeypatch,
+        trials=12,
+        offsets=True,
+        finalists_by="family",
+        refine=2,
+        refine_pool=4,
     )
     run_search(options)
     study = optuna.load_study(study_name="s", storage=options.storage)
@@ -192,10 +215,23 @@ def test_run_scores_with_offsets_picks_each_familys_best_and_refines_the_winner(
     expected = [t.number for t in best.values()][:3]
     assert set(expected) <= picked and len(picked) == min(3, len(candidates))
 
-    # refine: two mutations of the best of the finalists and baselines, trained like them
+    # refine: the two best by fine-tuned score of four neighbours of the best of the
+    # finalists and baselines, trained like them
     plan = companion.user_attrs[PLAN_ATTR][0]
     mutants = [t for t in companion.trials if attrs.MUTATION_OF in t.user_attrs]
-    assert len(mutants) == len(plan["params"]) == 2
+    assert len(mutants) == len(plan["params"]) == 2 and len(plan["pool"]) == 4
+    pooled = sorted(plan["pool"], key=lambda e: e["finetuned_bpb"])
+    assert plan["params"] == [e["params"] for e in pooled[:2]]
+    from archsearch.search.mutations import values_of
+
+    for entry in pooled[:1] + pooled[-1:]:  # the scores are fine-tuned ones (this process)
+        config = inputs.space.to_config(values_of(inputs.space, entry["params"]))
+        again = finetuned_from_file(path, config, inputs.recipe)
+        assert entry["finetuned_bpb"] == pytest.approx(again, abs=1e-6)
+    scores = {json.dumps(e["params"], sort_keys=True): e["finetuned_bpb"] for e in pooled}
+    for trial in mutants:
+        key = json.dumps(trial.params, sort_keys=True)
+        assert trial.user_attrs[attrs.FINETUNED_BPB] == pytest.approx(scores[key])
     first = [t for t in companion.trials if t.number < min(m.number for m in mutants)]
     parent = min(
         (t for t in first if is_usable(t)), key=lambda t: (t.values[0], t.values[1], t.number)
@@ -205,7 +241,7 @@ def test_run_scores_with_offsets_picks_each_familys_best_and_refines_the_winner(
         assert trial.user_attrs[attrs.MUTATION_OF] == parent.number
         assert trial.params in plan["params"] and trial.params != parent.params
         assert is_usable(trial) and trial.user_attrs[attrs.STEPS] > 0  # trained from scratch
-    assert "refine round 1: training 2 mutation(s)" in out.getvalue()
+    assert "refine round 1: training the best 2 by fine-tuned score of 4" in out.getvalue()
     rows = pareto_front(companion)  # the front names what each mutation mutates
     on_front = [row for row in rows if row.number in {m.number for m in mutants}]
     assert all(row.mutation_of == parent.number for row in on_front)

@@ -198,9 +198,12 @@ class SupernetSettings:
     # fine-tune repairs for each layer kind, measured once per kind on the run's supernet
     offsets: bool = False
     # after the finalists (archsearch/search/refine.py): ``refine_rounds`` rounds, each training
-    # ``refine`` mutations of the best trained model so far with the finalists' recipe (0: none)
+    # ``refine`` mutations of the best trained model so far with the finalists' recipe (0: none);
+    # with ``refine_pool``, the ``refine`` best by fine-tuned score of that many neighbours (its
+    # whole-stack ones first), else ``refine`` random ones
     refine: int = 0
     refine_rounds: int = 1
+    refine_pool: int = 0
 
     def __post_init__(self) -> None:
         _integer(self, "finetune_steps", minimum=0)
@@ -223,6 +226,12 @@ class SupernetSettings:
         _integer(self, "finalists", minimum=0)
         _integer(self, "refine", minimum=0)
         _integer(self, "refine_rounds", minimum=1)
+        _integer(self, "refine_pool", minimum=0)
+        if self.refine_pool and not self.finetune_steps:
+            raise InputError(
+                "ranks neighbours by fine-tuning them: set finetune_steps > 0 too",
+                key="refine_pool",
+            )
         if self.finalists_by not in FINALIST_RULES:
             raise InputError(
                 f"must be one of {', '.join(FINALIST_RULES)}, got {self.finalists_by!r}",

@@ -14,6 +14,7 @@ shortlist), and each study names the other (study attributes ``finalists`` and
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import optuna
@@ -80,6 +81,23 @@ def queue_finalists(
     return enqueued
 
 
+def _pool_scorer(inputs: Any, workers: int, say: Callable[[str], None]) -> Any:
+    """Refine's scorer: architectures' fine-tuned scores on the run's supernet."""
+
+    def score(archs: Sequence[dict[str, Any]]) -> list[tuple[float, str]]:
+        from archsearch.search.shortlist import scored_archs
+        from archsearch.supernet.store import ensure_supernet
+
+        say(
+            f"refine: fine-tuning {len(archs)} neighbour(s) for "
+            f"{inputs.recipe.supernet.finetune_steps} steps each to rank them"
+        )
+        supernet = ensure_supernet(inputs.space, inputs.recipe, log=say)
+        return scored_archs(supernet, archs, inputs.recipe, workers)
+
+    return score
+
+
 def run_finalists(options: Any, inputs: Any, study_name: str, count: int, console: Any) -> Any:
     """Train ``count`` finalists of the supernet study ``study_name`` and the baselines in its
     companion study, then the recipe's refine rounds (``refine.py``); returns that search's
@@ -135,7 +153,14 @@ def run_finalists(options: Any, inputs: Any, study_name: str, count: int, consol
     from archsearch.search.refine import run_refine
 
     refined = run_refine(
-        trained_options, trained_inputs, name, settings.refine, settings.refine_rounds, console
+        trained_options,
+        trained_inputs,
+        name,
+        settings.refine,
+        settings.refine_rounds,
+        console,
+        settings.refine_pool,
+        _pool_scorer(inputs, options.workers, console.print),
     )
     if refined is None:
         return summary

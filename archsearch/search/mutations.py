@@ -7,6 +7,11 @@ it at 8x), while brief training does tell neighbours apart. So the refine stage
 grew from the Transformer. A mutation redraws ``changes`` of the decisions the parent's own
 draw made (a layer's family, its split, the depth, ...): a decision the change switches on (a
 new family's window, a new layer's width) is drawn fresh, every other one is the parent's.
+
+Hand-designed models are uniform stacks, and one layer changed moves them little, so
+``stack_neighbours`` lists the other kind of neighbour: one parameter set to each other value
+of its domain in every layer at once (every layer's FFN gated, every layer's heads 8, depth 4),
+what it switches on drawn once for the whole stack.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from archsearch.profiles import Profile
 from archsearch.search.verdict import judge
 from archsearch.space import SearchSpace
 from archsearch.space.draws import RandomDraws
+from archsearch.space.params import Param
 
 CHANGES = (1, 2)  # decisions a mutation redraws, drawn uniformly
 ATTEMPTS = 50  # draws per wanted mutation before giving up (a space with few neighbours)
@@ -29,17 +35,35 @@ class _Redraw(RandomDraws):
     """The parent's value of every decision but those in ``redraw`` (and those it lacks);
     records each decision's name and value, the Optuna parameters of the result."""
 
-    def __init__(self, rng: random.Random, parent: Mapping[str, Any], redraw: Collection[str]):
+    def __init__(
+        self,
+        rng: random.Random,
+        parent: Mapping[str, Any],
+        redraw: Collection[str],
+        stack: tuple[str, Any] | None = None,
+    ):
         super().__init__(rng)
-        self.parent, self.redraw = parent, redraw
+        self.parent, self.redraw, self.stack = parent, redraw, stack
         self.params: dict[str, Any] = {}
+        self.last: dict[str, Any] = {}  # stack mode: each parameter's latest value
 
     def _take(self, name: str, fits: Callable[[Any], bool], fresh: Callable[[], Any]) -> Any:
         """The parent's value of ``name`` where kept and still in the domain, else ``fresh()``
-        (only then: the draws of the other decisions stay as they were); recorded."""
-        kept = name in self.parent and name not in self.redraw and fits(self.parent[name])
-        value = self.parent[name] if kept else fresh()
-        self.params[name] = value
+        (only then: the draws of the other decisions stay as they were); recorded.
+
+        In stack mode (``stack`` = (parameter, value)), that parameter takes that value in
+        every layer, and a decision the parent lacks (a new layer's, one the change switches
+        on) takes the same parameter's previous layer's value, so the stack stays uniform."""
+        group = parameter_of(name)
+        if self.stack is not None and group == self.stack[0] and fits(self.stack[1]):
+            value = self.stack[1]
+        elif name in self.parent and name not in self.redraw and fits(self.parent[name]):
+            value = self.parent[name]
+        elif self.stack is not None and group in self.last and fits(self.last[group]):
+            value = self.last[group]
+        else:
+            value = fresh()
+        self.params[name] = self.last[group] = value
         return value
 
     def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
@@ -81,6 +105,24 @@ def values_of(space: SearchSpace, params: Mapping[str, Any]) -> dict[str, Any]:
     return _replay(space, params)[1]
 
 
+def parameter_of(name: str) -> str:
+    """The space parameter of a decision: ``ffn.3`` (layer 3's) -> ``ffn``, ``n_layers`` ->
+    ``n_layers``."""
+    head, _, tail = name.rpartition(".")
+    return head if head and tail.isdigit() else name
+
+
+def domain(param: Param) -> list[Any]:
+    """Every value a parameter can take (empty for a continuous float: not listable)."""
+    if param.kind == "choice":
+        return list(param.choices)
+    if param.kind == "int":
+        return list(range(int(param.low), int(param.high) + 1, int(param.step or 1)))
+    if param.step is None:
+        return []
+    return [min(param.low + k * param.step, param.high) for k in range(int(param.size))]
+
+
 def arch_key(values: Mapping[str, Any]) -> str:
     """One text per architecture (its space values), to tell repeats apart."""
     return json.dumps(values, sort_keys=True, default=str)
@@ -113,3 +155,47 @@ def mutations(
         seen.add(key)
         found.append(draw.params)
     return found
+
+
+def stack_neighbours(
+    space: SearchSpace,
+    profile: Profile,
+    parent: Mapping[str, Any],
+    rng: random.Random,
+    taken: Collection[str] = (),
+) -> list[dict[str, Any]]:
+    """Every neighbour of ``parent`` (Optuna parameters) that sets one parameter its draw asks
+    for to another value in every layer (a global one: to another value), in draw order, each
+    valid, within the profile's budgets and not in ``taken`` (``arch_key`` texts). What the
+    change switches on is drawn with ``rng``, once for the whole stack."""
+    replayed, parent_values = _replay(space, parent)
+    seen = set(taken) | {arch_key(parent_values)}
+    found: list[dict[str, Any]] = []
+    for name in dict.fromkeys(parameter_of(n) for n in replayed.params):
+        for value in domain(space.params[name]):
+            draw = _Redraw(rng, parent, (), stack=(name, value))
+            values = space.suggest(draw)
+            key = arch_key(values)
+            if key in seen or not judge(space, profile, values).trainable:
+                continue
+            seen.add(key)
+            found.append(draw.params)
+    return found
+
+
+def neighbour_pool(
+    space: SearchSpace,
+    profile: Profile,
+    parent: Mapping[str, Any],
+    size: int,
+    rng: random.Random,
+    taken: Collection[str] = (),
+) -> list[dict[str, Any]]:
+    """``size`` neighbours of ``parent`` to rank: its whole-stack neighbours (a random
+    ``size`` of them, in draw order, where it has more), then random ``mutations`` up to
+    ``size``; fewer where the space has fewer."""
+    stack = stack_neighbours(space, profile, parent, rng, taken)
+    if len(stack) >= size:
+        return [stack[i] for i in sorted(rng.sample(range(len(stack)), size))]
+    held = set(taken) | {arch_key(values_of(space, params)) for params in stack}
+    return stack + mutations(space, profile, parent, size - len(stack), rng, held)

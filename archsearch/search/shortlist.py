@@ -84,6 +84,18 @@ def finetuned_scores(
     return held
 
 
+def scored_archs(
+    supernet: Path, archs: Sequence[dict[str, Any]], recipe: Any, workers: int
+) -> list[tuple[float, str]]:
+    """Each architecture's fine-tuned score and why it failed ('' if it did not; NaN score), in
+    order, computed by ``workers`` processes of one torch thread."""
+    if not archs:
+        return []
+    with torch_pool(max(1, min(workers, len(archs)))) as pool:
+        futures = [pool.submit(_score, supernet, arch, recipe) for arch in archs]
+        return [future.result() for future in futures]
+
+
 def _score(supernet: Path, arch: dict[str, Any], recipe: Any) -> tuple[float, str]:
     """One fine-tuned score in a worker; a failure is returned, not raised (NaN and why)."""
     from archsearch.supernet.finetune import finetuned_from_file

@@ -72,6 +72,7 @@ SCORING_KEYS = (
     "offsets",
     "refine",
     "refine_rounds",
+    "refine_pool",
 )
 
 
