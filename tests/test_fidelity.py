@@ -314,6 +314,7 @@ def test_cli_in_two_processes_matches_the_serial_run(
         ("--factor=1", "--factor"),
         ("--proxies=magic", "--proxies"),
         ("--reference-seeds=0", "--reference-seeds"),
+        ("--sample-space=no_such_space", "no_such_space"),
     ],
 )
 def test_cli_rejects_bad_flags_with_exit_2(
@@ -351,6 +352,26 @@ def test_journal_resumes_an_interrupted_run_without_training_again(tmp_path: Pat
     other = recipe.replace(seed=recipe.seed + 1)
     fresh = run_fidelity(space, profile, other, configs=4, factor=2, proxies=[], journal=journal)
     assert fresh.reused_jobs == 0
+
+
+def test_a_grown_space_is_measured_on_the_references_of_the_space_it_grew_from(
+    tmp_path: Path,
+) -> None:
+    """A space that gained a choice draws another sample; drawn from the space as it was
+    (``sample_space``), the same configurations come back and the journal trains nothing."""
+    space, profile, recipe = _inputs()
+    journal = tmp_path / "fidelity.jsonl"
+    before = run_fidelity(space, profile, recipe, configs=4, factor=2, proxies=[], journal=journal)
+    params = {**WIDE_SPACE["params"], "ffn": {"choice": ["dense", "switch_moe", "glu"]}}
+    grown = SearchSpace.from_dict({**WIDE_SPACE, "name": "micro_grown", "params": params})
+    drawn = [c.arch for c in sample_region(grown, profile, recipe, 4, seed=0)]
+    assert drawn != [r.arch for r in before.results]  # the grown space's own sample differs
+    again = run_fidelity(
+        grown, profile, recipe, configs=4, factor=2, proxies=[], journal=journal, sample_space=space
+    )
+    assert [r.arch for r in again.results] == [r.arch for r in before.results]
+    assert again.reused_jobs == 8 and again.correlations == before.correlations
+    assert again.space == "micro_grown" and again.sample_space == "micro_wide"
 
 
 def test_reference_seeds_average_runs_that_one_seed_runs_would_give(

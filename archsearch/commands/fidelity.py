@@ -61,6 +61,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="JOURNAL",
         help="JSON-lines journal of finished jobs: run again with it to resume or re-print",
     )
+    fidelity.add_argument(
+        "--sample-space",
+        default=None,
+        metavar="SPACE",
+        help="draw the configurations from this space instead of --space (built-in name or "
+        "YAML path; each must be one of --space's): a journal's references, drawn before "
+        "--space grew, measure an evaluator over the grown space without retraining",
+    )
     fidelity.add_argument("--json", action="store_true", help="print the report as JSON")
     fidelity.set_defaults(handler=handle)
 
@@ -92,6 +100,7 @@ def handle(args: argparse.Namespace) -> int:
         progress=progress,
         journal=Path(args.save) if args.save else None,
         reference_seeds=args.reference_seeds,
+        sample_space=load_space(args.sample_space) if args.sample_space else None,
     )
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
@@ -108,6 +117,7 @@ def print_report(report) -> None:
     print(
         f"fidelity of '{report.evaluator}' on space '{report.space}' under '{report.profile}': "
         f"{k} configurations with MACs in [{report.macs_low:,.0f}, {report.macs_budget:,.0f}]"
+        + (f", drawn from space '{report.sample_space}'" if report.sample_space else "")
     )
     seeds = report.reference_seeds
     print(

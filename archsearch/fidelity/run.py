@@ -73,6 +73,7 @@ class FidelityReport:
     recipe: dict[str, Any]
     reused_jobs: int = 0  # read back from the journal instead of run (their CPU is in cpu_s)
     reference_seeds: int = 1  # long runs per configuration, averaged
+    sample_space: str | None = None  # the configurations were drawn from this space instead
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -135,17 +136,21 @@ def run_fidelity(
     progress: Progress | None = None,
     journal: Path | None = None,
     reference_seeds: int = 1,
+    sample_space: SearchSpace | None = None,
 ) -> FidelityReport:
     """Sample, train at both budgets, compute proxies, correlate (module docstring).
 
     ``journal``: a JSON-lines file of finished jobs, read back and appended to (resume).
     ``reference_seeds``: long runs per configuration (recipe seeds counting up from the
     recipe's), ranked by their mean; the first is the same job as with one seed.
+    ``sample_space``: draw the configurations from this space instead of ``space`` (each
+    must be one of ``space``'s): a journal's references drawn before ``space`` grew stay its
+    references, and a supernet recipe is still trained over ``space``.
     """
     proxies = _checked_inputs(space, recipe, proxies, configs, factor, workers, reference_seeds)
     scored_by, recipe = recipe, recipe.training  # jobs are the same with or without a blend
     long_recipe = recipe.replace(token_budget=factor * recipe.token_budget)
-    candidates = sample_region(space, profile, recipe, configs, seed=seed)
+    candidates = sample_region(sample_space or space, profile, recipe, configs, seed=seed)
     results = [FidelityResult(c.arch, c.family, c.macs, c.params) for c in candidates]
     for result in results:
         result.long_runs = [math.nan] * reference_seeds
@@ -198,6 +203,7 @@ def run_fidelity(
         recipe=scored_by.to_dict(),
         reused_jobs=len(reused),
         reference_seeds=reference_seeds,
+        sample_space=sample_space.name if sample_space is not None else None,
     )
 
 
