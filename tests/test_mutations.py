@@ -20,7 +20,6 @@ from archsearch.search.mutations import (
     arch_key,
     decisions,
     mutations,
-    neighbour_pool,
     stack_neighbours,
     values_of,
 )
@@ -117,14 +116,15 @@ def test_stack_neighbours_set_one_parameter_in_every_layer(oneshot):
     for name, baseline in baselines.items():
         parent = values_of(space, baseline.params)
         found = stack_neighbours(space, profile, baseline.params, random.Random(0))
-        keys = [arch_key(values_of(space, child)) for child in found]
+        keys = [arch_key(values_of(space, child)) for _, child in found]
         assert len(set(keys)) == len(keys) and arch_key(parent) not in keys
         covered = set()
-        for child in found:
+        for swapped, child in found:
             values = values_of(space, child)
             assert judge(space, profile, values).trainable
             changed = _changed(parent, values)
             if "n_layers" in changed:  # depth: every list cut, or grown by its last layer
+                assert swapped == "n_layers"
                 for key, value in changed.items():
                     if isinstance(parent.get(key), list):
                         n, old = values["n_layers"], parent[key]
@@ -134,78 +134,86 @@ def test_stack_neighbours_set_one_parameter_in_every_layer(oneshot):
             # one parameter of both draws differs, and what it switched on or off; every list
             # it changed holds one value: the whole stack changed at once
             both = [k for k in changed if k in parent and values.get(k) is not None]
-            assert len(both) == 1, changed
-            value = values[both[0]]
+            assert both == [swapped], changed
+            value = values[swapped]
             if isinstance(value, list):
                 assert len(set(map(str, value))) == 1
                 value = value[0]
-            assert all(k not in parent or k not in values for k in changed if k != both[0])
-            covered.add((both[0], value))
+            assert all(k not in parent or k not in values for k in changed if k != swapped)
+            covered.add((swapped, value))
         if name == "lite_transformer":  # every other value of these, all valid and in budget
             wanted = {("ffn", v) for v in ("glu", "switch_moe", "sparse")}
             wanted |= {("n_layers", n) for n in (2, 3, 4, 5)} | {("heads", 2), ("heads", 8)}
             assert wanted <= covered
-            glu = next(c for c in found if values_of(space, c).get("ffn") == ["glu"] * 6)
+            glu = next(c for _, c in found if values_of(space, c).get("ffn") == ["glu"] * 6)
             lite = space.to_config(parent).to_dict()
             built = space.to_config(values_of(space, glu))
             assert built == ArchConfig.from_dict({**lite, "ffn": "glu"})
+            swaps = stack_neighbours(
+                space, profile, baseline.params, random.Random(0), parameters=("attention", "ffn")
+            )
+            families = [(n, values_of(space, c)[n][0]) for n, c in swaps]
+            others = ("full", "local", "linformer", "performer", "lsh")
+            assert families == [("attention", f) for f in others] + [
+                ("ffn", f) for f in ("glu", "switch_moe", "sparse")
+            ]
 
 
-def test_a_pool_holds_the_stack_neighbours_then_random_mutations(oneshot):
-    space, profile = oneshot
-    parent = design_baselines(space, profile)[1].params
-    stack = stack_neighbours(space, profile, parent, random.Random(1))  # the pools' draws
-    stack_keys = {arch_key(values_of(space, c)) for c in stack}
-    small = neighbour_pool(space, profile, parent, 5, random.Random(1))
-    assert len(small) == 5 and {arch_key(values_of(space, c)) for c in small} <= stack_keys
-    big = neighbour_pool(space, profile, parent, len(stack) + 6, random.Random(1))
-    keys = [arch_key(values_of(space, c)) for c in big]
-    assert len(set(keys)) == len(big) == len(stack) + 6
-    assert set(keys[: len(stack)]) == stack_keys and not set(keys[len(stack) :]) & stack_keys
-    for child in big[len(stack) :]:  # the random ones: one or two decisions
-        changed = [n for n in parent if n in child and child[n] != parent[n]]
-        assert 0 < len(changed) <= 2 or set(child) != set(parent)
+def _trained(study, space, params, quality, **marks):
+    """A finished trial of ``params`` with that quality (and user attributes)."""
+    study.enqueue_trial(params, user_attrs={attrs.STATUS: attrs.COMPLETE, **marks})
+    trial = study.ask()
+    space.suggest(trial)
+    study.tell(trial, [quality, 1e6])
+    return trial.number
 
 
-def test_a_ranked_round_trains_the_pools_best_scores_and_scores_once(oneshot, tmp_path):
+def test_a_family_round_swaps_the_best_baselines_families_kind_by_kind(oneshot, tmp_path):
+    """refine_by family from the best baseline: every whole-stack attention and FFN swap is
+    scored once, the best of each kind is trained in turn, a failed score is left out, and a
+    resumed run re-reads the plan."""
     space, profile = oneshot
     inputs = SimpleNamespace(space=space, profile=profile)
     study = optuna.create_study(
         storage=f"sqlite:///{tmp_path / 's.db'}", directions=["minimize", "minimize"]
     )
     study.set_user_attr("objectives", ["val_bpb", "macs"])
-    lite = design_baselines(space, profile)[1]
-    study.enqueue_trial(lite.params)
-    trial = study.ask()
-    space.suggest(trial)
-    trial.set_user_attr(attrs.STATUS, attrs.COMPLETE)
-    study.tell(trial, [3.0, 1e6])
+    transformer, lite = design_baselines(space, profile)
+    _trained(study, space, transformer.params, 3.3, baseline="transformer")
+    lite_number = _trained(study, space, lite.params, 3.2, baseline="lite_transformer")
+    finalist = _trained(study, space, _drawn(space, 7)[0], 3.0)  # better, but no baseline
+    # the default rule mutates the best trained model: the finalist
+    assert plan_round(study, inputs, 1, 0, 0)["parent"] == finalist
     calls = []
+    order = {"performer": 1.0, "full": 1.5, "local": 1.6, "linformer": 1.7, "lsh": math.nan}
+    order |= {"sparse": 1.2, "glu": 1.1, "switch_moe": 1.3}
 
-    def score(archs):  # one failure, the rest by width x depth (an order the test knows)
+    def score(archs):  # by the swapped family (lsh fails), an order the test knows
         calls.append(len(archs))
-        out = [(float(a["d_model"] * a["n_layers"]), "") for a in archs]
-        out[0] = (math.nan, "RuntimeError: broke")
+        out = []
+        for arch in archs:
+            swapped = arch["ffn"] if arch["ffn"] != "dense" else arch["attention"]
+            value = order[swapped if isinstance(swapped, str) else swapped[0]]
+            out.append((value, "RuntimeError: broke" if math.isnan(value) else ""))
         return out
 
-    plan = plan_round(study, inputs, 2, seed=0, round_=0, pool=8, score=score)
-    assert calls == [8] and len(plan["pool"]) == 8
-    assert plan["pool"][0] == {
-        **plan["pool"][0],
-        "finetuned_bpb": None,
-        "failed": "RuntimeError: broke",
-    }
-    finite = sorted(
-        (e for e in plan["pool"] if e["finetuned_bpb"] is not None),
-        key=lambda e: e["finetuned_bpb"],
-    )
-    assert plan["params"] == [e["params"] for e in finite[:2]]
-    assert plan["finetuned_bpb"] == [e["finetuned_bpb"] for e in finite[:2]]
-    assert plan_round(study, inputs, 2, seed=0, round_=0, pool=8, score=score) == plan
-    assert calls == [8]  # a resumed run re-reads the plan: nothing scored again
-    assert queue_round(study, plan, 0) == 2
+    plan = plan_round(study, inputs, 3, 0, 1, by="family", from_="baseline", score=score)
+    assert plan["parent"] == lite_number and calls == [8] and len(plan["pool"]) == 8
+    failed = [e for e in plan["pool"] if e["finetuned_bpb"] is None]
+    assert [e["failed"] for e in failed] == ["RuntimeError: broke"]
+    picked = [values_of(space, p) for p in plan["params"]]
+    assert [(v["attention"][0], v["ffn"][0]) for v in picked] == [
+        ("performer", "dense"),
+        ("lsra", "glu"),
+        ("full", "dense"),
+    ]
+    assert plan["finetuned_bpb"] == [1.0, 1.1, 1.5]
+    again = plan_round(study, inputs, 3, 0, 1, by="family", from_="baseline", score=score)
+    assert again == plan and calls == [8]  # a resumed run re-reads the plan: nothing scored
+    assert queue_round(study, plan, 1) == 3
     waiting = [t for t in study.trials if t.state == optuna.trial.TrialState.WAITING]
-    assert sorted(t.user_attrs[attrs.FINETUNED_BPB] for t in waiting) == plan["finetuned_bpb"]
+    assert sorted(t.user_attrs[attrs.FINETUNED_BPB] for t in waiting) == [1.0, 1.1, 1.5]
+    assert {t.user_attrs[attrs.MUTATION_OF] for t in waiting} == {lite_number}
 
 
 def test_a_round_is_planned_once_from_the_best_trial_and_queued_once(oneshot, tmp_path):

@@ -140,22 +140,24 @@ def test_offsets_and_refine_settings_are_checked_and_leave_the_cache_key():
         ("refine", -1),
         ("refine_rounds", 0),
         ("refine", "two"),
-        ("refine_pool", -3),
+        ("refine_by", "best"),
+        ("refine_from", "finalists"),
     ):
         with pytest.raises(InputError) as info:
             Recipe.from_dict({**TUNED, "supernet": {**TUNED["supernet"], key: bad}})
         assert info.value.key == f"supernet.{key}"
     with pytest.raises(InputError) as info:
         Recipe.from_dict(
-            {**TUNED, "supernet": {**TUNED["supernet"], "finetune_steps": 0, "refine_pool": 8}}
+            {**TUNED, "supernet": {**TUNED["supernet"], "finetune_steps": 0, "refine_by": "family"}}
         )
-    assert info.value.key == "supernet.refine_pool" and "finetune_steps" in info.value.message
+    assert info.value.key == "supernet.refine_by" and "finetune_steps" in info.value.message
     later = {
         "offsets": True,
         "finalists_by": "family",
         "refine": 2,
         "refine_rounds": 3,
-        "refine_pool": 8,
+        "refine_by": "family",
+        "refine_from": "baseline",
     }
     on = Recipe.from_dict({**TUNED, "supernet": {**TUNED["supernet"], **later}})
     assert supernet_key(space, on) == supernet_key(space, Recipe.from_dict(TUNED))
@@ -185,7 +187,8 @@ def test_run_scores_with_offsets_picks_each_familys_best_and_refines_the_winner(
         offsets=True,
         finalists_by="family",
         refine=2,
-        refine_pool=4,
+        refine_by="family",
+        refine_from="baseline",
     )
     run_search(options)
     study = optuna.load_study(study_name="s", storage=options.storage)
@@ -215,33 +218,44 @@ def test_run_scores_with_offsets_picks_each_familys_best_and_refines_the_winner(
     expected = [t.number for t in best.values()][:3]
     assert set(expected) <= picked and len(picked) == min(3, len(candidates))
 
-    # refine: the two best by fine-tuned score of four neighbours of the best of the
-    # finalists and baselines, trained like them
+    # refine: the best baseline's whole-stack family swaps scored by fine-tuning; the best
+    # attention swap and the best FFN swap trained like the finalists
     plan = companion.user_attrs[PLAN_ATTR][0]
     mutants = [t for t in companion.trials if attrs.MUTATION_OF in t.user_attrs]
-    assert len(mutants) == len(plan["params"]) == 2 and len(plan["pool"]) == 4
-    pooled = sorted(plan["pool"], key=lambda e: e["finetuned_bpb"])
-    assert plan["params"] == [e["params"] for e in pooled[:2]]
+    assert len(mutants) == len(plan["params"]) == 2
+    baselines = [t for t in companion.trials if baseline_name(t) and is_usable(t)]
+    parent = min(baselines, key=lambda t: (t.values[0], t.values[1], t.number))
+    assert plan["parent"] == parent.number
     from archsearch.search.mutations import values_of
 
-    for entry in pooled[:1] + pooled[-1:]:  # the scores are fine-tuned ones (this process)
+    parent_values = values_of(inputs.space, parent.params)
+    assert {e["swap"] for e in plan["pool"]} == {"attention", "ffn"}
+    for entry in plan["pool"]:  # every layer's family of that kind swapped, the rest kept
+        values = values_of(inputs.space, entry["params"])
+        kind = entry["swap"]
+        assert len(set(values[kind])) == 1 and values[kind] != parent_values[kind]
+        other = "ffn" if kind == "attention" else "attention"
+        assert values[other] == parent_values[other]
+    scored = [e for e in plan["pool"] if e["finetuned_bpb"] is not None]
+    best = {
+        kind: min((e for e in scored if e["swap"] == kind), key=lambda e: e["finetuned_bpb"])
+        for kind in ("attention", "ffn")
+    }
+    assert plan["params"] == [
+        e["params"] for e in sorted(best.values(), key=lambda e: e["finetuned_bpb"])
+    ]
+    for entry in best.values():  # the scores are fine-tuned ones (recomputed here)
         config = inputs.space.to_config(values_of(inputs.space, entry["params"]))
         again = finetuned_from_file(path, config, inputs.recipe)
         assert entry["finetuned_bpb"] == pytest.approx(again, abs=1e-6)
-    scores = {json.dumps(e["params"], sort_keys=True): e["finetuned_bpb"] for e in pooled}
+    scores = {json.dumps(e["params"], sort_keys=True): e["finetuned_bpb"] for e in scored}
     for trial in mutants:
         key = json.dumps(trial.params, sort_keys=True)
         assert trial.user_attrs[attrs.FINETUNED_BPB] == pytest.approx(scores[key])
-    first = [t for t in companion.trials if t.number < min(m.number for m in mutants)]
-    parent = min(
-        (t for t in first if is_usable(t)), key=lambda t: (t.values[0], t.values[1], t.number)
-    )
-    assert plan["parent"] == parent.number
-    for trial in mutants:
         assert trial.user_attrs[attrs.MUTATION_OF] == parent.number
         assert trial.params in plan["params"] and trial.params != parent.params
         assert is_usable(trial) and trial.user_attrs[attrs.STEPS] > 0  # trained from scratch
-    assert "refine round 1: training the best 2 by fine-tuned score of 4" in out.getvalue()
+    assert "refine round 1: training the best 2 by fine-tuned score of" in out.getvalue()
     rows = pareto_front(companion)  # the front names what each mutation mutates
     on_front = [row for row in rows if row.number in {m.number for m in mutants}]
     assert all(row.mutation_of == parent.number for row in on_front)

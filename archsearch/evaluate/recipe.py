@@ -161,6 +161,8 @@ class Selection:
         _choice(self, "by", SELECTION_CRITERIA)
 
 
+REFINE_BY = ("random", "family")  # refine's mutations: random ones, or whole-stack family swaps
+REFINE_FROM = ("best", "baseline")  # refine's parent: the best trained, or best hand-designed
 FINALIST_RULES = ("front", "family")  # SupernetSettings.finalists_by
 
 
@@ -198,12 +200,14 @@ class SupernetSettings:
     # fine-tune repairs for each layer kind, measured once per kind on the run's supernet
     offsets: bool = False
     # after the finalists (archsearch/search/refine.py): ``refine_rounds`` rounds, each training
-    # ``refine`` mutations of the best trained model so far with the finalists' recipe (0: none);
-    # with ``refine_pool``, the ``refine`` best by fine-tuned score of that many neighbours (its
-    # whole-stack ones first), else ``refine`` random ones
+    # ``refine`` mutations of the best trained model so far (``refine_from: baseline``: of the
+    # best baseline or mutation, the supernet's finalists left out) with the finalists' recipe
+    # (0: none); ``refine_by: random`` mutates one or two decisions at random, ``family`` swaps
+    # the attention or FFN family of every layer, the best swap of each kind by fine-tuned score
     refine: int = 0
     refine_rounds: int = 1
-    refine_pool: int = 0
+    refine_by: str = "random"
+    refine_from: str = "best"
 
     def __post_init__(self) -> None:
         _integer(self, "finetune_steps", minimum=0)
@@ -226,11 +230,15 @@ class SupernetSettings:
         _integer(self, "finalists", minimum=0)
         _integer(self, "refine", minimum=0)
         _integer(self, "refine_rounds", minimum=1)
-        _integer(self, "refine_pool", minimum=0)
-        if self.refine_pool and not self.finetune_steps:
+        for key, allowed in (("refine_by", REFINE_BY), ("refine_from", REFINE_FROM)):
+            if getattr(self, key) not in allowed:
+                raise InputError(
+                    f"must be one of {', '.join(allowed)}, got {getattr(self, key)!r}", key=key
+                )
+        if self.refine_by == "family" and not self.finetune_steps:
             raise InputError(
-                "ranks neighbours by fine-tuning them: set finetune_steps > 0 too",
-                key="refine_pool",
+                "ranks the family swaps by fine-tuning them: set finetune_steps > 0 too",
+                key="refine_by",
             )
         if self.finalists_by not in FINALIST_RULES:
             raise InputError(

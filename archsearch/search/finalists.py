@@ -89,7 +89,7 @@ def _pool_scorer(inputs: Any, workers: int, say: Callable[[str], None]) -> Any:
         from archsearch.supernet.store import ensure_supernet
 
         say(
-            f"refine: fine-tuning {len(archs)} neighbour(s) for "
+            f"refine: fine-tuning {len(archs)} family swap(s) for "
             f"{inputs.recipe.supernet.finetune_steps} steps each to rank them"
         )
         supernet = ensure_supernet(inputs.space, inputs.recipe, log=say)
@@ -159,7 +159,8 @@ def run_finalists(options: Any, inputs: Any, study_name: str, count: int, consol
         settings.refine,
         settings.refine_rounds,
         console,
-        settings.refine_pool,
+        settings.refine_by,
+        settings.refine_from,
         _pool_scorer(inputs, options.workers, console.print),
     )
     if refined is None:

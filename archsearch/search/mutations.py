@@ -163,15 +163,19 @@ def stack_neighbours(
     parent: Mapping[str, Any],
     rng: random.Random,
     taken: Collection[str] = (),
-) -> list[dict[str, Any]]:
+    parameters: Collection[str] | None = None,
+) -> list[tuple[str, dict[str, Any]]]:
     """Every neighbour of ``parent`` (Optuna parameters) that sets one parameter its draw asks
-    for to another value in every layer (a global one: to another value), in draw order, each
+    for (of ``parameters``, where given) to another value in every layer (a global one: to
+    another value), in draw order, as (that parameter, the neighbour's parameters); each
     valid, within the profile's budgets and not in ``taken`` (``arch_key`` texts). What the
     change switches on is drawn with ``rng``, once for the whole stack."""
     replayed, parent_values = _replay(space, parent)
     seen = set(taken) | {arch_key(parent_values)}
-    found: list[dict[str, Any]] = []
+    found: list[tuple[str, dict[str, Any]]] = []
     for name in dict.fromkeys(parameter_of(n) for n in replayed.params):
+        if parameters is not None and name not in parameters:
+            continue
         for value in domain(space.params[name]):
             draw = _Redraw(rng, parent, (), stack=(name, value))
             values = space.suggest(draw)
@@ -179,23 +183,5 @@ def stack_neighbours(
             if key in seen or not judge(space, profile, values).trainable:
                 continue
             seen.add(key)
-            found.append(draw.params)
+            found.append((name, draw.params))
     return found
-
-
-def neighbour_pool(
-    space: SearchSpace,
-    profile: Profile,
-    parent: Mapping[str, Any],
-    size: int,
-    rng: random.Random,
-    taken: Collection[str] = (),
-) -> list[dict[str, Any]]:
-    """``size`` neighbours of ``parent`` to rank: its whole-stack neighbours (a random
-    ``size`` of them, in draw order, where it has more), then random ``mutations`` up to
-    ``size``; fewer where the space has fewer."""
-    stack = stack_neighbours(space, profile, parent, rng, taken)
-    if len(stack) >= size:
-        return [stack[i] for i in sorted(rng.sample(range(len(stack)), size))]
-    held = set(taken) | {arch_key(values_of(space, params)) for params in stack}
-    return stack + mutations(space, profile, parent, size - len(stack), rng, held)

@@ -9,13 +9,18 @@ search to where training, not the supernet, says the best models are. A round's 
 parent and mutations) is written to the study before anything is enqueued (study attribute
 ``refine``), so an interrupted run trains the same mutations, each once.
 
-Which mutations: with ``refine_pool`` in the recipe, a pool of that many neighbours (the
-parent's whole-stack neighbours first: one parameter changed in every layer) is scored by
-fine-tuning each on the supernet (``finetune.py``), and the ``refine`` best are trained; the
-pool and its scores are kept in the plan. Among the Lite Transformer's neighbours, the
-fine-tuned score agreed with 8x training where the supernet's raw score did not (README). An
-interrupted run re-scores a pool whose plan was not yet written. Without a pool, the mutations
-are ``refine`` random ones.
+Which mutations (``refine_by``): ``random`` redraws one or two decisions of the parent;
+``family`` swaps the attention family, or the FFN family, of every layer at once
+(``mutations.stack_neighbours``), scores every such swap by fine-tuning it on the supernet
+(``finetune.py``), and trains the best swap of each kind in turn (the best attention swap, the
+best FFN swap, then the second bests, ...): the supernet compares families of one kind more
+fairly than kinds with each other (it still rates LSRA low, so an attention swap away from LSRA
+scores well however it trains), the rule the finalists follow too. The swaps and their scores
+are kept in the plan; an interrupted run re-scores swaps whose plan was not yet written.
+
+Whose mutations (``refine_from``): ``best``, the best trained model; ``baseline``, the best of
+the baselines and their mutations, the supernet's finalists left out (a finalist that wins the
+brief stage by the synflow blend's capacity bonus has lost to the Lite Transformer at 8x).
 """
 
 from __future__ import annotations
@@ -29,14 +34,17 @@ import optuna
 from optuna.trial import TrialState
 
 from archsearch.search import trial_attrs as attrs
-from archsearch.search.mutations import arch_key, mutations, neighbour_pool, values_of
+from archsearch.search.mutations import arch_key, mutations, stack_neighbours, values_of
 from archsearch.search.resume import recover_interrupted, trained_count
-from archsearch.search.trials import baseline_name, best_trial, trial_params
+from archsearch.search.trials import baseline_name, best_designed, best_trial, trial_params
 
 PLAN_ATTR = "refine"  # on the companion study: one {"parent", "params", ...} per round, in order
 
 # architectures (``ArchConfig`` dicts) -> (fine-tuned score, why it failed or '') of each
 Scorer = Callable[[Sequence[dict[str, Any]]], list[tuple[float, str]]]
+
+
+FAMILY_PARAMETERS = ("attention", "ffn")  # what refine_by: family swaps, kind by kind
 
 
 def plan_round(
@@ -45,16 +53,17 @@ def plan_round(
     count: int,
     seed: int,
     round_: int,
-    pool: int = 0,
+    by: str = "random",
+    from_: str = "best",
     score: Scorer | None = None,
 ) -> dict[str, Any] | None:
     """Round ``round_``'s plan: the one written before, else (written now) ``count`` mutations
-    of the study's best trial that no trial of the study has already (the ``count`` best of a
-    ``pool`` of neighbours by ``score``, where both are given); None without a best."""
+    (``by``, module docstring; ``score`` ranks family swaps) of the study's best trial
+    (``from_``) that no trial of the study has already; None without a parent."""
     plans = list(study.user_attrs.get(PLAN_ATTR, []))
     if round_ < len(plans):
         return plans[round_]
-    parent = best_trial(study)
+    parent = best_trial(study) if from_ == "best" else best_designed(study)
     if parent is None:
         return None
     space, profile = inputs.space, inputs.profile
@@ -68,25 +77,40 @@ def plan_round(
         "parent": parent.number,
         "parent_name": baseline_name(parent) or f"trial {parent.number}",
     }
-    if pool and score is not None:
-        candidates = neighbour_pool(space, profile, parent.params, pool, rng, taken)
-        archs = [space.to_config(values_of(space, p)).to_dict() for p in candidates]
-        scored = [  # a failed score is None (and why): JSON has no NaN
-            {"params": p, "finetuned_bpb": value if math.isfinite(value) else None}
+    if by == "family":
+        if score is None:
+            raise ValueError("refine_by family needs a scorer")
+        swaps = stack_neighbours(space, profile, parent.params, rng, taken, FAMILY_PARAMETERS)
+        archs = [space.to_config(values_of(space, p)).to_dict() for _, p in swaps]
+        pool = [  # a failed score is None (and why): JSON has no NaN
+            {"swap": name, "params": p, "finetuned_bpb": value if math.isfinite(value) else None}
             | ({"failed": why} if why else {})
-            for p, (value, why) in zip(candidates, score(archs), strict=True)
+            for (name, p), (value, why) in zip(swaps, score(archs), strict=True)
         ]
-        ranked = sorted(
-            (s for s in scored if s["finetuned_bpb"] is not None),
-            key=lambda s: s["finetuned_bpb"],
-        )
-        plan["params"] = [s["params"] for s in ranked[:count]]
-        plan["finetuned_bpb"] = [s["finetuned_bpb"] for s in ranked[:count]]
-        plan["pool"] = scored
+        chosen = _kind_by_kind(pool, count)
+        plan["params"] = [e["params"] for e in chosen]
+        plan["finetuned_bpb"] = [e["finetuned_bpb"] for e in chosen]
+        plan["pool"] = pool
     else:
         plan["params"] = mutations(space, profile, parent.params, count, rng, taken)
     study.set_user_attr(PLAN_ATTR, [*plans, plan])
     return plan
+
+
+def _kind_by_kind(pool: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
+    """Up to ``count`` scored swaps: the best of each kind (kinds ordered by their best), then
+    each kind's second best, and so on."""
+    kinds: dict[str, list[dict[str, Any]]] = {}
+    for entry in sorted(
+        (e for e in pool if e["finetuned_bpb"] is not None), key=lambda e: e["finetuned_bpb"]
+    ):
+        kinds.setdefault(entry["swap"], []).append(entry)
+    chosen: list[dict[str, Any]] = []
+    depth = 0
+    while len(chosen) < count and any(depth < len(k) for k in kinds.values()):
+        chosen += [k[depth] for k in kinds.values() if depth < len(k)][: count - len(chosen)]
+        depth += 1
+    return chosen
 
 
 def queue_round(study: optuna.Study, plan: dict[str, Any], round_: int) -> int:
@@ -121,12 +145,13 @@ def run_refine(
     count: int,
     rounds: int,
     console: Any,
-    pool: int = 0,
+    by: str = "random",
+    from_: str = "best",
     score: Scorer | None = None,
 ) -> Any:
     """Train ``rounds`` refine rounds of ``count`` mutations each in the companion study
-    ``name`` (``options`` and ``inputs`` are the companion's), picked from a ``pool`` by
-    ``score`` where both are given; returns the last round's summary (None if none ran)."""
+    ``name`` (``options`` and ``inputs`` are the companion's; ``by``, ``from_`` and ``score``
+    as ``plan_round`` takes them); returns the last round's summary (None if none ran)."""
     import dataclasses
 
     from archsearch.search.driver import run_search
@@ -135,7 +160,7 @@ def run_refine(
     summary = None
     for round_ in range(rounds):
         study = optuna.load_study(study_name=name, storage=open_storage(options.storage))
-        plan = plan_round(study, inputs, count, options.seed, round_, pool, score)
+        plan = plan_round(study, inputs, count, options.seed, round_, by, from_, score)
         if plan is None or not plan["params"]:
             console.print("refine: no trained model to mutate, or no untried neighbour")
             break

@@ -96,6 +96,17 @@ def best_trial(study: optuna.Study, *, baselines: bool = True) -> FrozenTrial | 
     return _best(study, usable_trials(study, baselines=baselines), quality(study).name)
 
 
+def best_designed(study: optuna.Study) -> FrozenTrial | None:
+    """``best_trial`` among the baselines and the refine mutations (descendants of whatever
+    was mutated): the hand-designed lineage, the supernet's finalists left out."""
+    lineage = [
+        t
+        for t in usable_trials(study)
+        if baseline_name(t) is not None or attrs.MUTATION_OF in t.user_attrs
+    ]
+    return _best(study, lineage, quality(study).name)
+
+
 def best_per_objective(study: optuna.Study) -> dict[str, FrozenTrial]:
     """For each objective, the usable trial best on it (in the objective's direction)."""
     trials = usable_trials(study)

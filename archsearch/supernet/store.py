@@ -72,7 +72,8 @@ SCORING_KEYS = (
     "offsets",
     "refine",
     "refine_rounds",
-    "refine_pool",
+    "refine_by",
+    "refine_from",
 )
 
 
