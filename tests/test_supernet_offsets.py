@@ -255,7 +255,9 @@ def test_run_scores_with_offsets_picks_each_familys_best_and_refines_the_winner(
         assert trial.user_attrs[attrs.MUTATION_OF] == parent.number
         assert trial.params in plan["params"] and trial.params != parent.params
         assert is_usable(trial) and trial.user_attrs[attrs.STEPS] > 0  # trained from scratch
-    assert "refine round 1: training the best 2 by fine-tuned score of" in out.getvalue()
+    said = out.getvalue()
+    assert "refine round 1: training the best 2 by fine-tuned score of" in said
+    assert "whole-stack family swaps of the best baseline or mutation" in said
     rows = pareto_front(companion)  # the front names what each mutation mutates
     on_front = [row for row in rows if row.number in {m.number for m in mutants}]
     assert all(row.mutation_of == parent.number for row in on_front)

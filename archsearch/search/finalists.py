@@ -121,11 +121,12 @@ def run_finalists(options: Any, inputs: Any, study_name: str, count: int, consol
         how = f"the fine-tuned shortlist's {len(finalists)} finalists"
     else:
         finalists = pick_finalists(study, count, by)
-        how = (
-            f"the {len(finalists)} attention families' best"
-            if by == "family"
-            else f"the supernet front's {len(finalists)} finalists"
-        )
+        if by != "family":
+            how = f"the supernet front's {len(finalists)} finalists"
+        elif len(finalists) > 1:
+            how = f"the {len(finalists)} attention families' best"
+        else:
+            how = "the best attention family's best"
     if not finalists:
         return None
     name = companion_name(study_name)

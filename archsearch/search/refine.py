@@ -165,13 +165,14 @@ def run_refine(
             console.print("refine: no trained model to mutate, or no untried neighbour")
             break
         how = (
-            f"the best {len(plan['params'])} by fine-tuned score of {len(plan['pool'])} neighbours"
+            f"the best {len(plan['params'])} by fine-tuned score of {len(plan['pool'])} "
+            "whole-stack family swaps"
             if "pool" in plan
             else f"{len(plan['params'])} mutation(s)"
         )
+        whose = "trained model so far" if from_ == "best" else "baseline or mutation"
         console.print(
-            f"refine round {round_ + 1}: training {how} of the best trained model so far "
-            f"({plan['parent_name']})"
+            f"refine round {round_ + 1}: training {how} of the best {whose} ({plan['parent_name']})"
         )
         waiting = queue_round(study, plan, round_)
         target = trained_count(study) + waiting
