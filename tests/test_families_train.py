@@ -57,7 +57,7 @@ def test_efficient_lm_samples_every_family():
     rng = random.Random(0)
     seen: Counter[str] = Counter()
     buildable = 0
-    for _ in range(400):
+    for _ in range(1000):
         values = space.sample(rng)
         if space.violations(values):
             continue
@@ -80,4 +80,4 @@ def test_efficient_lm_samples_every_family():
     # Per-layer choices meet global ones (memory needs full or local attention in every layer),
     # so random samples break constraints often; those cost the driver nothing, but a space
     # that rarely yields a buildable candidate would starve the search.
-    assert buildable >= 60
+    assert buildable >= 150  # 15% of the draws, as with 400 draws before
