@@ -15,7 +15,7 @@ shortlist), and each study names the other (study attributes ``finalists`` and
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
@@ -29,6 +29,9 @@ from archsearch.search.trials import (
     losses,
     spread_pick,
 )
+
+if TYPE_CHECKING:
+    from archsearch.search.refine import Scorer
 
 FINALISTS_ATTR = "finalists"  # on the supernet study: the companion's name and the evaluator
 SUPERNET_STUDY_ATTR = "supernet_study"  # on the companion: the supernet study's name
@@ -81,8 +84,9 @@ def queue_finalists(
     return enqueued
 
 
-def _pool_scorer(inputs: Any, workers: int, say: Callable[[str], None]) -> Any:
-    """Refine's scorer: architectures' fine-tuned scores on the run's supernet."""
+def _swap_scorer(inputs: Any, workers: int, say: Callable[[str], None]) -> Scorer:
+    """Refine's scorer of family swaps: architectures' fine-tuned scores on the run's
+    supernet (``refine_by: family``; not called otherwise)."""
 
     def score(archs: Sequence[dict[str, Any]]) -> list[tuple[float, str]]:
         from archsearch.search.shortlist import scored_archs
@@ -162,7 +166,7 @@ def run_finalists(options: Any, inputs: Any, study_name: str, count: int, consol
         console,
         settings.refine_by,
         settings.refine_from,
-        _pool_scorer(inputs, options.workers, console.print),
+        _swap_scorer(inputs, options.workers, console.print),
     )
     if refined is None:
         return summary

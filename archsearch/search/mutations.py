@@ -17,6 +17,7 @@ what it switches on drawn once for the whole stack.
 from __future__ import annotations
 
 import json
+import math
 import random
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
@@ -25,7 +26,6 @@ from archsearch.profiles import Profile
 from archsearch.search.verdict import judge
 from archsearch.space import SearchSpace
 from archsearch.space.draws import RandomDraws
-from archsearch.space.params import Param
 
 CHANGES = (1, 2)  # decisions a mutation redraws, drawn uniformly
 ATTEMPTS = 50  # draws per wanted mutation before giving up (a space with few neighbours)
@@ -112,17 +112,6 @@ def parameter_of(name: str) -> str:
     return head if head and tail.isdigit() else name
 
 
-def domain(param: Param) -> list[Any]:
-    """Every value a parameter can take (empty for a continuous float: not listable)."""
-    if param.kind == "choice":
-        return list(param.choices)
-    if param.kind == "int":
-        return list(range(int(param.low), int(param.high) + 1, int(param.step or 1)))
-    if param.step is None:
-        return []
-    return [min(param.low + k * param.step, param.high) for k in range(int(param.size))]
-
-
 def arch_key(values: Mapping[str, Any]) -> str:
     """One text per architecture (its space values), to tell repeats apart."""
     return json.dumps(values, sort_keys=True, default=str)
@@ -176,7 +165,8 @@ def stack_neighbours(
     for name in dict.fromkeys(parameter_of(n) for n in replayed.params):
         if parameters is not None and name not in parameters:
             continue
-        for value in domain(space.params[name]):
+        param = space.params[name]
+        for value in [] if math.isinf(param.size) else param.values():  # continuous: unlisted
             draw = _Redraw(rng, parent, (), stack=(name, value))
             values = space.suggest(draw)
             key = arch_key(values)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from archsearch.expressions import Expression
-from archsearch.space.draws import Sampler
+from archsearch.space.draws import Sampler, branches
 
 COUNT_KEYS = ("n_layers", "n_encoder_layers")
 ENCODER_PREFIX = "encoder_"
@@ -47,6 +47,11 @@ class Param:
         if self.step is None:
             return math.inf if self.high > self.low else 1
         return round((self.high - self.low) / self.step) + 1
+
+    def values(self) -> list[Any]:
+        """Every value one draw can take, in draw order (a stepped float's as Optuna gives
+        them); raises ``ValueError`` for a continuous float (check ``size`` first)."""
+        return [found["v"] for found, _ in branches(lambda s: {"v": self.draw(s, self.name)})]
 
     def draw(self, sampler: Sampler, name: str) -> Any:
         if self.kind == "choice":

@@ -36,7 +36,6 @@ from archsearch.evaluate.recipe import Recipe
 from archsearch.families.registry import specs
 from archsearch.families.validate import validate_config
 from archsearch.space import SearchSpace
-from archsearch.space.draws import branches
 
 FAMILY_KEYS = ("attention", "ffn")  # the per-layer keys whose choice is a family
 FORMAT = "archsearch-offsets-v1"
@@ -109,25 +108,20 @@ def layer_kinds(space: SearchSpace) -> list[Kind]:
                 (n, values[len(values) // 2])
                 for n in searched
                 if n not in varied
-                for values in [_values(space, n)]
+                for values in [space.params[n].values()]
             )
-            for combination in _combinations([_values(space, n) for n in varied]):
+            for combination in _combinations([space.params[n].values() for n in varied]):
                 kinds.append(
                     Kind(key, str(name), tuple(zip(varied, combination, strict=True)), middle)
                 )
     return kinds
 
 
-def _values(space: SearchSpace, name: str) -> list[Any]:
-    param = space.params[name]
-    return [values["v"] for values, _ in branches(lambda s: {"v": param.draw(s, name)})]
-
-
 def _heads(space: SearchSpace) -> list[int]:
     """The head counts the space searches, most first (a probe's fallbacks)."""
     if "heads" not in space.params:
         return []
-    return sorted((int(v) for v in _values(space, "heads")), reverse=True)
+    return sorted((int(v) for v in space.params["heads"].values()), reverse=True)
 
 
 def _combinations(domains: list[list[Any]]) -> Iterator[tuple[Any, ...]]:
