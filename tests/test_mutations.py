@@ -1,6 +1,6 @@
 """Mutations (the refine stage's neighbours) and the refine plan: each mutation is a valid,
 in-budget architecture one or two decisions away from its parent (or one parameter changed in
-every layer), none repeats a trial, a pool is ranked by its scores, and a round's plan is made
+every layer), none repeats a trial, family swaps are ranked kind by kind, and a round's plan is made
 once and enqueued once however often the run is resumed."""
 
 from __future__ import annotations
