@@ -315,6 +315,9 @@ def test_cli_in_two_processes_matches_the_serial_run(
         ("--proxies=magic", "--proxies"),
         ("--reference-seeds=0", "--reference-seeds"),
         ("--sample-space=no_such_space", "no_such_space"),
+        ("--brief-seeds=0", "--brief-seeds"),
+        ("--supernet-seeds=0", "--supernet-seeds"),
+        ("--supernet-seeds=2", "--supernet-seeds"),  # a training recipe has no supernet
     ],
 )
 def test_cli_rejects_bad_flags_with_exit_2(
@@ -419,6 +422,51 @@ def test_reference_seeds_average_runs_that_one_seed_runs_would_give(
     text = capsys.readouterr().out
     assert "mean of 2 seeds" in text and "ref s1" in text and "12 jobs read back" in text
     assert "reference_repeat" in text
+
+
+def test_brief_seeds_rank_each_seed_and_their_mean_with_the_runs_one_seed_runs_would_give(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two brief seeds: the first is the one-seed measurement's very runs (read back), the
+    second the brief runs a recipe with the next seed trains; each seed is ranked on its own,
+    and their mean score beside them, against the same references."""
+    space, profile, recipe = _inputs()
+    journal = tmp_path / "fidelity.jsonl"
+    one = run_fidelity(space, profile, recipe, configs=4, factor=2, proxies=[], journal=journal)
+    two = run_fidelity(
+        space, profile, recipe, configs=4, factor=2, proxies=[], journal=journal, brief_seeds=2
+    )
+    assert two.reused_jobs == 8 and two.brief_seeds == 2  # only the second seed's 4 trained
+    following = recipe.replace(seed=recipe.seed + 1)
+    nxt = run_fidelity(space, profile, following, configs=4, factor=2, proxies=[], journal=journal)
+    assert nxt.reused_jobs == 4  # its brief runs are the second seed's
+    first = [r.short_runs[0] for r in two.results]
+    second = [r.short_runs[1] for r in two.results]
+    assert first == [r.short_bpb for r in one.results] == [r.short_bpb for r in two.results]
+    assert second == [r.short_bpb for r in nxt.results]
+    assert first != second  # the seed changes the run
+    long_loss = [r.long_bpb for r in two.results]
+    assert long_loss == [r.long_bpb for r in one.results]
+    held = two.correlations
+    assert held["brief_training"] == one.correlations["brief_training"]
+    assert held["brief_training_s1"]["kendall_tau"] == pytest.approx(kendall_tau(second, long_loss))
+    mean = [(a + b) / 2 for a, b in zip(first, second, strict=True)]
+    assert held["brief_training_mean"]["kendall_tau"] == pytest.approx(kendall_tau(mean, long_loss))
+    assert "brief_training_s1" not in one.correlations
+
+    # The command re-prints it from the journal, with the mean's column, training nothing.
+    paths = {
+        "space": write_yaml(tmp_path / "space.yaml", WIDE_SPACE),
+        "profile": write_yaml(tmp_path / "profile.yaml", TINY_PROFILE),
+        "evaluator": write_yaml(tmp_path / "recipe.yaml", TINY_RECIPE),
+    }
+    argv = ["fidelity", *(f"--{k}={v}" for k, v in paths.items())]
+    argv += ["--configs=4", "--factor=2", "--proxies=none", "--brief-seeds=2"]
+    assert main([*argv, f"--save={journal}", "--workers=1"]) == 0
+    text = capsys.readouterr().out
+    assert "brief mean" in text and "12 jobs read back" in text
+    taus = [held["brief_training"]["kendall_tau"], held["brief_training_s1"]["kendall_tau"]]
+    assert f"over the 2 seeds its tau averages {sum(taus) / 2:.3f}" in text
 
 
 def test_a_journal_keyed_the_old_way_is_still_reused(tmp_path: Path) -> None:

@@ -386,7 +386,7 @@ def test_fidelity_ranks_the_supernet_against_the_references_a_training_recipe_ma
 ):
     # The supernet recipe's references are its from-scratch training runs: the same jobs as a
     # training recipe with the same training keys, read back from that recipe's journal.
-    from archsearch.fidelity import run_fidelity
+    from archsearch.fidelity import kendall_tau, run_fidelity
     from archsearch.profiles import Profile
 
     monkeypatch.setenv("ARCHSEARCH_CACHE_DIR", str(tmp_path / "cache"))
@@ -405,6 +405,30 @@ def test_fidelity_ranks_the_supernet_against_the_references_a_training_recipe_ma
         assert mine.long_bpb == theirs.long_bpb and mine.short_bpb == theirs.short_bpb
         config = ArchConfig.from_dict(mine.arch)
         assert mine.supernet_bpb == pytest.approx(inherited_bpb(saved, config, recipe), abs=1e-9)
+
+    # Two supernet trainings: the first is the one above (cached, not trained again), the
+    # second the supernet of the recipe with the next seed, scored on the first's bytes.
+    twice = run_fidelity(space, profile, recipe, **common, supernet_seeds=2)
+    assert twice.reused_jobs == 8 and twice.supernet_seeds == 2
+    other, _ = load_supernet(
+        supernet_dir(space, recipe.replace(seed=recipe.seed + 1)) / "supernet.pt"
+    )
+    long_loss = [r.long_bpb for r in twice.results]
+    for mine, once in zip(twice.results, report.results, strict=True):
+        config = ArchConfig.from_dict(mine.arch)
+        assert mine.supernet_runs[0] == mine.supernet_bpb == once.supernet_bpb
+        assert mine.supernet_runs[1] == pytest.approx(
+            inherited_bpb(other, config, recipe), abs=1e-9
+        )
+    first = [r.supernet_runs[0] for r in twice.results]
+    second = [r.supernet_runs[1] for r in twice.results]
+    assert first != second  # another training, other weights
+    held = twice.correlations
+    assert held["supernet"] == report.correlations["supernet"]
+    assert held["supernet_s1"]["kendall_tau"] == pytest.approx(kendall_tau(second, long_loss))
+    mean = [(a + b) / 2 for a, b in zip(first, second, strict=True)]
+    assert held["supernet_mean"]["kendall_tau"] == pytest.approx(kendall_tau(mean, long_loss))
+    assert "supernet_s1" not in report.correlations
 
 
 def test_finalists_come_from_the_better_scored_half_of_the_front(tmp_path):

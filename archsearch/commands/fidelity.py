@@ -69,6 +69,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "YAML path; each must be one of --space's): a journal's references, drawn before "
         "--space grew, measure an evaluator over the grown space without retraining",
     )
+    fidelity.add_argument(
+        "--brief-seeds",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train each configuration briefly N times (recipe seeds counting up) and report "
+        "each seed's tau and their mean score's (default 1)",
+    )
+    fidelity.add_argument(
+        "--supernet-seeds",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with a supernet evaluator: train its supernet N times (recipe seeds counting up), "
+        "each scoring every configuration, and report each training's tau and their mean "
+        "score's (default 1)",
+    )
     fidelity.add_argument("--json", action="store_true", help="print the report as JSON")
     fidelity.set_defaults(handler=handle)
 
@@ -101,6 +118,8 @@ def handle(args: argparse.Namespace) -> int:
         journal=Path(args.save) if args.save else None,
         reference_seeds=args.reference_seeds,
         sample_space=load_space(args.sample_space) if args.sample_space else None,
+        supernet_seeds=args.supernet_seeds,
+        brief_seeds=args.brief_seeds,
     )
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
@@ -144,6 +163,10 @@ def print_report(report) -> None:
     scores = (["brief score"] if blend else []) + (["supernet"] if supernet else [])
     scores += ["fine-tuned"] if tuned else []
     scores += ["less offs."] if adjusted else []
+    trainings = report.supernet_seeds if report.supernet_seeds > 1 else 0
+    briefs = report.brief_seeds if report.brief_seeds > 1 else 0
+    scores += ["brief mean"] if briefs else []
+    scores += (["sn mean"] + (["offs. mean"] if adjusted else [])) if trainings else []
     header = f"{'#':>3} {'MACs':>12} {'brief bpb':>10} {'ref bpb':>9}  " + "".join(
         f"{name:>11}" for name in [*scores, *runs, *proxies]
     )
@@ -153,6 +176,10 @@ def print_report(report) -> None:
         cells += f"{result.supernet_bpb:>11.4f}" if supernet else ""
         cells += f"{result.finetuned_bpb:>11.4f}" if tuned else ""
         cells += f"{result.offset_bpb:>11.4f}" if adjusted else ""
+        cells += f"{_mean(result.short_scores):>11.4f}" if briefs else ""
+        if trainings:
+            cells += f"{_mean(result.supernet_runs):>11.4f}"
+            cells += f"{_mean(result.offset_runs):>11.4f}" if adjusted else ""
         cells += "".join(f"{bpb:>11.4f}" for bpb in result.long_runs) if seeds > 1 else ""
         cells += "".join(f"{result.proxies.get(name, math.nan):>11.4g}" for name in proxies)
         print(
@@ -171,8 +198,24 @@ def print_report(report) -> None:
             f"  {name:<18} Kendall tau {values['kendall_tau']:>6.3f} [{low:>6.3f}, {high:>6.3f}]   "
             f"Spearman {values['spearman']:>6.3f}   over {values['n']}"
         )
+    for count, name, what in (
+        (briefs, "brief_training", "each configuration trained briefly again"),
+        (trainings, "supernet", "the supernet trained again"),
+    ):
+        if count:
+            names = [name, *(f"{name}_s{seed}" for seed in range(1, count))]
+            held = report.correlations
+            taus = [held[n]["kendall_tau"] for n in names if n in held]
+            print(
+                f"  ({name}_s1 ...: {what} from recipe seeds 1 ...; over the {count} seeds its "
+                f"tau averages {_mean(taus):.3f}; {name}_mean ranks by their mean score)"
+            )
     if "reference_repeat" in report.correlations:
         print(
             "  (reference_repeat: the first two reference seeds' runs against each other; "
             "a brief recipe cannot be expected to agree with the reference better than that)"
         )
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else math.nan

@@ -32,16 +32,23 @@ class FidelityResult:
     short_curve: list[dict[str, float]] = field(default_factory=list)
     long_curve: list[dict[str, float]] = field(default_factory=list)
     long_runs: list[float] = field(default_factory=list)
+    # each brief seed's bpb and score, in seed order (the first is ``short_bpb`` / ``short_score``)
+    short_runs: list[float] = field(default_factory=list)
+    short_scores: list[float] = field(default_factory=list)
     proxies: dict[str, float] = field(default_factory=dict)
     failed: list[str] = field(default_factory=list)
     supernet_bpb: float = math.nan  # inherited-weights score, for a supernet recipe
     finetuned_bpb: float = math.nan  # the same after the recipe's fine-tuning (finetune_steps)
     offset_bpb: float = math.nan  # supernet_bpb less its layers' family offsets (``offsets``)
+    # with several supernet trainings (``supernet_seeds``): each one's raw score and score less
+    # its own offsets, in seed order (the first is ``supernet_bpb`` / ``offset_bpb``)
+    supernet_runs: list[float] = field(default_factory=list)
+    offset_runs: list[float] = field(default_factory=list)
 
 
 @dataclass(frozen=True, eq=False)  # identity: a recipe holds unhashable parts
 class Job:
-    """One unit of work: train a configuration (``short`` or ``long``, the latter once per
+    """One unit of work: train a configuration (``short`` once per brief seed, ``long`` once per
     reference seed, ``replica`` counting from 0) or score its proxies."""
 
     kind: str
@@ -62,6 +69,7 @@ def plan(
     reference_seeds: int,
     with_proxies: bool,
     factor: int,
+    brief_seeds: int = 1,
 ) -> list[Job]:
     """Every job of a measurement, longest first (so the last to finish is a short one)."""
     count = range(len(results))
@@ -70,7 +78,11 @@ def plan(
         for k in range(reference_seeds)
         for i in count
     ]
-    jobs += [Job("short", i, recipe) for i in count]
+    jobs += [
+        Job("short", i, recipe.replace(seed=recipe.seed + k) if k else recipe, k)
+        for k in range(brief_seeds)
+        for i in count
+    ]
     jobs += [Job("proxies", i, recipe) for i in count] if with_proxies else []
     return sorted(jobs, key=lambda job: -_cost(job, results, factor))
 
@@ -97,8 +109,10 @@ def _record_run(result: FidelityResult, job: Job, outcome: dict[str, Any]) -> No
     """A training job's outcome into its configuration's result."""
     bpb, wall = outcome.get("val_bpb", math.nan), outcome.get("wall_s", 0.0)
     if job.kind == "short":
-        result.short_bpb, result.short_wall_s = bpb, wall
-        result.short_curve = outcome.get("curve", [])
+        result.short_runs[job.replica] = bpb
+        if job.replica == 0:
+            result.short_bpb, result.short_wall_s = bpb, wall
+            result.short_curve = outcome.get("curve", [])
         return
     result.long_runs[job.replica] = bpb
     result.long_wall_s += wall

@@ -74,6 +74,8 @@ class FidelityReport:
     reused_jobs: int = 0  # read back from the journal instead of run (their CPU is in cpu_s)
     reference_seeds: int = 1  # long runs per configuration, averaged
     sample_space: str | None = None  # the configurations were drawn from this space instead
+    supernet_seeds: int = 0  # supernet trainings that scored them (0: not a supernet recipe)
+    brief_seeds: int = 1  # brief runs per configuration, each ranked on its own and averaged
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -81,11 +83,13 @@ class FidelityReport:
         return finite_or_none(out)
 
 
-def brief_score(result: FidelityResult, recipe: Recipe) -> float:
-    """What the recipe scores a brief run by: its bpb, less ``weight`` x the blend's proxy."""
+def brief_score(result: FidelityResult, recipe: Recipe, bpb: float | None = None) -> float:
+    """What the recipe scores a brief run by: its bpb (the first brief seed's unless ``bpb``),
+    less ``weight`` x the blend's proxy."""
+    bpb = result.short_bpb if bpb is None else bpb
     if recipe.blend is None:
-        return result.short_bpb
-    return recipe.blend.score(result.short_bpb, result.proxies.get(recipe.blend.proxy, math.nan))
+        return bpb
+    return recipe.blend.score(bpb, result.proxies.get(recipe.blend.proxy, math.nan))
 
 
 def correlations(
@@ -99,7 +103,9 @@ def correlations(
     with two or more reference seeds, ``reference_repeat`` is the first two seeds' agreement.
     ``blended``: the recipe's score is not the bpb alone, which ``brief_val_bpb`` then gives.
     ``supernet``: the recipe scores by inherited weights (``supernet``), beside the brief
-    training of the same configurations."""
+    training of the same configurations; with several supernet trainings, also each later
+    one's (``supernet_s1`` ...) and their mean score's (``supernet_mean``), raw and less
+    offsets (``supernet_offsets_s1`` ..., ``supernet_offsets_mean``)."""
     long_loss = [r.long_bpb for r in results]
     out = {}
     if supernet:
@@ -108,7 +114,17 @@ def correlations(
             out["supernet_finetuned"] = correlation([r.finetuned_bpb for r in results], long_loss)
         if any(math.isfinite(r.offset_bpb) for r in results):
             out["supernet_offsets"] = correlation([r.offset_bpb for r in results], long_loss)
+        out.update(_over_trainings(results, long_loss))
     out["brief_training"] = correlation([r.short_score for r in results], long_loss)
+    briefs = min((len(r.short_scores) for r in results), default=0)
+    if briefs >= 2:
+        for seed in range(1, briefs):
+            out[f"brief_training_s{seed}"] = correlation(
+                [r.short_scores[seed] for r in results], long_loss
+            )
+        out["brief_training_mean"] = correlation(
+            [sum(r.short_scores) / briefs for r in results], long_loss
+        )
     if blended:
         out["brief_val_bpb"] = correlation([r.short_bpb for r in results], long_loss)
     if results and all(len(r.long_runs) >= 2 for r in results):
@@ -120,6 +136,23 @@ def correlations(
         out[f"proxy:{name}"] = correlation(
             [r.proxies.get(name, math.nan) for r in results], negated
         )
+    return out
+
+
+def _over_trainings(results: Sequence[FidelityResult], long_loss: list[float]) -> dict[str, Any]:
+    """The correlations of each supernet training after the first, and of their mean score
+    (an ensemble of the trainings), raw and less offsets; empty with one training."""
+    out: dict[str, Any] = {}
+    for name, runs in (
+        ("supernet", [r.supernet_runs for r in results]),
+        ("supernet_offsets", [r.offset_runs for r in results]),
+    ):
+        count = min((len(run) for run in runs), default=0)
+        if count < 2 or not any(math.isfinite(v) for run in runs for v in run):
+            continue
+        for seed in range(1, count):
+            out[f"{name}_s{seed}"] = correlation([run[seed] for run in runs], long_loss)
+        out[f"{name}_mean"] = correlation([sum(run) / len(run) for run in runs], long_loss)
     return out
 
 
@@ -137,6 +170,8 @@ def run_fidelity(
     journal: Path | None = None,
     reference_seeds: int = 1,
     sample_space: SearchSpace | None = None,
+    supernet_seeds: int = 1,
+    brief_seeds: int = 1,
 ) -> FidelityReport:
     """Sample, train at both budgets, compute proxies, correlate (module docstring).
 
@@ -146,15 +181,29 @@ def run_fidelity(
     ``sample_space``: draw the configurations from this space instead of ``space`` (each
     must be one of ``space``'s): a journal's references drawn before ``space`` grew stay its
     references, and a supernet recipe is still trained over ``space``.
+    ``brief_seeds``: brief runs per configuration (recipe seeds counting up), each ranked
+    on its own beside the first and by their mean score: one seed's tau is one draw of brief
+    training's noise.
+    ``supernet_seeds``: a supernet recipe's supernet trained this many times (recipe seeds
+    counting up), each scoring every configuration: one training's tau is one draw of its
+    training noise.
     """
     proxies = _checked_inputs(space, recipe, proxies, configs, factor, workers, reference_seeds)
+    check_count("--supernet-seeds", supernet_seeds)
+    check_count("--brief-seeds", brief_seeds)
+    if supernet_seeds > 1 and recipe.supernet is None:
+        raise InputError(
+            f"evaluator '{recipe.name}' has no supernet to train several times",
+            key="--supernet-seeds",
+        )
     scored_by, recipe = recipe, recipe.training  # jobs are the same with or without a blend
     long_recipe = recipe.replace(token_budget=factor * recipe.token_budget)
     candidates = sample_region(sample_space or space, profile, recipe, configs, seed=seed)
     results = [FidelityResult(c.arch, c.family, c.macs, c.params) for c in candidates]
     for result in results:
         result.long_runs = [math.nan] * reference_seeds
-    jobs = plan(results, recipe, long_recipe, reference_seeds, bool(proxies), factor)
+        result.short_runs = [math.nan] * brief_seeds
+    jobs = plan(results, recipe, long_recipe, reference_seeds, bool(proxies), factor, brief_seeds)
 
     wall_start = time.perf_counter()
     cpu_total = 0.0
@@ -178,8 +227,9 @@ def run_fidelity(
     for result in results:
         result.long_bpb = sum(result.long_runs) / reference_seeds  # nan if any run failed
         result.short_score = brief_score(result, scored_by)
+        result.short_scores = [brief_score(result, scored_by, bpb) for bpb in result.short_runs]
     if scored_by.supernet is not None:
-        _score_by_supernet(space, profile, scored_by, results, workers, say)
+        _score_by_supernet(space, profile, scored_by, results, workers, say, supernet_seeds)
     return FidelityReport(
         space=space.name,
         profile=profile.name,
@@ -204,6 +254,8 @@ def run_fidelity(
         reused_jobs=len(reused),
         reference_seeds=reference_seeds,
         sample_space=sample_space.name if sample_space is not None else None,
+        supernet_seeds=supernet_seeds if scored_by.supernet is not None else 0,
+        brief_seeds=brief_seeds,
     )
 
 
@@ -214,12 +266,18 @@ def _score_by_supernet(
     results: list[FidelityResult],
     workers: int,
     say: Progress,
+    seeds: int = 1,
 ) -> None:
     """Each configuration's inherited-weights score from the space's supernet (trained now
     with ``workers`` threads unless cached): what a supernet search ranks candidates by; and,
     when the recipe fine-tunes (``finetune_steps``), its score after that, which a search's
     shortlist is re-ranked by; with ``offsets``, the score less its family offsets, which a
-    search ranks by then (measured on the profile's first design baseline, as ``run`` does)."""
+    search ranks by then (measured on the profile's first design baseline, as ``run`` does).
+
+    With ``seeds`` > 1 the supernet is trained that many times, from recipe seeds counting up
+    (each cached as any supernet is), and each training scores every configuration, raw and
+    less its own offsets; all are scored on the first recipe's validation bytes, so the
+    trainings differ in their weights alone. Only the first is fine-tuned (seconds each)."""
     from archsearch.search.baselines import reference_design
     from archsearch.supernet.finetune import finetuned_from_file
     from archsearch.supernet.offsets import measure_offsets
@@ -227,23 +285,33 @@ def _score_by_supernet(
     from archsearch.supernet.store import ensure_supernet
 
     assert recipe.supernet is not None
-    path = ensure_supernet(space, recipe, threads=workers, log=say)
-    offsets = None
-    if recipe.supernet.offsets:
-        reference = reference_design(space, profile)
-        offsets = measure_offsets(space, path, recipe, reference, workers=workers, say=say)
-    for index, result in enumerate(results, 1):
-        config = ArchConfig.from_dict(result.arch)
-        try:
-            result.supernet_bpb = score_from_file(path, config, recipe)
-            if recipe.supernet.finetune_steps:
-                result.finetuned_bpb = finetuned_from_file(path, config, recipe)
-            if offsets is not None:
-                result.offset_bpb = result.supernet_bpb - offsets.of(config)
-        except (RuntimeError, ValueError) as exc:  # outside the supernet: recorded, not fatal
-            result.failed.append(f"supernet: {type(exc).__name__}: {exc}")
-        tuned = f", fine-tuned {result.finetuned_bpb:.4f}" if recipe.supernet.finetune_steps else ""
-        say(f"supernet #{index} ({result.macs:,} MACs): {result.supernet_bpb:.4f} bpb{tuned}")
+    reference = reference_design(space, profile) if recipe.supernet.offsets else None
+    for seed in range(seeds):
+        trained = recipe.replace(seed=recipe.seed + seed)
+        if seeds > 1:
+            say(f"supernet training {seed + 1} of {seeds} (recipe seed {trained.seed})")
+        path = ensure_supernet(space, trained, threads=workers, log=say)
+        offsets = None
+        if recipe.supernet.offsets:
+            offsets = measure_offsets(space, path, recipe, reference, workers=workers, say=say)
+        for index, result in enumerate(results, 1):
+            config = ArchConfig.from_dict(result.arch)
+            raw = adjusted = tuned = math.nan
+            try:
+                raw = score_from_file(path, config, recipe)
+                if offsets is not None:
+                    adjusted = raw - offsets.of(config)
+                if seed == 0 and recipe.supernet.finetune_steps:
+                    tuned = finetuned_from_file(path, config, recipe)
+            except (RuntimeError, ValueError) as exc:  # outside the supernet: recorded, not fatal
+                result.failed.append(f"supernet: {type(exc).__name__}: {exc}")
+            result.supernet_runs.append(raw)
+            result.offset_runs.append(adjusted)
+            if seed == 0:
+                result.supernet_bpb, result.offset_bpb, result.finetuned_bpb = raw, adjusted, tuned
+            shown = f", fine-tuned {tuned:.4f}" if math.isfinite(tuned) else ""
+            label = f"supernet s{seed}" if seeds > 1 else "supernet"
+            say(f"{label} #{index} ({result.macs:,} MACs): {raw:.4f} bpb{shown}")
 
 
 def _checked_inputs(
