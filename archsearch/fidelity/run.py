@@ -114,17 +114,14 @@ def correlations(
             out["supernet_finetuned"] = correlation([r.finetuned_bpb for r in results], long_loss)
         if any(math.isfinite(r.offset_bpb) for r in results):
             out["supernet_offsets"] = correlation([r.offset_bpb for r in results], long_loss)
-        out.update(_over_trainings(results, long_loss))
+        for name, runs in (
+            ("supernet", [r.supernet_runs for r in results]),
+            ("supernet_offsets", [r.offset_runs for r in results]),
+        ):
+            if any(math.isfinite(v) for run in runs for v in run):
+                out.update(_per_seed(name, runs, long_loss))
     out["brief_training"] = correlation([r.short_score for r in results], long_loss)
-    briefs = min((len(r.short_scores) for r in results), default=0)
-    if briefs >= 2:
-        for seed in range(1, briefs):
-            out[f"brief_training_s{seed}"] = correlation(
-                [r.short_scores[seed] for r in results], long_loss
-            )
-        out["brief_training_mean"] = correlation(
-            [sum(r.short_scores) / briefs for r in results], long_loss
-        )
+    out.update(_per_seed("brief_training", [r.short_scores for r in results], long_loss))
     if blended:
         out["brief_val_bpb"] = correlation([r.short_bpb for r in results], long_loss)
     if results and all(len(r.long_runs) >= 2 for r in results):
@@ -139,20 +136,18 @@ def correlations(
     return out
 
 
-def _over_trainings(results: Sequence[FidelityResult], long_loss: list[float]) -> dict[str, Any]:
-    """The correlations of each supernet training after the first, and of their mean score
-    (an ensemble of the trainings), raw and less offsets; empty with one training."""
-    out: dict[str, Any] = {}
-    for name, runs in (
-        ("supernet", [r.supernet_runs for r in results]),
-        ("supernet_offsets", [r.offset_runs for r in results]),
-    ):
-        count = min((len(run) for run in runs), default=0)
-        if count < 2 or not any(math.isfinite(v) for run in runs for v in run):
-            continue
-        for seed in range(1, count):
-            out[f"{name}_s{seed}"] = correlation([run[seed] for run in runs], long_loss)
-        out[f"{name}_mean"] = correlation([sum(run) / len(run) for run in runs], long_loss)
+def _per_seed(name: str, runs: list[list[float]], long_loss: list[float]) -> dict[str, Any]:
+    """For scores measured over several seeds (each configuration's ``runs``, in seed order):
+    ``<name>_s1`` ... for each seed after the first, and ``<name>_mean`` for their mean score
+    (an ensemble of the seeds); empty with one seed."""
+    count = min((len(run) for run in runs), default=0)
+    if count < 2:
+        return {}
+    out = {
+        f"{name}_s{seed}": correlation([run[seed] for run in runs], long_loss)
+        for seed in range(1, count)
+    }
+    out[f"{name}_mean"] = correlation([sum(run) / len(run) for run in runs], long_loss)
     return out
 
 
