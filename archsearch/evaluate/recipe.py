@@ -230,21 +230,14 @@ class SupernetSettings:
         _integer(self, "finalists", minimum=0)
         _integer(self, "refine", minimum=0)
         _integer(self, "refine_rounds", minimum=1)
-        for key, allowed in (("refine_by", REFINE_BY), ("refine_from", REFINE_FROM)):
-            if getattr(self, key) not in allowed:
-                raise InputError(
-                    f"must be one of {', '.join(allowed)}, got {getattr(self, key)!r}", key=key
-                )
+        _choice(self, "refine_by", REFINE_BY)
+        _choice(self, "refine_from", REFINE_FROM)
         if self.refine_by == "family" and not self.finetune_steps:
             raise InputError(
                 "ranks the family swaps by fine-tuning them: set finetune_steps > 0 too",
                 key="refine_by",
             )
-        if self.finalists_by not in FINALIST_RULES:
-            raise InputError(
-                f"must be one of {', '.join(FINALIST_RULES)}, got {self.finalists_by!r}",
-                key="finalists_by",
-            )
+        _choice(self, "finalists_by", FINALIST_RULES)
         if not isinstance(self.finalist_evaluator, str) or not self.finalist_evaluator:
             raise InputError(
                 f"must name a training recipe, got {self.finalist_evaluator!r}",
