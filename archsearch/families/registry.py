@@ -26,11 +26,12 @@ FAMILY_MODULES = (
     "glu",
 )
 MEMORY_MODULE = "memory"
+FAMILY_KEYS = ("attention", "ffn")  # the per-layer keys whose value names a registered family
 
 
 @lru_cache(maxsize=1)
 def _tables() -> dict[str, dict[str, FamilySpec]]:
-    tables: dict[str, dict[str, FamilySpec]] = {"attention": {}, "ffn": {}}
+    tables: dict[str, dict[str, FamilySpec]] = {kind: {} for kind in FAMILY_KEYS}
     settings: dict[str, str] = {}
     for module_name in FAMILY_MODULES:
         spec = importlib.import_module(f"archsearch.families.{module_name}").SPEC

@@ -33,6 +33,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from archsearch.families.registry import FAMILY_KEYS  # what refine_by: family swaps
 from archsearch.search import trial_attrs as attrs
 from archsearch.search.mutations import arch_key, mutations, stack_neighbours, values_of
 from archsearch.search.resume import recover_interrupted, trained_count
@@ -42,9 +43,6 @@ PLAN_ATTR = "refine"  # on the companion study: one {"parent", "params", ...} pe
 
 # architectures (``ArchConfig`` dicts) -> (fine-tuned score, why it failed or '') of each
 Scorer = Callable[[Sequence[dict[str, Any]]], list[tuple[float, str]]]
-
-
-FAMILY_PARAMETERS = ("attention", "ffn")  # what refine_by: family swaps, kind by kind
 
 
 def plan_round(
@@ -80,7 +78,7 @@ def plan_round(
     if by == "family":
         if score is None:
             raise ValueError("refine_by family needs a scorer")
-        swaps = stack_neighbours(space, profile, parent.params, rng, taken, FAMILY_PARAMETERS)
+        swaps = stack_neighbours(space, profile, parent.params, rng, taken, FAMILY_KEYS)
         archs = [space.to_config(values_of(space, p)).to_dict() for _, p in swaps]
         pool = [  # a failed score is None (and why): JSON has no NaN
             {"swap": name, "params": p, "finetuned_bpb": value if math.isfinite(value) else None}

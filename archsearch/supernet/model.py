@@ -28,6 +28,7 @@ from torch import nn
 from archsearch.config import ArchConfig
 from archsearch.errors import InputError
 from archsearch.families import attention_spec
+from archsearch.families.registry import FAMILY_KEYS  # their weights are family-private
 from archsearch.space import RandomDraws, SearchSpace
 from archsearch.supernet.sharing import Placement, placement, shared_name
 
@@ -249,9 +250,6 @@ def sample_config(space: SearchSpace, rng: random.Random, tries: int = 100) -> A
         if config is not None:
             return config
     raise InputError(f"no valid configuration in {tries} draws", key="constraints")
-
-
-FAMILY_KEYS = ("attention", "ffn")  # the per-layer choices whose weights are family-private
 
 
 def covering_configs(

@@ -33,11 +33,10 @@ from typing import Any
 from archsearch.config import ArchConfig, LayerConfig
 from archsearch.errors import InputError
 from archsearch.evaluate.recipe import Recipe
-from archsearch.families.registry import specs
+from archsearch.families.registry import FAMILY_KEYS, specs
 from archsearch.families.validate import validate_config
 from archsearch.space import SearchSpace
 
-FAMILY_KEYS = ("attention", "ffn")  # the per-layer keys whose choice is a family
 FORMAT = "archsearch-offsets-v1"
 
 
