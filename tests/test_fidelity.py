@@ -57,6 +57,16 @@ def _inputs() -> tuple[SearchSpace, Profile, Recipe]:
     )
 
 
+def _cli(tmp_path: Path) -> list[str]:
+    """``archsearch fidelity`` on ``_inputs()``, written as the YAML files the command reads."""
+    paths = {
+        "space": write_yaml(tmp_path / "space.yaml", WIDE_SPACE),
+        "profile": write_yaml(tmp_path / "profile.yaml", TINY_PROFILE),
+        "evaluator": write_yaml(tmp_path / "recipe.yaml", TINY_RECIPE),
+    }
+    return ["fidelity", *(f"--{k}={v}" for k, v in paths.items())]
+
+
 # ---- correlation functions -------------------------------------------------------------------
 
 
@@ -287,12 +297,7 @@ def test_cli_in_two_processes_matches_the_serial_run(
     """Spawned one-thread workers give the very losses the in-process run gives."""
     space, profile, recipe = _inputs()
     serial = run_fidelity(space, profile, recipe, configs=4, factor=2, workers=1, proxies=[])
-    paths = {
-        "space": write_yaml(tmp_path / "space.yaml", WIDE_SPACE),
-        "profile": write_yaml(tmp_path / "profile.yaml", TINY_PROFILE),
-        "evaluator": write_yaml(tmp_path / "recipe.yaml", TINY_RECIPE),
-    }
-    argv = ["fidelity", *(f"--{k}={v}" for k, v in paths.items())]
+    argv = _cli(tmp_path)
     argv += ["--configs=4", "--factor=2", "--workers=2", "--proxies=none", "--json"]
     assert main(argv) == 0
     parallel = json.loads(capsys.readouterr().out)
@@ -323,11 +328,7 @@ def test_cli_in_two_processes_matches_the_serial_run(
 def test_cli_rejects_bad_flags_with_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, key: str
 ) -> None:
-    space = write_yaml(tmp_path / "space.yaml", WIDE_SPACE)
-    profile = write_yaml(tmp_path / "profile.yaml", TINY_PROFILE)
-    recipe = write_yaml(tmp_path / "recipe.yaml", TINY_RECIPE)
-    argv = ["fidelity", f"--space={space}", f"--profile={profile}", f"--evaluator={recipe}", flag]
-    assert main(argv) == 2
+    assert main([*_cli(tmp_path), flag]) == 2
     assert key in capsys.readouterr().err
 
 
@@ -411,12 +412,7 @@ def test_reference_seeds_average_runs_that_one_seed_runs_would_give(
     assert "reference_repeat" not in one.correlations
 
     # The command re-prints it from the journal, with each seed's column, training nothing.
-    paths = {
-        "space": write_yaml(tmp_path / "space.yaml", WIDE_SPACE),
-        "profile": write_yaml(tmp_path / "profile.yaml", TINY_PROFILE),
-        "evaluator": write_yaml(tmp_path / "recipe.yaml", TINY_RECIPE),
-    }
-    argv = ["fidelity", *(f"--{k}={v}" for k, v in paths.items())]
+    argv = _cli(tmp_path)
     argv += ["--configs=4", "--factor=2", "--proxies=none", "--reference-seeds=2"]
     assert main([*argv, f"--save={journal}", "--workers=1"]) == 0
     text = capsys.readouterr().out
@@ -455,12 +451,7 @@ def test_brief_seeds_rank_each_seed_and_their_mean_with_the_runs_one_seed_runs_w
     assert "brief_training_s1" not in one.correlations
 
     # The command re-prints it from the journal, with the mean's column, training nothing.
-    paths = {
-        "space": write_yaml(tmp_path / "space.yaml", WIDE_SPACE),
-        "profile": write_yaml(tmp_path / "profile.yaml", TINY_PROFILE),
-        "evaluator": write_yaml(tmp_path / "recipe.yaml", TINY_RECIPE),
-    }
-    argv = ["fidelity", *(f"--{k}={v}" for k, v in paths.items())]
+    argv = _cli(tmp_path)
     argv += ["--configs=4", "--factor=2", "--proxies=none", "--brief-seeds=2"]
     assert main([*argv, f"--save={journal}", "--workers=1"]) == 0
     text = capsys.readouterr().out
