@@ -21,6 +21,7 @@ none twice.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -109,7 +110,7 @@ def layer_kinds(space: SearchSpace) -> list[Kind]:
                 if n not in varied
                 for values in [space.params[n].values()]
             )
-            for combination in _combinations([space.params[n].values() for n in varied]):
+            for combination in itertools.product(*(space.params[n].values() for n in varied)):
                 kinds.append(
                     Kind(key, str(name), tuple(zip(varied, combination, strict=True)), middle)
                 )
@@ -121,15 +122,6 @@ def _heads(space: SearchSpace) -> list[int]:
     if "heads" not in space.params:
         return []
     return sorted((int(v) for v in space.params["heads"].values()), reverse=True)
-
-
-def _combinations(domains: list[list[Any]]) -> Iterator[tuple[Any, ...]]:
-    if not domains:
-        yield ()
-        return
-    for head in domains[0]:
-        for rest in _combinations(domains[1:]):
-            yield (head, *rest)
 
 
 def probe(reference: ArchConfig, kind: Kind, heads: Sequence[int] = ()) -> ArchConfig:
