@@ -53,7 +53,7 @@ def main() -> None:
         for k in range(args.seeds)
     ]
     for path in paths:
-        loaded_supernet(Path(path))  # loaded once, before any timing
+        loaded_supernet(path)  # loaded once, before any timing
     for report in reports:
         results = json.loads(report.read_text())["results"]
         configs = [ArchConfig.from_dict(r["arch"]) for r in results]
@@ -63,7 +63,7 @@ def main() -> None:
             scoring = recipe.replace(supernet=settings)
             taus, started = [], time.process_time()
             for path in paths:
-                scores = [score_from_file(Path(path), c, scoring) for c in configs]
+                scores = [score_from_file(path, c, scoring) for c in configs]
                 taus.append(kendall_tau(scores, long_bpb))
             each = (time.process_time() - started) / (len(paths) * len(configs))
             print(
